@@ -1,0 +1,233 @@
+"""``callscribe`` command line: serve, transcribe, stream, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .config import Config
+from .errors import CallscribeError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+def _config(args: argparse.Namespace, **extra) -> Config:
+    overrides = {
+        "model": getattr(args, "model", None),
+        "model_dir": getattr(args, "model_dir", None),
+        "device": getattr(args, "device", None),
+        "compute_type": getattr(args, "compute_type", None),
+        "language": getattr(args, "language", None),
+        "redis_url": getattr(args, "redis_url", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "beam_size_final": getattr(args, "beam_size", None),
+        **extra,
+    }
+    return Config.load(getattr(args, "config", None), **overrides)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+    p.add_argument("--model", help="base | tiny.en | path (default: base)")
+    p.add_argument("--model-dir", help="CTranslate2 Whisper model directory")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--compute-type", help="int8, float16, int8_float16, ... (default: auto)")
+    p.add_argument("--language", help="zh, en, ... or auto (default: auto)")
+    p.add_argument("--beam-size", type=int, help="beam size for finals (default 5)")
+
+
+# --- transcribe ----------------------------------------------------------------------------------
+async def _transcribe(args: argparse.Namespace) -> int:
+    from .asr.engine import WhisperEngine
+    from .events import Transcript, to_json
+    from .filerun import load_call_audio, run_call
+    from .pipeline import Pipeline
+
+    cfg = _config(args, partials=args.partials)
+    channels, names = load_call_audio(args.file, cfg)
+    engine = await asyncio.to_thread(WhisperEngine, cfg)
+    pipeline = Pipeline(cfg, engine)
+    await pipeline.start()
+    out = sys.stdout
+
+    def on_event(event) -> None:
+        if args.json:
+            out.write(to_json(event) + "\n")
+            out.flush()
+        elif isinstance(event, Transcript) and event.is_final and event.text:
+            out.write(f"[{event.start_ms / 1000:7.2f} - {event.end_ms / 1000:7.2f}] {event.channel:>8}: {event.text}\n")
+            out.flush()
+
+    t0 = time.monotonic()
+    ended = await run_call(pipeline, channels, names, call_id=args.call_id, language=cfg.language, listener=on_event)
+    await pipeline.stop()
+    if not args.json:
+        secs = time.monotonic() - t0
+        print(f"-- {ended.finals} finals, {ended.duration_ms / 1000:.1f} s of audio in {secs:.1f} s ({engine.description})", file=sys.stderr)
+    return 0
+
+
+# --- serve ---------------------------------------------------------------------------------------
+async def _serve(args: argparse.Namespace) -> int:
+    from .service import Service
+
+    cfg = _config(args)
+    service = Service(cfg)
+    await service.start(progress=lambda s: print(f"callscribe: {s}", file=sys.stderr, flush=True))
+    print(f"callscribe: Redis at {service.redis_url}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await service.stop()
+    return 0
+
+
+# --- stream --------------------------------------------------------------------------------------
+async def _stream(args: argparse.Namespace) -> int:
+    from .events import Transcript, to_json
+    from .gateway.client import IngestClient
+
+    def on_event(event) -> None:
+        if args.json:
+            print(to_json(event), flush=True)
+        elif isinstance(event, Transcript) and event.is_final and event.text:
+            print(f"[{event.start_ms / 1000:7.2f}] {event.channel:>8}: {event.text}", flush=True)
+
+    client = IngestClient(args.url)
+    meta = dict(kv.split("=", 1) for kv in args.meta or [])
+    result = await client.stream_file(
+        args.file, call_id=args.call_id, speed=None if args.speed <= 0 else args.speed, encoding=args.encoding,
+        sample_rate_hz=args.sample_rate, language=args.language or "auto", metadata=meta, on_event=on_event,
+    )
+    if result.errors:
+        for err in result.errors:
+            print(f"server error {err.get('code')}: {err.get('reason')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- demo ----------------------------------------------------------------------------------------
+async def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from .filerun import load_call_audio
+    from .gateway.client import IngestClient
+    from .service import Service
+    from .stream import read_call, read_finals
+    from .tui import CaptionBoard
+
+    console = Console()
+    cfg = _config(args, data_dir=args.data_dir)
+    files = [Path(f) for f in args.files] or sorted(DATA_DIR.glob("demo_call_*.wav"))
+    if not files:
+        console.print("[red]no demo audio found[/red]")
+        return 2
+    service = Service(cfg)
+    with console.status("starting callscribe") as status:
+        await service.start(progress=lambda s: status.update(s), port=0)
+    console.print(f"[bold]callscribe demo[/bold]: {service.engine.description}; ingest {service.ingest.url}; Redis {service.redis_url}")
+    board = CaptionBoard()
+    client = IngestClient(service.ingest.url)
+    t0 = time.monotonic()
+    try:
+        with Live(board.render(), console=console, refresh_per_second=8, transient=False) as live:
+            def on_event(event) -> None:
+                board.update(event)
+                live.update(board.render())
+
+            jobs = []
+            for i, f in enumerate(files):
+                channels, names = load_call_audio(f, cfg)
+                call_id = f"demo-{f.stem.removeprefix('demo_call_')}-{int(time.time())}"
+                meta = {"caller_number": f"1380013{8000 + i:04d}", "agent_id": f"agent-{7 + i:03d}", "queue": "demo"}
+                jobs.append(client.stream(channels, names, call_id=call_id, speed=args.speed, metadata=meta, on_event=on_event))
+            results = await asyncio.gather(*jobs)
+        wall = time.monotonic() - t0
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(service.redis_url)
+        table = Table(title="Transcripts in Redis")
+        for col in ("call", "per-call stream", "entries", "finals", "partials", "audio s"):
+            table.add_column(col)
+        from .stream import keys
+
+        await service.publisher.flush(10)
+        for res in results:
+            events = await read_call(r, cfg, res.call_id)
+            finals = [e for e in events if getattr(e, "is_final", False)]
+            partials = [e for e in events if getattr(e, "is_final", None) is False]
+            ended = res.ended
+            table.add_row(res.call_id, keys.call_stream(cfg, res.call_id), str(len(events)), str(len(finals)), str(len(partials)),
+                          f"{ended.duration_ms / 1000:.1f}" if ended else "?")
+        console.print(table)
+        global_finals = await read_finals(r, cfg)
+        await r.aclose()
+        stats = service.pipeline.scheduler.stats
+        console.print(
+            f"global finals stream [bold]{keys.finals_stream(cfg)}[/bold]: {len(global_finals)} entries. "
+            f"ASR: {stats.batches} batches, {stats.finals_decoded} finals + {stats.partials_decoded} partials decoded, "
+            f"{stats.partials_skipped} partials skipped; wall {wall:.1f} s"
+        )
+        console.print(f"Read them: redis-cli -u {service.redis_url} XRANGE {keys.finals_stream(cfg)} - +   (embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
+    finally:
+        await service.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callscribe", description="Real-time call transcription and monitoring.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("transcribe", help="run a recording through the streaming pipeline as fast as possible")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="one event per line as JSON")
+    p.add_argument("--partials", action="store_true", help="also decode partials (slower)")
+    p.add_argument("--call-id")
+    _add_model_args(p)
+
+    p = sub.add_parser("serve", help="WebSocket ingest + ASR + Redis")
+    _add_model_args(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--redis-url")
+
+    p = sub.add_parser("stream", help="play a recording into a running server")
+    p.add_argument("file")
+    p.add_argument("--url", default="ws://127.0.0.1:8765/v1/ingest")
+    p.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = as fast as possible")
+    p.add_argument("--encoding", default="pcm16", choices=["pcm16", "mulaw", "alaw"])
+    p.add_argument("--sample-rate", type=int, default=16000, choices=[8000, 16000])
+    p.add_argument("--language")
+    p.add_argument("--call-id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--meta", action="append", help="metadata key=value (repeatable)")
+
+    p = sub.add_parser("demo", help="everything embedded: stream the bundled demo calls, live captions")
+    _add_model_args(p)
+    p.add_argument("files", nargs="*", help="recordings to stream instead of the bundled demo calls")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--data-dir", default=None)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo}[args.cmd]
+    try:
+        return asyncio.run(runner(args))
+    except KeyboardInterrupt:
+        return 130
+    except CallscribeError as exc:
+        print(f"callscribe: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

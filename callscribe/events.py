@@ -1,0 +1,224 @@
+"""The events that flow through callscribe, and their one wire form (Redis stream entry fields / JSON).
+
+Every producer and consumer imports these classes; nothing builds event dicts by hand. Each entry carries
+``type`` and ``v`` (schema version). Readers accept versions <= SCHEMA_VERSION (older ones are upgraded in
+``_upgrade``) and reject newer ones with SchemaError, so a rolling upgrade never misreads data.
+
+Field encoding in Redis: every value is a string; ints in decimal, floats with repr, ``words`` and
+``metadata`` as compact JSON. ``to_json`` / ``from_json`` give the same content as a JSON object (used by the
+WebSocket protocol and ``callscribe transcribe --json``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, Mapping, Union
+
+from .errors import SchemaError
+
+SCHEMA_VERSION = 1
+
+Channel = Literal["customer", "agent", "mixed"]
+CHANNELS: tuple[str, ...] = ("customer", "agent", "mixed")
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds (the unit of every *_at_ms field)."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word (or, in Chinese, one token of characters) with its time in the call, in ms."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A call's audio started arriving. ``metadata`` holds caller/called number, agent id, queue, ..."""
+
+    TYPE: ClassVar[str] = "call_started"
+    call_id: str
+    channels: tuple[str, ...]
+    language: str = "auto"
+    sample_rate_hz: int = 16000
+    encoding: str = "pcm16"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    started_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Text of one utterance (segment) on one channel.
+
+    ``segment_id`` is stable across the partial revisions of one utterance; ``revision`` counts them from 0,
+    and the final has the highest revision. ``start_ms``/``end_ms`` are offsets from the start of the call's
+    audio. ``speech_end_at_ms`` (finals) is the wall-clock time the endpoint was detected, so
+    ``emitted_at_ms - speech_end_at_ms`` is the decode latency a consumer sees.
+    """
+
+    TYPE: ClassVar[str] = "transcript"
+    call_id: str
+    channel: str
+    segment_id: str
+    revision: int
+    is_final: bool
+    text: str
+    start_ms: int
+    end_ms: int
+    language: str
+    confidence: float
+    words: tuple[Word, ...] = ()
+    emitted_at_ms: int = field(default_factory=now_ms)
+    speech_end_at_ms: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "final" if self.is_final else "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """A call's audio stopped; every final of the call was emitted before this event."""
+
+    TYPE: ClassVar[str] = "call_ended"
+    call_id: str
+    duration_ms: int
+    reason: str  # "hangup" | "client_end" | "disconnect" | "timeout" | "error" | "eof" | "shutdown"
+    finals: int = 0
+    ended_at_ms: int = field(default_factory=now_ms)
+
+
+Event = Union[CallStarted, Transcript, CallEnded]
+_TYPES: dict[str, type] = {c.TYPE: c for c in (CallStarted, Transcript, CallEnded)}
+
+
+# ---------------------------------------------------------------------------------------------------
+def to_dict(event: Event) -> dict[str, Any]:
+    """JSON-ready dict: ``type``, ``v`` and the dataclass fields (words as objects)."""
+    d = asdict(event)
+    if isinstance(event, Transcript):
+        d["kind"] = event.kind
+    if isinstance(event, CallStarted):
+        d["channels"] = list(event.channels)
+        d["metadata"] = dict(event.metadata)
+    return {"type": event.TYPE, "v": SCHEMA_VERSION, **d}
+
+
+def to_json(event: Event) -> str:
+    return json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def to_fields(event: Event) -> dict[str, str]:
+    """Flat string fields for a Redis stream entry."""
+    out: dict[str, str] = {}
+    for key, value in to_dict(event).items():
+        if isinstance(value, bool):
+            out[key] = "1" if value else "0"
+        elif isinstance(value, (list, dict, tuple)):
+            out[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        else:
+            out[key] = str(value)
+    return out
+
+
+def from_fields(fields: Mapping[bytes | str, bytes | str]) -> Event:
+    """Parse a Redis stream entry (bytes or str keys/values) into its event."""
+    d: dict[str, Any] = {}
+    for k, v in fields.items():
+        key = k.decode() if isinstance(k, bytes) else k
+        d[key] = v.decode() if isinstance(v, bytes) else v
+    return from_dict(d, strings=True)
+
+
+def from_json(text: str | bytes) -> Event:
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise SchemaError(f"not JSON: {exc}") from exc
+    if not isinstance(d, dict):
+        raise SchemaError("event must be a JSON object")
+    return from_dict(d, strings=False)
+
+
+def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
+    """Build an event from a dict; ``strings`` when every value is a string (Redis fields)."""
+    try:
+        version = int(d.get("v", 1))
+        kind = d["type"]
+    except (KeyError, ValueError) as exc:
+        raise SchemaError(f"event without a valid type/v: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"event schema v{version} is newer than this reader (v{SCHEMA_VERSION}); upgrade callscribe")
+    cls = _TYPES.get(kind)
+    if cls is None:
+        raise SchemaError(f"unknown event type {kind!r}")
+    d = _upgrade(dict(d), version)
+    try:
+        if cls is Transcript:
+            words = d.get("words") or []
+            if isinstance(words, str):
+                words = json.loads(words)
+            return Transcript(
+                call_id=str(d["call_id"]),
+                channel=str(d["channel"]),
+                segment_id=str(d["segment_id"]),
+                revision=int(d["revision"]),
+                is_final=_bool(d["is_final"]),
+                text=str(d["text"]),
+                start_ms=int(d["start_ms"]),
+                end_ms=int(d["end_ms"]),
+                language=str(d["language"]),
+                confidence=float(d["confidence"]),
+                words=tuple(Word(str(w["text"]), int(w["start_ms"]), int(w["end_ms"]), float(w["probability"])) for w in words),
+                emitted_at_ms=int(d.get("emitted_at_ms", 0)),
+                speech_end_at_ms=int(d.get("speech_end_at_ms", 0)),
+            )
+        if cls is CallStarted:
+            channels = d["channels"]
+            metadata = d.get("metadata") or {}
+            if isinstance(channels, str):
+                channels = json.loads(channels)
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            return CallStarted(
+                call_id=str(d["call_id"]),
+                channels=tuple(str(c) for c in channels),
+                language=str(d.get("language", "auto")),
+                sample_rate_hz=int(d.get("sample_rate_hz", 16000)),
+                encoding=str(d.get("encoding", "pcm16")),
+                metadata={str(k): str(v) for k, v in dict(metadata).items()},
+                started_at_ms=int(d.get("started_at_ms", 0)),
+            )
+        return CallEnded(
+            call_id=str(d["call_id"]),
+            duration_ms=int(d["duration_ms"]),
+            reason=str(d["reason"]),
+            finals=int(d.get("finals", 0)),
+            ended_at_ms=int(d.get("ended_at_ms", 0)),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SchemaError(f"bad {kind} event: {exc!r}") from exc
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    return str(v).lower() in ("1", "true")
+
+
+def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring an older entry up to SCHEMA_VERSION. v1 is the first version: nothing to do yet."""
+    return d
+
+
+__all__ = [
+    "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Event",
+    "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
+]

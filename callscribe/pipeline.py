@@ -1,0 +1,295 @@
+"""The spine: per-call audio -> VAD -> the shared batch scheduler -> ordered events -> sinks.
+
+:class:`Pipeline` owns what every call shares (the engine's scheduler and the event sink, usually the Redis
+publisher). :class:`CallSession` is one live call: it runs VAD per channel, asks the scheduler for partials
+while speech goes on and submits finals at each endpoint, and emits the call's events strictly in order
+through one emitter task, so a partial never lands after its own final and finals keep their order.
+
+Backpressure: ``push`` awaits when the scheduler holds ``max_pending_finals`` finals; the emitter awaits the
+sink. Partials are best-effort everywhere; finals are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Protocol
+
+import numpy as np
+
+from callscribe.asr.engine import DecodeRequest, DecodeResult
+from callscribe.asr.scheduler import BatchScheduler, PartialTicket
+from callscribe.vad import ChannelVad, SpeechAborted, SpeechEnded, SpeechStarted
+
+from .config import Config
+from .errors import CapacityError
+from .events import CallEnded, CallStarted, Event, Transcript, now_ms
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Event], "Awaitable[None] | None"]
+MIN_PARTIAL_AUDIO_MS = 500
+LOCK_MIN_AUDIO_MS = 2000
+LOCK_MIN_PROBABILITY = 0.8
+
+
+class EventSink(Protocol):
+    async def publish(self, event: Event) -> None: ...
+
+
+class NullSink:
+    """A sink that keeps nothing (``transcribe`` without Redis)."""
+
+    async def publish(self, event: Event) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Channel:
+    name: str
+    vad: ChannelVad
+    seq: int = 0  # segment counter
+    open_seq: int = -1  # segment in progress, -1 when none
+    revision: int = 0  # next revision of the open segment
+    partials_emitted: int = 0
+    last_partial_req_ms: int = -10_000
+    speech_end_wall_ms: int = 0
+    finals: int = 0
+
+
+@dataclass(slots=True)
+class CallStats:
+    partials: int = 0
+    finals: int = 0
+    dropped_segments: int = 0
+    aborted_segments: int = 0
+    partial_intervals_ms: list[int] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, engine, sink: EventSink | None = None) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.sink: EventSink = sink or NullSink()
+        self.scheduler = BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals)
+        self.calls: dict[str, CallSession] = {}
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            await call.end("shutdown")
+        await self.scheduler.stop()
+
+    async def open_call(self, started: CallStarted, listener: Listener | None = None) -> "CallSession":
+        """Register a call and emit its CallStarted. Raises CapacityError at ``max_calls``."""
+        if started.call_id in self.calls:
+            raise CapacityError(f"call {started.call_id} is already live")
+        if len(self.calls) >= self.cfg.max_calls:
+            raise CapacityError(f"worker at capacity ({self.cfg.max_calls} live calls); retry later or add workers")
+        session = CallSession(self, started, listener)
+        self.calls[started.call_id] = session
+        await session.start()
+        return session
+
+
+class CallSession:
+    def __init__(self, pipeline: Pipeline, started: CallStarted, listener: Listener | None) -> None:
+        self.pipeline = pipeline
+        self.cfg = pipeline.cfg
+        self.started = started
+        self.call_id = started.call_id
+        self.listener = listener
+        lang = started.language if started.language and started.language != "auto" else self.cfg.language
+        self.language: str | None = None if lang == "auto" else lang
+        self.channels = [_Channel(name, ChannelVad(self.cfg)) for name in started.channels]
+        self.stats = CallStats()
+        self._out: asyncio.Queue[tuple] = asyncio.Queue()
+        self._emitter: asyncio.Task[None] | None = None
+        self._ended: CallEnded | None = None
+        self._closing = False
+        self._last_partial_emit: dict[int, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._emitter = asyncio.create_task(self._emit_loop(), name=f"emit-{self.call_id}")
+        self._out.put_nowait(("event", self.started))
+
+    async def push(self, channel: int, samples: np.ndarray) -> None:
+        """Feed 16 kHz float32 audio of one channel (any chunk size). Awaits under backpressure."""
+        if self._closing:
+            return
+        ch = self.channels[channel]
+        for ev in ch.vad.push(samples):
+            await self._on_vad(channel, ev)
+        if self.cfg.partials and ch.open_seq >= 0:
+            self._maybe_request_partial(channel)
+
+    async def end(self, reason: str = "hangup") -> CallEnded:
+        """Flush VAD, wait for every final of the call to be emitted, then emit CallEnded. Idempotent."""
+        if self._ended is not None:
+            return self._ended
+        if self._closing:
+            while self._ended is None:
+                await asyncio.sleep(0.01)
+            return self._ended
+        self._closing = True
+        for i, ch in enumerate(self.channels):
+            self.pipeline.scheduler.cancel_partial((self.call_id, i))
+            for ev in ch.vad.flush():
+                await self._on_vad(i, ev)
+        duration_ms = max((ch.vad.now_ms for ch in self.channels), default=0)
+        ended = CallEnded(self.call_id, duration_ms, reason, finals=0)
+        self._out.put_nowait(("end", ended))
+        if self._emitter is not None:
+            await self._emitter
+        self._ended = ended = CallEnded(self.call_id, duration_ms, reason, finals=self.stats.finals, ended_at_ms=ended.ended_at_ms)
+        self.pipeline.calls.pop(self.call_id, None)
+        return ended
+
+    # --- VAD events -> scheduler -------------------------------------------------------------------
+    async def _on_vad(self, index: int, ev) -> None:
+        ch = self.channels[index]
+        if isinstance(ev, SpeechStarted):
+            ch.open_seq = ch.seq
+            ch.seq += 1
+            ch.revision = 0
+            ch.partials_emitted = 0
+            ch.last_partial_req_ms = ch.vad.now_ms  # first partial after MIN_PARTIAL_AUDIO_MS of audio
+        elif isinstance(ev, SpeechAborted):
+            self.stats.aborted_segments += 1
+            await self._close_open(index, ch, None, ev)
+        elif isinstance(ev, SpeechEnded):
+            await self._close_open(index, ch, ev, ev)
+
+    async def _close_open(self, index: int, ch: _Channel, final_audio: SpeechEnded | None, ev) -> None:
+        seq = ch.open_seq if ch.open_seq >= 0 else ch.seq
+        ch.open_seq = -1
+        self.pipeline.scheduler.cancel_partial((self.call_id, index))
+        if final_audio is None:
+            if ch.partials_emitted:  # retract captions of an utterance that turned out not to be speech
+                self._out.put_nowait(("retract", index, seq, ch.revision, ev.start_ms))
+            return
+        ch.speech_end_wall_ms = now_ms()
+        await self._submit_final(index, ch, seq, final_audio)
+
+    async def _submit_final(self, index: int, ch: _Channel, seq: int, ev: SpeechEnded) -> None:
+        req = DecodeRequest(ev.audio, True, self.language, ev.start_ms)
+        fut = await self.pipeline.scheduler.submit_final(req)
+        self._out.put_nowait(("final", index, seq, ch.revision, ev, fut, ch.speech_end_wall_ms, ch.partials_emitted))
+
+    def _maybe_request_partial(self, index: int) -> None:
+        ch = self.channels[index]
+        now = ch.vad.now_ms
+        if now - ch.last_partial_req_ms < self.cfg.partial_interval_s * 1000:
+            return
+        if now - ch.vad.endpointer.segment_start_ms < MIN_PARTIAL_AUDIO_MS or not ch.vad.speech_confirmed():
+            return
+        ch.last_partial_req_ms = now
+        seq = ch.open_seq
+
+        def snapshot() -> DecodeRequest | None:
+            if ch.open_seq != seq or self._closing:
+                return None
+            return DecodeRequest(ch.vad.current_audio(), False, self.language, ch.vad.endpointer.segment_start_ms)
+
+        def deliver(res: DecodeResult) -> None:
+            start_ms = ch.vad.endpointer.segment_start_ms
+            self._out.put_nowait(("partial", index, seq, res, start_ms, ch.vad.now_ms))
+
+        self.pipeline.scheduler.request_partial((self.call_id, index), PartialTicket(snapshot, deliver))
+
+    # --- ordered emission --------------------------------------------------------------------------
+    async def _emit_loop(self) -> None:
+        while True:
+            item = await self._out.get()
+            kind = item[0]
+            try:
+                if kind == "event":
+                    await self._emit(item[1])
+                elif kind == "partial":
+                    await self._emit_partial(*item[1:])
+                elif kind == "final":
+                    await self._emit_final(*item[1:])
+                elif kind == "retract":
+                    _, index, seq, revision, start_ms = item
+                    await self._emit(self._transcript(index, seq, revision, True, "", start_ms, start_ms, None, ()))
+                elif kind == "end":
+                    ended: CallEnded = item[1]
+                    await self._emit(CallEnded(self.call_id, ended.duration_ms, ended.reason, self.stats.finals, ended.ended_at_ms))
+                    return
+            except Exception:  # one bad event must not stop the call's other events
+                log.exception("call %s: emitting %s failed", self.call_id, kind)
+
+    async def _emit_partial(self, index: int, seq: int, res: DecodeResult, start_ms: int, end_ms: int) -> None:
+        ch = self.channels[index]
+        if ch.open_seq != seq or not res.text:
+            return  # its final is already on the way, or nothing to show
+        t = self._transcript(index, seq, ch.revision, False, res.text, start_ms, end_ms, res, ())
+        ch.revision += 1
+        ch.partials_emitted += 1
+        now = now_ms()
+        last = self._last_partial_emit.get(index)
+        if last is not None:
+            self.stats.partial_intervals_ms.append(now - last)
+        self._last_partial_emit[index] = now
+        self.stats.partials += 1
+        await self._emit(t)
+
+    async def _emit_final(self, index, seq, revision, ev: SpeechEnded, fut, speech_end_wall_ms, partials_emitted) -> None:
+        ch = self.channels[index]
+        try:
+            res: DecodeResult = await fut
+        except Exception:
+            log.exception("call %s: final decode failed for segment %s", self.call_id, seq)
+            return
+        self._last_partial_emit.pop(index, None)
+        revision = max(revision, ch.revision)
+        if not res.text:
+            self.stats.dropped_segments += 1
+            if ch.partials_emitted or partials_emitted:
+                await self._emit(self._transcript(index, seq, revision, True, "", ev.start_ms, ev.end_ms, res, (), speech_end_wall_ms))
+                self.stats.finals += 1
+            return
+        self._maybe_lock_language(res, ev)
+        t = self._transcript(index, seq, revision, True, res.text, ev.start_ms, ev.end_ms, res, res.words, speech_end_wall_ms)
+        self.stats.finals += 1
+        ch.finals += 1
+        await self._emit(t)
+
+    def _maybe_lock_language(self, res: DecodeResult, ev: SpeechEnded) -> None:
+        if self.language is None and self.cfg.language_lock and res.language:
+            if res.language_probability >= LOCK_MIN_PROBABILITY and ev.end_ms - ev.start_ms >= LOCK_MIN_AUDIO_MS:
+                self.language = res.language
+                log.info("call %s: language locked to %s (p=%.2f)", self.call_id, res.language, res.language_probability)
+
+    def _transcript(self, index, seq, revision, is_final, text, start_ms, end_ms, res, words, speech_end_at_ms=0) -> Transcript:
+        ch = self.channels[index]
+        return Transcript(
+            call_id=self.call_id,
+            channel=ch.name,
+            segment_id=f"{self.call_id}/{ch.name}/{seq}",
+            revision=revision,
+            is_final=is_final,
+            text=text,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            language=(res.language if res else "") or (self.language or ""),
+            confidence=res.confidence if res else 0.0,
+            words=tuple(words),
+            speech_end_at_ms=speech_end_at_ms,
+        )
+
+    async def _emit(self, event: Event) -> None:
+        await self.pipeline.sink.publish(event)
+        if self.listener is not None:
+            try:
+                r = self.listener(event)
+                if inspect.isawaitable(r):
+                    await r
+            except Exception:
+                log.exception("call %s: listener failed", self.call_id)
+

@@ -1,0 +1,61 @@
+"""Wires the stages into a running service: Redis (external or embedded) -> publisher -> model ->
+pipeline -> WebSocket ingest. Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from callscribe.asr.engine import WhisperEngine
+from callscribe.gateway.ingest import IngestServer
+from callscribe.stream import RedisPublisher, ensure_redis
+
+from .config import Config
+from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, cfg: Config, engine: WhisperEngine | None = None) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.redis_url = ""
+        self._embedded = None
+        self.publisher: RedisPublisher | None = None
+        self.pipeline: Pipeline | None = None
+        self.ingest: IngestServer | None = None
+
+    async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None) -> None:
+        progress("starting Redis" if not self.cfg.redis_url else f"connecting to {self.cfg.redis_url}")
+        self.redis_url, self._embedded = await ensure_redis(self.cfg)
+        self.publisher = RedisPublisher(self.cfg, self.redis_url)
+        await self.publisher.start()
+        if self.engine is None:
+            progress(f"loading Whisper model {self.cfg.model_dir or self.cfg.model}")
+            self.engine = await asyncio.to_thread(WhisperEngine, self.cfg)
+            progress(f"warming up {self.engine.description}")
+            await asyncio.to_thread(self.engine.warmup)
+        self.pipeline = Pipeline(self.cfg, self.engine, self.publisher)
+        await self.pipeline.start()
+        self.ingest = IngestServer(self.cfg, self.pipeline)
+        await self.ingest.start(port=port)
+        progress(f"listening on {self.ingest.url}")
+
+    async def stop(self) -> None:
+        if self.ingest is not None:
+            await self.ingest.stop()
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+
+    async def __aenter__(self) -> "Service":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()

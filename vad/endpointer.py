@@ -1,0 +1,173 @@
+"""Endpointing state machine: per-frame speech flags in, utterance boundaries out. Pure logic, no I/O.
+
+States: SILENCE -> (enough voiced frames in a short window) -> SPEECH -> (trailing silence >= hangover) ->
+SILENCE. A segment keeps ``pre_roll_ms`` of audio before the onset (so first consonants are not clipped) and
+a little trailing silence (Whisper ends words more reliably with some). A segment longer than
+``max_segment_ms`` is cut at its quietest frame in the second half, and the rest continues as the next
+segment, so every segment fits one 30 s Whisper window. Segments with less than ``min_speech_ms`` of voiced
+audio are aborted (coughs, clicks).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointerConfig:
+    frame_ms: int = 20
+    start_ms: int = 120
+    start_window_ms: int = 200
+    hangover_ms: int = 500
+    pre_roll_ms: int = 200
+    tail_ms: int = 200
+    min_speech_ms: int = 250
+    max_segment_ms: int = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    """A finished utterance. ``audio`` is float32 16 kHz, owned by the receiver."""
+
+    audio: np.ndarray
+    start_ms: int
+    end_ms: int
+    voiced_ms: int
+    reason: Literal["silence", "max_length", "flush"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechAborted:
+    start_ms: int
+    reason: str
+
+
+VadEvent = Union[SpeechStarted, SpeechEnded, SpeechAborted]
+
+
+class Endpointer:
+    """Feed one frame at a time with ``push(frame, is_speech)``; collect the events it returns.
+
+    Time is counted in frames from the first frame pushed, so ``start_ms``/``end_ms`` are offsets into the
+    channel's audio, independent of wall-clock.
+    """
+
+    def __init__(self, config: EndpointerConfig | None = None, sample_rate_hz: int = 16000) -> None:
+        self.cfg = config or EndpointerConfig()
+        self.frame_len = sample_rate_hz * self.cfg.frame_ms // 1000
+        f = self.cfg.frame_ms
+        self._start_frames = max(1, self.cfg.start_ms // f)
+        self._window = deque(maxlen=max(self._start_frames, self.cfg.start_window_ms // f))
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=max(self._window.maxlen, self.cfg.pre_roll_ms // f))
+        self._hangover_frames = max(1, self.cfg.hangover_ms // f)
+        self._tail_frames = min(self._hangover_frames, self.cfg.tail_ms // f)
+        self._max_frames = max(2, self.cfg.max_segment_ms // f)
+        self._min_voiced_frames = max(1, self.cfg.min_speech_ms // f)
+        self.frames_seen = 0
+        self.in_speech = False
+        self._seg: list[np.ndarray] = []
+        self._seg_voiced: list[bool] = []
+        self._seg_start_frame = 0
+        self._silence_run = 0
+
+    # --- public ------------------------------------------------------------------------------------
+    @property
+    def segment_start_ms(self) -> int:
+        return self._seg_start_frame * self.cfg.frame_ms
+
+    @property
+    def now_ms(self) -> int:
+        return self.frames_seen * self.cfg.frame_ms
+
+    def current_audio(self) -> np.ndarray:
+        """Audio of the segment in progress (for partials); empty when not in speech."""
+        if not self.in_speech or not self._seg:
+            return np.zeros(0, np.float32)
+        return np.concatenate(self._seg)
+
+    def push(self, frame: np.ndarray, is_speech: bool) -> list[VadEvent]:
+        events: list[VadEvent] = []
+        self.frames_seen += 1
+        if not self.in_speech:
+            self._pre_roll.append(frame)
+            self._window.append(is_speech)
+            if sum(self._window) >= self._start_frames:
+                self.in_speech = True
+                self._seg = list(self._pre_roll)
+                # flags for pre-roll frames: those inside the window carry their flag, older ones are silence
+                flags = list(self._window)
+                self._seg_voiced = [False] * (len(self._seg) - len(flags)) + flags[-len(self._seg):]
+                self._seg_start_frame = self.frames_seen - len(self._seg)
+                self._silence_run = 0
+                self._pre_roll.clear()
+                self._window.clear()
+                events.append(SpeechStarted(self.segment_start_ms))
+            return events
+
+        self._seg.append(frame)
+        self._seg_voiced.append(is_speech)
+        self._silence_run = 0 if is_speech else self._silence_run + 1
+        if self._silence_run >= self._hangover_frames:
+            events.append(self._close(keep_frames=len(self._seg) - self._silence_run + self._tail_frames, reason="silence"))
+        elif len(self._seg) >= self._max_frames:
+            events.extend(self._cut_at_quietest())
+        return events
+
+    def flush(self) -> list[VadEvent]:
+        """End of stream: close any open segment (its trailing silence trimmed like an endpoint)."""
+        if not self.in_speech:
+            return []
+        return [self._close(keep_frames=len(self._seg) - self._silence_run + self._tail_frames, reason="flush")]
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _close(self, keep_frames: int, reason: str) -> VadEvent:
+        keep = max(1, min(keep_frames, len(self._seg)))
+        voiced = sum(self._seg_voiced[:keep])
+        start_ms = self.segment_start_ms
+        audio = np.concatenate(self._seg[:keep])
+        self._reset()
+        if voiced < self._min_voiced_frames:
+            return SpeechAborted(start_ms, "too_short")
+        end_ms = start_ms + keep * self.cfg.frame_ms
+        return SpeechEnded(audio, start_ms, end_ms, voiced * self.cfg.frame_ms, reason)  # type: ignore[arg-type]
+
+    def _cut_at_quietest(self) -> list[VadEvent]:
+        energies = np.array([float(np.dot(f, f)) for f in self._seg])
+        half = len(self._seg) // 2
+        # smooth over 5 frames so one quiet frame inside a word does not win
+        smooth = np.convolve(energies, np.ones(5) / 5, mode="same")
+        cut = half + int(np.argmin(smooth[half:]))
+        cut = max(1, min(cut, len(self._seg) - 1))
+        start_ms = self.segment_start_ms
+        voiced = sum(self._seg_voiced[:cut])
+        audio = np.concatenate(self._seg[:cut])
+        rest, rest_flags = self._seg[cut:], self._seg_voiced[cut:]
+        self._seg, self._seg_voiced = rest, rest_flags
+        self._seg_start_frame += cut
+        self._silence_run = 0
+        for flag in reversed(rest_flags):
+            if flag:
+                break
+            self._silence_run += 1
+        end_ms = start_ms + cut * self.cfg.frame_ms
+        return [
+            SpeechEnded(audio, start_ms, end_ms, voiced * self.cfg.frame_ms, "max_length"),
+            SpeechStarted(self.segment_start_ms),
+        ]
+
+    def _reset(self) -> None:
+        self.in_speech = False
+        self._seg = []
+        self._seg_voiced = []
+        self._silence_run = 0
+        self._window.clear()
+        self._pre_roll.clear()

@@ -1,0 +1,43 @@
+"""Silero VAD gate, using the ONNX model that ships inside faster-whisper (no download).
+
+webrtcvad fires on any loud periodic sound (hold music, DTMF, line noise); Silero is a neural speech
+detector that rejects those. Running it on every 20 ms of thousands of calls would cost too much CPU, so it
+runs once per finished segment and, for partials, on the audio added since the last check.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+CHUNK = 512  # samples at 16 kHz (32 ms): the window Silero v5/v6 expects
+
+
+@lru_cache(maxsize=1)
+def _model():
+    from faster_whisper.vad import get_vad_model
+
+    return get_vad_model()
+
+
+_lock = threading.Lock()
+
+
+def speech_probabilities(audio: np.ndarray) -> np.ndarray:
+    """One probability per 32 ms chunk of 16 kHz float32 audio (zero-padded to a whole chunk)."""
+    if audio.size == 0:
+        return np.zeros(0, np.float32)
+    pad = (-audio.size) % CHUNK
+    if pad:
+        audio = np.pad(audio, (0, pad))
+    with _lock:  # one onnxruntime session shared by every channel
+        out = _model()(audio.astype(np.float32, copy=False))
+    return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def speech_ms(audio: np.ndarray, threshold: float) -> int:
+    """Milliseconds of ``audio`` Silero judges to be speech."""
+    probs = speech_probabilities(audio)
+    return int(np.count_nonzero(probs >= threshold) * CHUNK * 1000 // 16000)
