@@ -131,16 +131,19 @@ def to_fields(event: Event) -> dict[str, str]:
 def from_fields(fields: Mapping[bytes | str, bytes | str]) -> Event:
     """Parse a Redis stream entry (bytes or str keys/values) into its event."""
     d: dict[str, Any] = {}
-    for k, v in fields.items():
-        key = k.decode() if isinstance(k, bytes) else k
-        d[key] = v.decode() if isinstance(v, bytes) else v
+    try:
+        for k, v in fields.items():
+            key = k.decode() if isinstance(k, bytes) else k
+            d[key] = v.decode() if isinstance(v, bytes) else v
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"event field is not UTF-8: {exc}") from exc
     return from_dict(d, strings=True)
 
 
 def from_json(text: str | bytes) -> Event:
     try:
         d = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise SchemaError(f"not JSON: {exc}") from exc
     if not isinstance(d, dict):
         raise SchemaError("event must be a JSON object")
@@ -152,8 +155,10 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
     try:
         version = int(d.get("v", 1))
         kind = d["type"]
-    except (KeyError, ValueError) as exc:
-        raise SchemaError(f"event without a valid type/v: {exc}") from exc
+        if not isinstance(kind, str):
+            raise TypeError(f"type must be a string, not {type(kind).__name__}")
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise SchemaError(f"event without a valid type/v: {exc!r}") from exc
     if version > SCHEMA_VERSION:
         raise SchemaError(f"event schema v{version} is newer than this reader (v{SCHEMA_VERSION}); upgrade callscribe")
     cls = _TYPES.get(kind)
@@ -203,7 +208,7 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
             finals=int(d.get("finals", 0)),
             ended_at_ms=int(d.get("ended_at_ms", 0)),
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:  # Overflow: int(1e400)
         raise SchemaError(f"bad {kind} event: {exc!r}") from exc
 
 

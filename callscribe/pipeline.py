@@ -158,7 +158,7 @@ class CallSession:
             ch.seq += 1
             ch.revision = 0
             ch.partials_emitted = 0
-            ch.last_partial_req_ms = ch.vad.now_ms  # first partial after MIN_PARTIAL_AUDIO_MS of audio
+            ch.last_partial_req_ms = -10**9  # first partial as soon as MIN_PARTIAL_AUDIO_MS of speech is in
         elif isinstance(ev, SpeechAborted):
             self.stats.aborted_segments += 1
             await self._close_open(index, ch, None, ev)
