@@ -27,6 +27,7 @@ class Config:
     data_dir: str = "var"
     """Where the embedded Redis keeps its AOF, and where model parts are joined once (cache)."""
     key_prefix: str = "callscribe"
+    """Prefix of every Redis key (see stream/keys.py)."""
     call_stream_maxlen: int = 10_000
     """Approximate MAXLEN of each per-call stream (partials included)."""
     global_stream_maxlen: int = 1_000_000
@@ -55,43 +56,61 @@ class Config:
     language_lock: bool = True
     """With `auto`, the first confident detection (>= 0.8 on >= 2 s of speech) fixes the call's language."""
     beam_size_final: int = 5
+    """Beam size for finals (5 = faster-whisper's default; 1 = greedy, cheaper)."""
     beam_size_partial: int = 1
+    """Beam size for partials (greedy: they are replaced anyway)."""
     temperature_fallback: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
     """Sampling temperatures retried for a final whose greedy/beam result fails the quality checks."""
     no_speech_threshold: float = 0.6
+    """With log_prob_threshold: a segment above this no-speech probability and below that log-prob is silence."""
     log_prob_threshold: float = -1.0
+    """Average token log-probability below which a final is retried at higher temperature."""
     compression_ratio_threshold: float = 2.4
+    """gzip ratio above which text is a repetition loop (retried, then collapsed)."""
     word_timestamps: bool = True
+    """Word times for finals (cross-attention alignment, batched)."""
     final_window: str = "full"
     """Encoder input for finals: `full` (30 s, what Whisper was trained on) or `dynamic` (segment length)."""
     partial_window: str = "dynamic"
+    """Encoder input for partials: `dynamic` (segment length, cheaper) or `full`."""
     max_batch_size: int = 16
+    """Most segments decoded in one batch (across all calls)."""
     partial_interval_s: float = 1.0
     """A live segment is re-decoded (a partial) at most this often."""
     partials: bool = True
+    """Decode partials at all (`transcribe` turns them off unless --partials)."""
     max_pending_finals: int = 256
     """Finals queued for decoding; past this, audio intake for new segments waits (backpressure)."""
 
     # --- VAD ---------------------------------------------------------------------------------------
     vad_aggressiveness: int = 2
+    """webrtcvad mode 0-3 (3 = most aggressive at calling audio non-speech)."""
     vad_frame_ms: int = 20
+    """VAD frame: 10, 20 or 30 ms."""
     vad_start_ms: int = 120
     """Voiced audio needed within `vad_start_window_ms` to open a segment."""
     vad_start_window_ms: int = 200
+    """Window in which `vad_start_ms` of voiced frames open a segment."""
     vad_hangover_ms: int = 500
     """Trailing silence that ends a segment (the endpoint)."""
     vad_pre_roll_ms: int = 200
+    """Audio kept before the detected onset, so first syllables are not clipped."""
     vad_min_speech_ms: int = 250
+    """Segments with less voiced audio are dropped (clicks, coughs)."""
     vad_max_segment_s: float = 20.0
+    """Longer speech is cut at its quietest point (every segment fits one 30 s window)."""
     silero: bool = True
     """Gate each segment with Silero VAD (ships inside faster-whisper) to drop noise, music and tones."""
     silero_threshold: float = 0.5
+    """Silero speech probability that counts as speech."""
     silero_min_speech_ms: int = 150
     """Audio with Silero probability >= threshold needed for a segment to be decoded."""
 
     # --- Ingest / gateway --------------------------------------------------------------------------
     host: str = "127.0.0.1"
+    """WebSocket ingest bind address."""
     port: int = 8765
+    """WebSocket ingest port (0 = any free port)."""
     max_calls: int = 200
     """Live calls per worker; more are refused (close 1013)."""
     max_frame_bytes: int = 64_000
@@ -194,7 +213,7 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
             items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
             return tuple(str(x).strip() for x in items if str(x).strip())
         return str(raw)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a TOML list/table where a number belongs
         raise ConfigError(f"{source}: {exc}") from exc
 
 
