@@ -101,7 +101,7 @@ class WhisperEngine:
         from faster_whisper import WhisperModel
 
         self.cfg = cfg
-        self.resolved = model or resolve(cfg.model, cfg.model_dir, cfg.data_path)
+        self.resolved = model or resolve(cfg.model, cfg.model_dir, cfg.cache_path)
         self.device, self.compute_type = pick_device(cfg)
         threads = cfg.cpu_threads or (os.cpu_count() or 1)
         self._fw = WhisperModel(

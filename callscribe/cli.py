@@ -65,24 +65,55 @@ async def _transcribe(args: argparse.Namespace) -> int:
             out.flush()
 
     t0 = time.monotonic()
-    ended = await run_call(pipeline, channels, names, call_id=args.call_id, language=cfg.language, listener=on_event)
-    await pipeline.stop()
+    total_s = max(c.size for c in channels) / 16000
+    with _progress(f"transcribing {Path(args.file).name}", total_s) as advance:
+        ended = await run_call(pipeline, channels, names, call_id=args.call_id, language=cfg.language,
+                               listener=on_event, on_progress=advance)
+        await pipeline.stop()
     if not args.json:
         secs = time.monotonic() - t0
         print(f"-- {ended.finals} finals, {ended.duration_ms / 1000:.1f} s of audio in {secs:.1f} s ({engine.description})", file=sys.stderr)
     return 0
 
 
+class _progress:
+    """A progress bar on stderr (rich; plain output when stderr is not a terminal) for long runs."""
+
+    def __init__(self, label: str, total_s: float) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s of audio"),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+        )
+        self._task = self._progress.add_task(label, total=total_s)
+
+    def __enter__(self):
+        self._progress.start()
+        return lambda done_s: self._progress.update(self._task, completed=done_s)
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+
 # --- serve ---------------------------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> int:
     from .service import Service
 
+    import signal
+
     cfg = _config(args)
     service = Service(cfg)
     await service.start(progress=lambda s: print(f"callscribe: {s}", file=sys.stderr, flush=True))
-    print(f"callscribe: Redis at {service.redis_url}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    print(f"callscribe: Redis at {service.redis_url}; Ctrl-C or SIGTERM to stop", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        print("callscribe: stopping: ending live calls and writing their finals", file=sys.stderr, flush=True)
     finally:
         await service.stop()
     return 0

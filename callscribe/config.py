@@ -25,7 +25,9 @@ class Config:
     redis_url: str = ""
     """Redis URL. Empty: start the bundled valkey-server (or redis-server on PATH) on a free port."""
     data_dir: str = "var"
-    """Where the embedded Redis keeps its AOF, and where model parts are joined once (cache)."""
+    """Where the embedded Redis keeps its append-only file (``<data_dir>/redis``)."""
+    cache_dir: str = "~/.cache/callscribe"
+    """Where split model packages are joined once (``<cache_dir>/models``) and reused."""
     key_prefix: str = "callscribe"
     """Prefix of every Redis key (see stream/keys.py)."""
     call_stream_maxlen: int = 10_000
@@ -177,6 +179,10 @@ class Config:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser()
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Config)}

@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -46,6 +47,7 @@ async def run_call(
     metadata: dict[str, str] | None = None,
     speed: float | None = None,
     listener: Listener | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> CallEnded:
     """Stream ``channels`` into a new call; ``speed`` None = as fast as possible, 1.0 = real time."""
     call_id = call_id or uuid.uuid4().hex[:12]
@@ -60,6 +62,8 @@ async def run_call(
                 part = samples[pos : pos + chunk]
                 if part.size:
                     await session.push(i, part)
+            if on_progress is not None:
+                on_progress(min(total, pos + chunk) / TARGET_RATE_HZ)
             if speed:
                 due = t0 + (pos + chunk) / TARGET_RATE_HZ / speed
                 delay = due - time.monotonic()

