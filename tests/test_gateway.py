@@ -161,3 +161,25 @@ async def test_capacity_refusal(service):
         async for _ in first:  # drain until the server closes normally
             pass
         assert first.close_code == 1000
+
+
+async def test_redis_killed_and_restarted_mid_call(service, redis_server):
+    """Through the whole service: every final of the call ends up in Redis exactly once, in order."""
+    client = IngestClient(service.ingest.url)
+    call = asyncio.create_task(stream_with_times(client, DEMO / "demo_call_en.wav", "redis-outage"))
+    await asyncio.sleep(8.0)
+    redis_server.kill()
+    await asyncio.sleep(10.0)  # finals decoded meanwhile wait in the publisher's buffer
+    assert not service.publisher.stats.redis_up
+    redis_server.start()
+    res, _, _ = await call
+    assert await service.publisher.flush(15)
+    r = aioredis.from_url(service.redis_url)
+    events = await read_call(r, service.cfg, "redis-outage")
+    finals = [e for e in events if isinstance(e, Transcript) and e.is_final]
+    assert [f for f in finals if f.text] == res.finals and len(res.finals) >= 6
+    assert len({(f.segment_id, f.revision) for f in finals}) == len(finals)  # no duplicates
+    assert isinstance(events[0], CallStarted) and isinstance(events[-1], CallEnded)
+    global_finals = [e for e in await read_finals(r, service.cfg, "redis-outage") if isinstance(e, Transcript)]
+    assert global_finals == finals
+    await r.aclose()
