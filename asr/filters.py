@@ -102,7 +102,8 @@ def collapse_repetitions(text: str, max_repeats: int = 2) -> str:
     """Collapse a unit repeated more than ``max_repeats`` times in a row to ``max_repeats`` copies.
 
     Works on characters for CJK and on words otherwise, for units of 1-15 characters/words:
-    "好的好的好的好的好的" -> "好的好的", "no no no no no no" -> "no no".
+    "好的好的好的好的好的" -> "好的好的", "no no no no no no" -> "no no". Numbers are left alone unless the run is
+    absurdly long: "验证码是888888" and "card ending 1 1 1 1" are what the caller said, not a decoding loop.
     """
     if not text:
         return text
@@ -119,7 +120,8 @@ def collapse_repetitions(text: str, max_repeats: int = 2) -> str:
                 reps = 1
                 while tokens[i + reps * size : i + (reps + 1) * size] == unit and len(unit) == size:
                     reps += 1
-                if reps > max_repeats and "".join(unit).strip():
+                limit = _MAX_NUMBER_REPEATS if _is_number(unit) else max_repeats
+                if reps > limit and "".join(unit).strip():
                     out.extend(unit * max_repeats)
                     i += reps * size
                     changed = True
@@ -128,6 +130,16 @@ def collapse_repetitions(text: str, max_repeats: int = 2) -> str:
                     i += 1
             tokens = out
     return ("" if cjk else " ").join(tokens)
+
+
+# A digit (group) repeated up to this many times is kept: codes, card and phone numbers, amounts.
+_MAX_NUMBER_REPEATS = 20
+_NUMERALS = frozenset("0123456789０１２３４５６７８９零〇一二三四五六七八九两幺")
+
+
+def _is_number(unit: list[str]) -> bool:
+    chars = "".join(unit).replace(" ", "")
+    return bool(chars) and all(c in _NUMERALS for c in chars)
 
 
 def _is_mostly_cjk(text: str) -> bool:

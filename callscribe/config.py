@@ -209,6 +209,8 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
                 return False
             raise ValueError(f"not a boolean: {raw!r}")
         if kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(f"not an integer: {raw!r}")
             return int(raw)
         if kind == "float":
             return float(raw)

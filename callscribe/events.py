@@ -192,6 +192,8 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
                 channels = json.loads(channels)
             if isinstance(metadata, str):
                 metadata = json.loads(metadata)
+            if not isinstance(channels, list) or not isinstance(metadata, dict):
+                raise TypeError("channels must be a list and metadata an object")
             return CallStarted(
                 call_id=str(d["call_id"]),
                 channels=tuple(str(c) for c in channels),

@@ -67,7 +67,8 @@ class Endpointer:
         f = self.cfg.frame_ms
         self._start_frames = max(1, self.cfg.start_ms // f)
         self._window = deque(maxlen=max(self._start_frames, self.cfg.start_window_ms // f))
-        self._pre_roll: deque[np.ndarray] = deque(maxlen=max(self._window.maxlen, self.cfg.pre_roll_ms // f))
+        self._pre_roll_frames = self.cfg.pre_roll_ms // f
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=self._window.maxlen + self._pre_roll_frames)
         self._hangover_frames = max(1, self.cfg.hangover_ms // f)
         self._tail_frames = min(self._hangover_frames, self.cfg.tail_ms // f)
         self._max_frames = max(2, self.cfg.max_segment_ms // f)
@@ -102,10 +103,12 @@ class Endpointer:
             self._window.append(is_speech)
             if sum(self._window) >= self._start_frames:
                 self.in_speech = True
-                self._seg = list(self._pre_roll)
-                # flags for pre-roll frames: those inside the window carry their flag, older ones are silence
+                # the segment starts pre_roll_ms before the first voiced frame of the onset window
                 flags = list(self._window)
-                self._seg_voiced = [False] * (len(self._seg) - len(flags)) + flags[-len(self._seg):]
+                from_first_voiced = len(flags) - flags.index(True)
+                keep = min(len(self._pre_roll), from_first_voiced + self._pre_roll_frames)
+                self._seg = list(self._pre_roll)[-keep:]
+                self._seg_voiced = ([False] * keep + flags)[-keep:]
                 self._seg_start_frame = self.frames_seen - len(self._seg)
                 self._silence_run = 0
                 self._pre_roll.clear()
@@ -143,8 +146,10 @@ class Endpointer:
     def _cut_at_quietest(self) -> list[VadEvent]:
         energies = np.array([float(np.dot(f, f)) for f in self._seg])
         half = len(self._seg) // 2
-        # smooth over 5 frames so one quiet frame inside a word does not win
-        smooth = np.convolve(energies, np.ones(5) / 5, mode="same")
+        # smooth over 5 frames so one quiet frame inside a word does not win; divide by the frames actually in
+        # each window, or the zero padding of mode="same" makes the last frames look quiet and always win
+        kernel = np.ones(5)
+        smooth = np.convolve(energies, kernel, mode="same") / np.convolve(np.ones_like(energies), kernel, mode="same")
         cut = half + int(np.argmin(smooth[half:]))
         cut = max(1, min(cut, len(self._seg) - 1))
         start_ms = self.segment_start_ms

@@ -32,8 +32,11 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     pad = (-audio.size) % CHUNK
     if pad:
         audio = np.pad(audio, (0, pad))
+    # always a private copy: faster-whisper's SileroVADModel writes into a view of its input (it zeroes the last
+    # 64 samples), and the caller's array is a segment about to go to Whisper
+    audio = np.array(audio, dtype=np.float32)
     with _lock:  # one onnxruntime session shared by every channel
-        out = _model()(audio.astype(np.float32, copy=False))
+        out = _model()(audio)
     return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
