@@ -183,3 +183,21 @@ async def test_redis_killed_and_restarted_mid_call(service, redis_server):
     global_finals = [e for e in await read_finals(r, service.cfg, "redis-outage") if isinstance(e, Transcript)]
     assert global_finals == finals
     await r.aclose()
+
+
+async def test_stream_cli_plays_a_file_into_the_server(service):
+    """`callscribe stream FILE --url ...` as a user runs it, G.711 mu-law at 8 kHz on the wire."""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callscribe.cli", "stream", str(DEMO / "demo_call_en.wav"), "--url", service.ingest.url,
+        "--speed", "4", "--encoding", "mulaw", "--sample-rate", "8000", "--call-id", "cli-call", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert events[0]["type"] == "call_started" and events[0]["encoding"] == "mulaw" and events[0]["sample_rate_hz"] == 8000
+    finals = [e for e in events if e["type"] == "transcript" and e["is_final"] and e["text"]]
+    assert len(finals) >= 6 and events[-1]["type"] == "call_ended"
+    assert "clubs" in " ".join(f["text"] for f in finals).lower()

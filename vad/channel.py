@@ -49,10 +49,11 @@ class ChannelVad:
         buf = np.concatenate([self._rest, samples.astype(np.float32, copy=False)]) if self._rest.size else samples
         n = buf.size // self._frame_len
         events: list[VadEvent] = []
-        for i in range(n):
-            frame = buf[i * self._frame_len : (i + 1) * self._frame_len]
-            for ev in self.endpointer.push(frame, self.classifier.is_speech(frame)):
-                events.append(self._gate(ev))
+        if n:
+            frames = buf[: n * self._frame_len].reshape(n, self._frame_len)
+            for frame, flag in zip(frames, self.classifier.classify(frames)):
+                for ev in self.endpointer.push(frame, flag):
+                    events.append(self._gate(ev))
         self._rest = buf[n * self._frame_len :].copy()
         return events
 

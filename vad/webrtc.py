@@ -14,3 +14,10 @@ class WebRtcClassifier:
     def is_speech(self, frame: np.ndarray) -> bool:
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         return self._vad.is_speech(pcm, self.sample_rate_hz)
+
+    def classify(self, frames: np.ndarray) -> list[bool]:
+        """Flags for consecutive frames (a [n, frame_len] array): one int16 conversion for all of them."""
+        pcm = (np.clip(frames, -1.0, 1.0) * 32767.0).astype("<i2")
+        step = pcm.shape[1] * 2
+        data = pcm.tobytes()
+        return [self._vad.is_speech(data[i : i + step], self.sample_rate_hz) for i in range(0, len(data), step)]

@@ -1,0 +1,424 @@
+"""Load benchmark: N concurrent two-channel calls through the real pipeline, in real time.
+
+    python -m benchmarks.load --quick              # 2 CPU cores, a few minutes
+    python -m benchmarks.load --calls 50,100,200,400,800,1000 --duration 60   # a GPU
+
+For each N it streams N calls (real speech, turn-taking, see benchmarks/calls.py) through VAD -> the
+batch scheduler -> the Redis publisher (a real embedded Redis) on one shared clock, and measures:
+final latency (end of speech, from Silero timestamps of the clip, -> final acknowledged by Redis) p50/p95/p99,
+partial cadence (intervals between a channel's partials during a turn), partials skipped/dropped, finals
+lost (emitted but not in Redis: must be 0), decoded windows/s, batch sizes, CPU use, and accuracy.
+
+The same run measures two references on the same audio and hardware:
+- baseline: per-call faster-whisper ``transcribe`` per segment, no cross-call batching (benchmarks/baseline.py);
+- ceiling: raw CTranslate2 encode + greedy generate on full batches of the same segments (windows/s).
+
+Max sustained calls = the largest N with p95 final latency <= 1.0 s and median partial interval <= 1.0 s.
+Results: benchmarks/results/load-<stamp>.json and PNG plots next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from callscribe.config import Config
+from callscribe.events import Event, Transcript
+from callscribe.pipeline import Pipeline
+from callscribe.scoring import error_rate
+from callscribe.stream import EmbeddedRedis, RedisPublisher
+
+from .calls import RATE, Call, build_call
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHUNK_S = 0.1
+P95_LIMIT_S = 1.0
+PARTIAL_LIMIT_S = 1.0
+
+
+@dataclass
+class LevelResult:
+    mode: str
+    calls: int
+    duration_s: float
+    turns: int
+    finals_emitted: int
+    finals_in_redis: int
+    finals_lost: int
+    turns_without_final: int
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_p99_s: float
+    decode_latency_p95_s: float
+    partial_interval_median_s: float
+    partial_interval_p95_s: float
+    first_partial_median_s: float
+    partials_emitted: int
+    partials_skipped: int
+    partials_dropped: int
+    windows_per_s: float
+    batches: int
+    mean_batch: float
+    batch_sizes: dict[int, int]
+    cpu_util: float
+    lag_s: float
+    error_rate: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sustained(self) -> bool:
+        return (
+            self.finals_lost == 0
+            and self.latency_p95_s <= P95_LIMIT_S
+            and self.partial_interval_median_s <= PARTIAL_LIMIT_S
+            and self.lag_s < 1.0
+        )
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url: str, speed: float = 1.0) -> LevelResult:
+    """Stream ``calls`` concurrently in real time through a fresh pipeline; measure everything."""
+    cfg = cfg.replace(key_prefix=f"bench{int(time.time() * 1000) % 10**9}")
+    publisher = RedisPublisher(cfg, redis_url)
+    written_events: list[tuple[float, Transcript]] = []
+    emitted_finals: list[Transcript] = []
+
+    def on_written(event: Event) -> None:
+        if isinstance(event, Transcript):
+            written_events.append((time.monotonic(), event))
+
+    publisher.on_written = on_written
+    await publisher.start()
+    pipeline = Pipeline(cfg, engine, publisher)
+    await pipeline.start()
+
+    def listener(event: Event) -> None:
+        if isinstance(event, Transcript) and event.is_final and event.text:
+            emitted_finals.append(event)
+
+    from callscribe.events import CallStarted
+
+    sessions = [
+        await pipeline.open_call(CallStarted(c.call_id, ("customer", "agent"), c.language, RATE, "pcm16", {}), listener)
+        for c in calls
+    ]
+    chunk = int(RATE * CHUNK_S)
+    total = max(c.channels[0].size for c in calls)
+    cpu0, t_wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    t0 = time.monotonic() + 0.2
+    lag = 0.0
+    for k, pos in enumerate(range(0, total, chunk)):
+        due = t0 + (k + 1) * CHUNK_S / speed  # audio up to pos+chunk exists at this instant
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            lag = max(lag, -delay)
+        for s, c in zip(sessions, calls):
+            for ch in (0, 1):
+                part = c.channels[ch][pos : pos + chunk]
+                if part.size:
+                    await s.push(ch, part)
+    await asyncio.gather(*(s.end("hangup") for s in sessions))
+    await publisher.flush(60)
+    wall = time.monotonic() - t_wall0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    stats = pipeline.scheduler.stats
+    await pipeline.stop()
+    pstats = publisher.stats
+    await publisher.stop()
+
+    # --- measurements ----------------------------------------------------------------------------
+    mono_minus_wall = time.monotonic() - time.time()  # converts epoch (speech_end_at_ms) to this clock
+    finals_redis = [(t, e) for t, e in written_events if e.is_final and e.text]
+    partials_redis = [(t, e) for t, e in written_events if not e.is_final]
+    latencies, decode_lat, intervals, first_partial = [], [], [], []
+    turns_without = 0
+    hyp: dict[str, list[str]] = {}
+    ref: dict[str, list[str]] = {}
+    names = ("customer", "agent")
+    for c in calls:
+        for turn in c.turns:
+            if turn.speech_end_s > c.duration_s:
+                continue
+            ch = names[turn.channel]
+            lo, hi = turn.start_s * 1000 - 300, turn.end_s * 1000 + 300
+            fin = [(t, e) for t, e in finals_redis if e.call_id == c.call_id and e.channel == ch and lo <= e.start_ms and e.end_ms <= hi + 700]
+            ref.setdefault(c.language, []).append(turn.clip.reference)
+            hyp.setdefault(c.language, []).append(" ".join(e.text for _, e in sorted(fin, key=lambda x: x[1].start_ms)))
+            if not fin:
+                turns_without += 1
+                continue
+            speech_end_wall = t0 + turn.speech_end_s / speed
+            latencies.append(max(t for t, _ in fin) - speech_end_wall)
+            decode_lat += [t - (e.speech_end_at_ms / 1000 + mono_minus_wall) for t, e in fin]
+            par = sorted(t for t, e in partials_redis if e.call_id == c.call_id and e.channel == ch and lo <= e.start_ms <= hi)
+            if turn.speech_end_s - turn.speech_start_s >= 2.0:
+                if par:
+                    first_partial.append(par[0] - (t0 + turn.speech_start_s / speed))
+                    intervals += list(np.diff(par))
+                else:
+                    intervals.append(turn.speech_end_s - turn.speech_start_s)  # a long turn with no partial at all
+    errors = {}
+    for lang in hyp:
+        sep = "" if lang == "zh" else " "
+        errors[lang] = round(error_rate(sep.join(ref[lang]), sep.join(hyp[lang]), lang), 4)
+    n_batches = max(1, stats.batches)
+    return LevelResult(
+        mode=mode,
+        calls=len(calls),
+        duration_s=round(total / RATE, 1),
+        turns=sum(len(c.turns) for c in calls),
+        finals_emitted=len(emitted_finals),
+        finals_in_redis=len(finals_redis),
+        finals_lost=len({(e.segment_id) for e in emitted_finals} - {e.segment_id for _, e in finals_redis}),
+        turns_without_final=turns_without,
+        latency_p50_s=round(pct(latencies, 50), 3),
+        latency_p95_s=round(pct(latencies, 95), 3),
+        latency_p99_s=round(pct(latencies, 99), 3),
+        decode_latency_p95_s=round(pct(decode_lat, 95), 3),
+        partial_interval_median_s=round(statistics.median(intervals), 3) if intervals else float("nan"),
+        partial_interval_p95_s=round(pct(intervals, 95), 3),
+        first_partial_median_s=round(statistics.median(first_partial), 3) if first_partial else float("nan"),
+        partials_emitted=len(partials_redis),
+        partials_skipped=stats.partials_skipped,
+        partials_dropped=pstats.partials_dropped,
+        windows_per_s=round((stats.finals_decoded + stats.partials_decoded) / wall, 2),
+        batches=stats.batches,
+        mean_batch=round((stats.finals_decoded + stats.partials_decoded) / n_batches, 2),
+        batch_sizes=dict(sorted(stats.batch_sizes.items())),
+        cpu_util=round(cpu_s / wall, 2),
+        lag_s=round(lag, 3),
+        error_rate=errors,
+    )
+
+
+def ceiling(engine, calls: list[Call], batch: int, windows: int, full: bool = True) -> dict:
+    """Raw CTranslate2: encode + greedy generate of the calls' speech turns in full batches -> windows/s."""
+    import ctranslate2
+
+    segs = [t.clip.audio for c in calls for t in c.turns][:windows]
+    while len(segs) < windows:
+        segs += segs[: windows - len(segs)]
+    prompt = engine._prompt(calls[0].language if engine.multilingual else "en")
+    frames = 3000
+    feats = []
+    for a in segs:
+        f = engine.fe(a, padding=480000)[:, :3000]
+        if not full:
+            frames = min(3000, int(np.ceil((a.size / 160 + 50) / 200)) * 200)
+            f = f[:, :frames]
+        feats.append(f)
+    t = time.perf_counter()
+    done = 0
+    for i in range(0, len(feats), batch):
+        group = feats[i : i + batch]
+        width = max(f.shape[1] for f in group)
+        x = np.stack([np.pad(f, ((0, 0), (0, width - f.shape[1])), constant_values=f.min()) for f in group])
+        enc = engine.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(x)), to_cpu=False)
+        engine.model.generate(enc, [prompt] * len(group), beam_size=1, max_length=448)
+        done += len(group)
+    secs = time.perf_counter() - t
+    return {"windows": done, "batch": batch, "full_window": full, "seconds": round(secs, 2), "windows_per_s": round(done / secs, 2)}
+
+
+def make_calls(n: int, duration_s: float, languages: list[str], seed: int = 0) -> list[Call]:
+    return [build_call(f"bench-{i:04d}", languages[i % len(languages)], duration_s, seed + i) for i in range(n)]
+
+
+async def ramp(mode: str, engine, cfg: Config, levels: list[int], duration_s: float, languages: list[str],
+               redis_url: str, stop_after_fail: int = 1, log=print) -> list[LevelResult]:
+    out = []
+    fails = 0
+    for n in levels:
+        calls = make_calls(n, duration_s, languages)
+        res = await run_level(mode, engine, cfg, calls, redis_url)
+        out.append(res)
+        log(
+            f"  {mode:>8} N={n:4d}: final p50 {res.latency_p50_s:.2f} p95 {res.latency_p95_s:.2f} p99 {res.latency_p99_s:.2f} s | "
+            f"partial median {res.partial_interval_median_s:.2f} s | {res.windows_per_s:.1f} windows/s, batch {res.mean_batch:.1f} | "
+            f"lost {res.finals_lost} | cpu {res.cpu_util:.2f} | err {res.error_rate} | {'OK' if res.sustained else 'over'}"
+        )
+        fails = 0 if res.sustained else fails + 1
+        if fails >= stop_after_fail:
+            break
+    return out
+
+
+def max_sustained(results: list[LevelResult]) -> int:
+    ok = [r.calls for r in results if r.sustained]
+    return max(ok) if ok else 0
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for mode, style in (("ours", "o-"), ("baseline", "s--")):
+        rows = data["levels"].get(mode, [])
+        if rows:
+            axes[0].plot([r["calls"] for r in rows], [r["latency_p95_s"] for r in rows], style, label=f"{mode} p95 final latency")
+            axes[0].plot([r["calls"] for r in rows], [r["partial_interval_median_s"] for r in rows], style, alpha=0.4,
+                         label=f"{mode} median partial interval")
+    axes[0].axhline(1.0, color="red", lw=0.8)
+    axes[0].set_xlabel("concurrent two-channel calls")
+    axes[0].set_ylabel("seconds")
+    axes[0].set_title("latency vs calls")
+    axes[0].legend(fontsize=8)
+    axes[0].set_yscale("log")
+    rows = data["levels"].get("ours", [])
+    if rows:
+        axes[1].plot([r["calls"] for r in rows], [r["windows_per_s"] for r in rows], "o-", label="ours: decoded windows/s")
+    brow = data["levels"].get("baseline", [])
+    if brow:
+        axes[1].plot([r["calls"] for r in brow], [r["windows_per_s"] for r in brow], "s--", label="baseline windows/s")
+    for c in data["ceiling"]:
+        axes[1].axhline(c["windows_per_s"], ls=":", color="gray")
+        axes[1].text(0, c["windows_per_s"], f" ceiling ({'30 s' if c['full_window'] else 'sized'} windows, batch {c['batch']})", fontsize=7, va="bottom")
+    axes[1].set_xlabel("concurrent two-channel calls")
+    axes[1].set_ylabel("windows / s")
+    axes[1].set_title("throughput vs engine ceiling")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"callscribe load, {data['model']}, {data['hardware']}, {data['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = ""
+    try:
+        import ctranslate2
+
+        if ctranslate2.get_cuda_device_count():
+            import subprocess
+
+            gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    except Exception:
+        pass
+    return f"{os.cpu_count()} x {cpu}" + (f" + {gpu}" if gpu else "")
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    from callscribe.asr.engine import WhisperEngine
+
+    from .baseline import PerCallEngine
+
+    cfg = Config.load(
+        None,
+        model=args.model, device=args.device, compute_type=args.compute_type, beam_size_final=args.beam_size,
+        final_window=args.final_window, max_batch_size=args.max_batch, partials=True, word_timestamps=args.words,
+        cpu_threads=args.cpu_threads, language_candidates=",".join(args.languages),
+    )
+    engine = WhisperEngine(cfg)
+    engine.warmup()
+    languages = [lang for lang in args.languages if engine.multilingual or lang == "en"]
+    print(f"callscribe load benchmark: {engine.description}, languages {languages}, {args.duration:.0f} s calls, {hardware()}", flush=True)
+    with EmbeddedRedis(Path(args.data_dir)) as redis:
+        levels = [int(x) for x in args.calls.split(",")]
+        base_levels = [int(x) for x in args.baseline_calls.split(",")]
+        print("per-call baseline (faster-whisper transcribe per segment, no cross-call batching):", flush=True)
+        base_cfg = cfg.replace(max_batch_size=1)
+        baseline = await ramp("baseline", PerCallEngine(engine), base_cfg, base_levels, args.duration, languages, redis.url)
+        print("callscribe (cross-call batching):", flush=True)
+        ours = await ramp("ours", engine, cfg, levels, args.duration, languages, redis.url, stop_after_fail=args.stop_after_fail)
+    ceil_calls = make_calls(4, 30, languages)
+    ceilings = [ceiling(engine, ceil_calls, args.ceiling_batch, args.ceiling_windows, full=True)]
+    if cfg.final_window == "dynamic":
+        ceilings.append(ceiling(engine, ceil_calls, args.ceiling_batch, args.ceiling_windows, full=False))
+    for c in ceilings:
+        print(f"ceiling: {c}", flush=True)
+    ours_max, base_max = max_sustained(ours), max_sustained(baseline)
+    best = next((r for r in ours if r.calls == ours_max), None)
+    single = next((r for r in ours if r.calls == min(levels)), None)
+    summary = {
+        "max_sustained_calls": {"ours": ours_max, "baseline": base_max,
+                                "ratio": round(ours_max / base_max, 2) if base_max else None},
+        "windows_per_s_at_max": best.windows_per_s if best else None,
+        "share_of_ceiling": {("full" if c["full_window"] else "sized"): round(best.windows_per_s / c["windows_per_s"], 3) if best else None for c in ceilings},
+        "accuracy_one_call": single.error_rate if single else None,
+        "accuracy_at_max": best.error_rate if best else None,
+        "criteria": {"p95_final_latency_s": P95_LIMIT_S, "median_partial_interval_s": PARTIAL_LIMIT_S, "finals_lost": 0},
+    }
+    print(json.dumps(summary, indent=1), flush=True)
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "hardware": hardware(),
+        "model": engine.description,
+        "config": {k: v for k, v in asdict(cfg).items() if k in (
+            "beam_size_final", "beam_size_partial", "final_window", "partial_window", "max_batch_size", "partial_interval_s",
+            "vad_hangover_ms", "word_timestamps", "cpu_threads")},
+        "duration_s": args.duration,
+        "languages": languages,
+        "levels": {"ours": [asdict(r) | {"sustained": r.sustained} for r in ours],
+                   "baseline": [asdict(r) | {"sustained": r.sustained} for r in baseline]},
+        "ceiling": ceilings,
+        "summary": summary,
+        "command": " ".join(sys.argv),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="2-CPU preset: base int8, short calls, small ramp")
+    p.add_argument("--calls", default="1,2,4,8,16,32,64,128,256,512,768,1000")
+    p.add_argument("--baseline-calls", default="1,2,4,8,16,32,64,128")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of audio per call")
+    p.add_argument("--model", default="base")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compute-type", default="auto")
+    p.add_argument("--beam-size", type=int, default=1, help="beam size of finals (default greedy)")
+    p.add_argument("--final-window", default="dynamic", choices=["full", "dynamic"])
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--words", action="store_true", help="word timestamps for finals")
+    p.add_argument("--cpu-threads", type=int, default=0)
+    p.add_argument("--languages", default="en,zh", type=lambda s: s.split(","))
+    p.add_argument("--ceiling-batch", type=int, default=64)
+    p.add_argument("--ceiling-windows", type=int, default=512)
+    p.add_argument("--stop-after-fail", type=int, default=1)
+    p.add_argument("--data-dir", default="var/bench")
+    p.add_argument("--out", default="")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.calls, args.baseline_calls = "1,2,3,4,6,8", "1,2,3"
+        args.duration, args.max_batch = min(args.duration, 30.0), 16
+        args.ceiling_batch, args.ceiling_windows = 8, 32
+    data = asyncio.run(main_async(args))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M")
+    out = Path(args.out) if args.out else RESULTS / f"load-{'quick-' if args.quick else ''}{stamp}.json"
+    out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    try:
+        plot(data, out.with_suffix(".png"))
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install 'callscribe[bench]')", file=sys.stderr)
+    print(f"results: {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
