@@ -145,7 +145,7 @@ class WhisperEngine:
         audio = req.audio[:N_SAMPLES].astype(np.float32, copy=False)
         window = self.cfg.final_window if req.is_final else self.cfg.partial_window
         num_frames = max(1, math.ceil(audio.size / HOP))
-        frames = FULL_FRAMES if window == "full" else _bucket(num_frames)
+        frames = FULL_FRAMES if window == "full" else _bucket(num_frames, int(self.cfg.dynamic_min_window_s * 100))
         # Same normalisation as faster-whisper: features of (audio + 30 s of zeros), first window kept.
         feats = self.fe(audio, padding=N_SAMPLES)[:, :frames]
         if feats.shape[1] < frames:
@@ -364,6 +364,7 @@ def _tokenizer(hf_tokenizer, multilingual: bool, language: str):
     return Tokenizer(hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None)
 
 
-def _bucket(num_frames: int) -> int:
-    """Dynamic encoder window: the segment plus >= 0.5 s, rounded up to 2 s, so few distinct shapes."""
-    return min(FULL_FRAMES, int(math.ceil((num_frames + 50) / 200.0)) * 200)
+def _bucket(num_frames: int, min_frames: int) -> int:
+    """Dynamic encoder window: the segment plus >= 0.5 s, rounded up to 2 s (few distinct shapes to batch),
+    never shorter than ``min_frames``."""
+    return min(FULL_FRAMES, max(min_frames, int(math.ceil((num_frames + 50) / 200.0)) * 200))

@@ -211,17 +211,17 @@ def ceiling(engine, calls: list[Call], batch: int, windows: int, full: bool = Tr
     """Raw CTranslate2: encode + greedy generate of the calls' speech turns in full batches -> windows/s."""
     import ctranslate2
 
+    from callscribe.asr.engine import _bucket
+
     segs = [t.clip.audio for c in calls for t in c.turns][:windows]
     while len(segs) < windows:
         segs += segs[: windows - len(segs)]
     prompt = engine._prompt(calls[0].language if engine.multilingual else "en")
-    frames = 3000
     feats = []
     for a in segs:
         f = engine.fe(a, padding=480000)[:, :3000]
-        if not full:
-            frames = min(3000, int(np.ceil((a.size / 160 + 50) / 200)) * 200)
-            f = f[:, :frames]
+        if not full:  # the same window sizing as the engine's `dynamic` policy
+            f = f[:, : _bucket(int(np.ceil(a.size / 160)), int(engine.cfg.dynamic_min_window_s * 100))]
         feats.append(f)
     t = time.perf_counter()
     done = 0

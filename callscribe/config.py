@@ -75,10 +75,14 @@ class Config:
     """Encoder input for finals: `full` (30 s, what Whisper was trained on) or `dynamic` (segment length)."""
     partial_window: str = "dynamic"
     """Encoder input for partials: `dynamic` (segment length, cheaper) or `full`."""
+    dynamic_min_window_s: float = 10.0
+    """Shortest encoder window with `dynamic`: Whisper repeats itself on very short windows (measured:
+    10 of 84 short clips looped at 3 s, none at 10 s; benchmarks/README.md)."""
     max_batch_size: int = 16
     """Most segments decoded in one batch (across all calls)."""
-    partial_interval_s: float = 1.0
-    """A live segment is re-decoded (a partial) at most this often."""
+    partial_interval_s: float = 0.8
+    """A live segment is re-decoded (a partial) this often while speech goes on; under load the scheduler
+    stretches it. 0.8 s keeps captions arriving at least about every second."""
     partials: bool = True
     """Decode partials at all (`transcribe` turns them off unless --partials)."""
     max_pending_finals: int = 256
@@ -93,7 +97,7 @@ class Config:
     """Voiced audio needed within `vad_start_window_ms` to open a segment."""
     vad_start_window_ms: int = 200
     """Window in which `vad_start_ms` of voiced frames open a segment."""
-    vad_hangover_ms: int = 500
+    vad_hangover_ms: int = 400
     """Trailing silence that ends a segment (the endpoint)."""
     vad_pre_roll_ms: int = 200
     """Audio kept before the detected onset, so first syllables are not clipped."""
@@ -131,6 +135,7 @@ class Config:
         _check(self.beam_size_final >= 1 and self.beam_size_partial >= 1, "beam_size_*", "must be >= 1")
         _check(self.max_batch_size >= 1, "max_batch_size", "must be >= 1")
         _check(self.partial_interval_s > 0, "partial_interval_s", "must be > 0")
+        _check(1.0 <= self.dynamic_min_window_s <= 30.0, "dynamic_min_window_s", "must be 1..30")
         _check(self.vad_max_segment_s <= 29.0, "vad_max_segment_s", "must be <= 29 (one Whisper window)")
         _check(self.vad_max_segment_s >= 2.0, "vad_max_segment_s", "must be >= 2")
         _check(self.max_calls >= 1, "max_calls", "must be >= 1")
