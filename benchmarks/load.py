@@ -403,10 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="var/bench")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
-    if args.quick:
-        args.calls, args.baseline_calls = "1,2,3,4,6,8", "1,2,3"
-        args.duration, args.max_batch = min(args.duration, 30.0), 16
-        args.ceiling_batch, args.ceiling_windows = 8, 32
+    if args.quick:  # 2 CPU cores: tiny.en int8 (English), 40 s calls, a short ramp
+        args.model = "tiny.en" if args.model == "base" else args.model
+        args.calls, args.baseline_calls = "1,2,3,4,6,8,10,12", "1,2,3,4"
+        args.duration, args.max_batch = min(args.duration, 40.0), 16
+        args.ceiling_batch, args.ceiling_windows = 8, 48
+        args.stop_after_fail = 2
     data = asyncio.run(main_async(args))
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M")

@@ -27,6 +27,7 @@ def _config(args: argparse.Namespace, **extra) -> Config:
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
         "beam_size_final": getattr(args, "beam_size", None),
+        "remote_asr": getattr(args, "remote_asr", None),
         **extra,
     }
     return Config.load(getattr(args, "config", None), **overrides)
@@ -116,6 +117,28 @@ async def _serve(args: argparse.Namespace) -> int:
         print("callscribe: stopping: ending live calls and writing their finals", file=sys.stderr, flush=True)
     finally:
         await service.stop()
+    return 0
+
+
+# --- worker --------------------------------------------------------------------------------------
+async def _worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from .asr.engine import WhisperEngine
+    from .asr.worker import AsrWorker
+
+    cfg = _config(args)
+    if not cfg.redis_url:
+        print("callscribe worker: set REDIS_URL (or --redis-url) to the Redis the ingest nodes use", file=sys.stderr)
+        return 2
+    engine = await asyncio.to_thread(WhisperEngine, cfg)
+    await asyncio.to_thread(engine.warmup)
+    worker = AsrWorker(cfg, cfg.redis_url, engine)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    print(f"callscribe worker {worker.name}: {engine.description}, jobs from {cfg.redis_url}", file=sys.stderr, flush=True)
+    await worker.run()
     return 0
 
 
@@ -230,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--redis-url")
+    p.add_argument("--remote-asr", action="store_true", default=None,
+                   help="no local model: decode on `callscribe worker` processes through Redis")
+
+    p = sub.add_parser("worker", help="ASR worker: decode jobs from Redis for ingest nodes run with --remote-asr")
+    _add_model_args(p)
+    p.add_argument("--redis-url")
 
     p = sub.add_parser("stream", help="play a recording into a running server")
     p.add_argument("file")
@@ -250,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo}[args.cmd]
+    runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker}[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

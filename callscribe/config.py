@@ -88,6 +88,14 @@ class Config:
     max_pending_finals: int = 256
     """Finals queued for decoding; past this, audio intake for new segments waits (backpressure)."""
 
+    # --- scale-out (ASR workers over Redis Streams) -------------------------------------------------
+    remote_asr: bool = False
+    """`serve` sends decode work to `callscribe worker` processes through Redis instead of a local model."""
+    claim_idle_s: float = 15.0
+    """A job a worker has held this long without answering is taken over by another worker."""
+    partial_max_age_s: float = 2.0
+    """Workers skip partial jobs older than this (their audio has moved on)."""
+
     # --- VAD ---------------------------------------------------------------------------------------
     vad_aggressiveness: int = 2
     """webrtcvad mode 0-3 (3 = most aggressive at calling audio non-speech)."""

@@ -70,11 +70,13 @@ class CallStats:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, engine, sink: EventSink | None = None) -> None:
+    def __init__(self, cfg: Config, engine=None, sink: EventSink | None = None, scheduler=None) -> None:
+        """``scheduler``: a :class:`~callscribe.asr.remote.RemoteScheduler` to decode on ASR workers;
+        default: a local BatchScheduler over ``engine``."""
         self.cfg = cfg
         self.engine = engine
         self.sink: EventSink = sink or NullSink()
-        self.scheduler = BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals)
+        self.scheduler = scheduler or BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals)
         self.calls: dict[str, CallSession] = {}
 
     async def start(self) -> None:

@@ -32,12 +32,18 @@ class Service:
         self.redis_url, self._embedded = await ensure_redis(self.cfg)
         self.publisher = RedisPublisher(self.cfg, self.redis_url)
         await self.publisher.start()
-        if self.engine is None:
+        scheduler = None
+        if self.cfg.remote_asr:
+            from callscribe.asr.remote import RemoteScheduler
+
+            scheduler = RemoteScheduler(self.cfg, self.redis_url)
+            progress(f"decoding on ASR workers (callscribe worker) via {self.redis_url}")
+        elif self.engine is None:
             progress(f"loading Whisper model {self.cfg.model_dir or self.cfg.model}")
             self.engine = await asyncio.to_thread(WhisperEngine, self.cfg)
             progress(f"warming up {self.engine.description}")
             await asyncio.to_thread(self.engine.warmup)
-        self.pipeline = Pipeline(self.cfg, self.engine, self.publisher)
+        self.pipeline = Pipeline(self.cfg, self.engine, self.publisher, scheduler)
         await self.pipeline.start()
         self.ingest = IngestServer(self.cfg, self.pipeline)
         await self.ingest.start(port=port)

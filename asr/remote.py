@@ -1,0 +1,187 @@
+"""Scale-out: decode on ASR worker processes (any number, any machine) through Redis Streams.
+
+The ingest node keeps everything that is per call (VAD, ordering, partial policy, publishing) and swaps the
+in-process :class:`~callscribe.asr.scheduler.BatchScheduler` for :class:`RemoteScheduler`, which has the same
+interface: each final or partial becomes a :class:`~.jobs.SegmentJob` on ``{prefix}:asr:jobs``, read by the
+workers' consumer group; each answer comes back on this node's results stream and resolves the waiting
+future, so the call's emitter orders and publishes results exactly as with a local model.
+
+Failure model: a worker that dies mid-batch leaves its jobs pending in the group; another worker claims them
+(XAUTOCLAIM) after ``claim_idle_s`` and decodes them again. A job answered twice (the dead worker had
+answered but not acknowledged) resolves its future once; the second answer is ignored. So no final is lost
+or duplicated. A partial is sent only when the channel has none in flight, so under load the cadence
+stretches instead of the queue growing; workers skip partials older than ``partial_max_age_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Hashable
+
+import redis.asyncio as aioredis
+
+from callscribe.config import Config
+from callscribe.errors import SchemaError
+
+from .engine import DecodeRequest, DecodeResult
+from .jobs import GROUP, SegmentJob, SegmentResult, jobs_stream, results_stream
+from .scheduler import PartialTicket, SchedulerStats
+
+log = logging.getLogger(__name__)
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[DecodeResult] | None = None
+    ticket: PartialTicket | None = None
+    key: Hashable | None = None
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+class RemoteScheduler:
+    """Drop-in for BatchScheduler that decodes on remote workers (see module docstring)."""
+
+    def __init__(self, cfg: Config, redis_url: str, node: str | None = None) -> None:
+        self.cfg = cfg
+        self.node = node or node_name()
+        self.stats = SchedulerStats()
+        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=2)
+        self._reply_to = results_stream(cfg, self.node)
+        self._pending: dict[str, _Pending] = {}
+        self._partial_inflight: dict[Hashable, str] = {}
+        self._final_slots = asyncio.Semaphore(cfg.max_pending_finals)
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_results(), name="asr-results")
+
+    async def stop(self) -> None:
+        """Wait (up to 60 s) for outstanding finals, then stop reading results."""
+        self._closed = True
+        deadline = time.monotonic() + 60
+        while any(p.future is not None and not p.future.done() for p in self._pending.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+        await self._redis.delete(self._reply_to)
+        await self._redis.aclose()
+
+    async def submit_final(self, request: DecodeRequest) -> asyncio.Future[DecodeResult]:
+        await self._final_slots.acquire()
+        fut: asyncio.Future[DecodeResult] = asyncio.get_running_loop().create_future()
+        job_id = uuid.uuid4().hex
+        self._pending[job_id] = _Pending(future=fut)
+        await self._send(SegmentJob.from_request(job_id, self._reply_to, request, int(time.time() * 1000)))
+        self.stats.pending_finals += 1
+        return fut
+
+    def request_partial(self, key: Hashable, ticket: PartialTicket) -> None:
+        if self._closed or key in self._partial_inflight:
+            self.stats.partials_replaced += 1  # one in flight per channel: the cadence stretches
+            return
+        req = ticket.snapshot()
+        if req is None:
+            self.stats.partials_skipped += 1
+            return
+        job_id = uuid.uuid4().hex
+        self._pending[job_id] = _Pending(ticket=ticket, key=key)
+        self._partial_inflight[key] = job_id
+        job = SegmentJob.from_request(job_id, self._reply_to, req, int(time.time() * 1000))
+        task = asyncio.ensure_future(self._send(job))
+        task.add_done_callback(lambda t: t.exception() and self._forget(job_id))
+
+    def cancel_partial(self, key: Hashable) -> None:
+        job_id = self._partial_inflight.pop(key, None)
+        if job_id is not None:
+            self._pending.pop(job_id, None)
+
+    # --- internals ---------------------------------------------------------------------------------
+    async def _send(self, job: SegmentJob) -> None:
+        """XADD with retries: a final must reach the queue even across a Redis blip."""
+        delay = 0.1
+        while True:
+            try:
+                await self._redis.xadd(jobs_stream(self.cfg), job.to_fields(), maxlen=1_000_000, approximate=True)
+                return
+            except (ConnectionError, OSError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                if not job.is_final:
+                    raise
+                log.warning("queueing job %s failed (%s); retrying", job.job_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    def _forget(self, job_id: str) -> None:
+        p = self._pending.pop(job_id, None)
+        if p is not None and p.key is not None:
+            self._partial_inflight.pop(p.key, None)
+
+    async def _read_results(self) -> None:
+        last = "0-0"
+        while True:
+            try:
+                resp = await self._redis.xread({self._reply_to: last}, count=256, block=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading ASR results failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            ids = []
+            for _, entries in resp or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    ids.append(entry_id)
+                    try:
+                        self._deliver(SegmentResult.from_fields(fields))
+                    except SchemaError as exc:
+                        log.warning("dropping bad ASR result %s: %s", entry_id, exc)
+            if ids:
+                await self._redis.xdel(self._reply_to, *ids)
+
+    def _deliver(self, res: SegmentResult) -> None:
+        p = self._pending.pop(res.job_id, None)
+        if p is None:
+            return  # answered twice (a reclaimed job) or a cancelled partial
+        if p.future is not None:
+            self._final_slots.release()
+            self.stats.pending_finals -= 1
+            self.stats.finals_decoded += 1
+            if not p.future.done():
+                if res.result is None:
+                    p.future.set_exception(RuntimeError(f"worker {res.worker} skipped final {res.job_id}"))
+                else:
+                    p.future.set_result(res.result)
+            return
+        self._partial_inflight.pop(p.key, None)
+        if res.result is None:
+            self.stats.partials_skipped += 1
+            return
+        self.stats.partials_decoded += 1
+        try:
+            p.ticket.deliver(res.result)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("partial delivery failed")
+
+
+async def ensure_group(client: aioredis.Redis, cfg: Config) -> None:
+    try:
+        await client.xgroup_create(jobs_stream(cfg), GROUP, id="0", mkstream=True)
+    except aioredis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
