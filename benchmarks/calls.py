@@ -63,7 +63,7 @@ def load_clips(language: str) -> tuple[Clip, ...]:
             continue
         audio, rate = sf.read(AUDIO_DIR / r["file"], dtype="float32")
         assert rate == RATE
-        ts = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300))
+        ts = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300, speech_pad_ms=0))  # true speech, no padding
         start = ts[0]["start"] / RATE if ts else 0.0
         end = ts[-1]["end"] / RATE if ts else audio.size / RATE
         clips.append(Clip(r["file"], language, r["reference_text"], audio, start, end))

@@ -215,3 +215,32 @@ def test_silero_does_not_modify_its_input():
     before = x.copy()
     silero.speech_probabilities(x)
     np.testing.assert_array_equal(x, before)
+
+
+def test_silero_stream_matches_whole_signal_scoring():
+    """Scoring audio piece by piece (state carried) gives the probabilities of scoring it whole."""
+    from callscribe.vad import silero
+
+    clip = load_clip("zh/zh_cv_18567452.wav")
+    clip = clip[: clip.size // silero.CHUNK * silero.CHUNK]
+    whole = silero.speech_probabilities(clip)
+    stream = silero.SileroStream()
+    pieces = np.concatenate([stream.process(clip[i : i + 3 * silero.CHUNK]) for i in range(0, clip.size, 3 * silero.CHUNK)])
+    np.testing.assert_allclose(pieces, whole, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["en/en_fleurs_008.wav", "en/en_fleurs_001.wav", "zh/zh_cv_18585207.wav"])
+def test_endpoint_follows_speech_end_despite_noisy_tail(name):
+    """Clips whose room noise keeps webrtcvad firing: Silero ends the segment ~hangover after the words."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    clip = load_clip(name)
+    x = np.concatenate([clip, np.zeros(SR * 2, np.float32)])
+    speech_end_s = get_speech_timestamps(clip, VadOptions(min_silence_duration_ms=300, speech_pad_ms=0))[-1]["end"] / SR
+    vad = ChannelVad(Config())
+    detected_at = None
+    for i in range(0, x.size, 320):
+        if any(isinstance(ev, SpeechEnded) for ev in vad.push(x[i : i + 320])) and detected_at is None:
+            detected_at = (i + 320) / SR
+    assert detected_at is not None
+    assert detected_at - speech_end_s <= Config().vad_hangover_ms / 1000 + 0.2

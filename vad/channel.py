@@ -36,6 +36,8 @@ class ChannelVad:
         self._rest = np.zeros(0, np.float32)
         self._gate_checked_samples = 0
         self._gate_speech_ms = 0
+        self._trailing_nonspeech_ms = 0  # Silero's view of the open segment's end
+        self._silero = silero.SileroStream()
 
     @property
     def now_ms(self) -> int:
@@ -54,6 +56,7 @@ class ChannelVad:
             for frame, flag in zip(frames, self.classifier.classify(frames)):
                 for ev in self.endpointer.push(frame, flag):
                     events.append(self._gate(ev))
+            events += self._silero_endpoint()
         self._rest = buf[n * self._frame_len :].copy()
         return events
 
@@ -64,27 +67,42 @@ class ChannelVad:
         return self.endpointer.current_audio()
 
     def speech_confirmed(self) -> bool:
-        """Silero check of the open segment, incremental: only audio added since the last call is scored."""
+        """Has Silero heard enough speech in the open segment (partials wait for that)?"""
         if not self.cfg.silero:
             return True
-        if self._gate_speech_ms >= self.cfg.silero_min_speech_ms:
-            return True
-        audio = self.endpointer.current_audio()
-        start = max(0, self._gate_checked_samples - silero.CHUNK)  # one chunk of overlap for context
-        new = audio[start:]
-        whole = (new.size // silero.CHUNK) * silero.CHUNK
-        if whole:
-            probs = silero.speech_probabilities(new[:whole])
-            if start:
-                probs = probs[1:]  # the overlap chunk was counted before
-            self._gate_speech_ms += int(np.count_nonzero(probs >= self.cfg.silero_threshold) * 32)
-            self._gate_checked_samples = start + whole
+        self._score_new_audio()
         return self._gate_speech_ms >= self.cfg.silero_min_speech_ms
+
+    def _score_new_audio(self) -> None:
+        """Silero over the open segment, incrementally (whole 32 ms chunks added since the last call, the
+        model's state carried over). Updates the speech heard and the trailing non-speech."""
+        audio = self.endpointer.current_audio()
+        new = audio[self._gate_checked_samples :]
+        whole = (new.size // silero.CHUNK) * silero.CHUNK
+        if not whole:
+            return
+        probs = self._silero.process(new[:whole])
+        self._gate_checked_samples += whole
+        self._gate_speech_ms += int(np.count_nonzero(probs >= self.cfg.silero_threshold) * 32)
+        for p in probs:  # hysteresis: below the lower threshold counts as silence
+            self._trailing_nonspeech_ms = 0 if p >= self.cfg.silero_threshold - 0.15 else self._trailing_nonspeech_ms + 32
+
+    def _silero_endpoint(self) -> list[VadEvent]:
+        """End the segment when Silero hears ``vad_hangover_ms`` of non-speech at its end, even where webrtcvad
+        still fires (line noise, breathing, a noisy room): finals then come 0.4 s after the words, not 1-2 s."""
+        if not (self.cfg.silero and self.endpointer.in_speech):
+            return []
+        self._score_new_audio()
+        if self._gate_speech_ms >= self.cfg.silero_min_speech_ms and self._trailing_nonspeech_ms >= self.cfg.vad_hangover_ms:
+            return [self._gate(ev) for ev in self.endpointer.end_now(self._trailing_nonspeech_ms)]
+        return []
 
     def _gate(self, ev: VadEvent) -> VadEvent:
         if isinstance(ev, SpeechStarted):
             self._gate_checked_samples = 0
             self._gate_speech_ms = 0
+            self._trailing_nonspeech_ms = 0
+            self._silero.reset()
             return ev
         if isinstance(ev, SpeechEnded) and self.cfg.silero:
             if silero.speech_ms(ev.audio, self.cfg.silero_threshold) < self.cfg.silero_min_speech_ms:

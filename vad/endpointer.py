@@ -125,6 +125,14 @@ class Endpointer:
             events.extend(self._cut_at_quietest())
         return events
 
+    def end_now(self, trailing_silence_ms: int) -> list[VadEvent]:
+        """Close the open segment because another detector (Silero) heard ``trailing_silence_ms`` of non-speech
+        at its end; like a hangover endpoint, the tail is kept and the rest of the silence trimmed."""
+        if not self.in_speech:
+            return []
+        silence = min(len(self._seg), max(self._silence_run, trailing_silence_ms // self.cfg.frame_ms))
+        return [self._close(keep_frames=len(self._seg) - silence + self._tail_frames, reason="silence")]
+
     def flush(self) -> list[VadEvent]:
         """End of stream: close any open segment (its trailing silence trimmed like an endpoint)."""
         if not self.in_speech:

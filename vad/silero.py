@@ -44,3 +44,31 @@ def speech_ms(audio: np.ndarray, threshold: float) -> int:
     """Milliseconds of ``audio`` Silero judges to be speech."""
     probs = speech_probabilities(audio)
     return int(np.count_nonzero(probs >= threshold) * CHUNK * 1000 // 16000)
+
+
+class SileroStream:
+    """Silero over a growing signal, chunk by chunk, carrying the model's recurrent state and 64-sample
+    context between calls, so scoring audio in pieces gives the same probabilities as scoring it whole
+    (faster-whisper's wrapper resets the state on every call, which makes incremental use drift)."""
+
+    CONTEXT = 64
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(self.CONTEXT, np.float32)
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        """Probabilities for ``audio`` (a whole number of 512-sample chunks, continuing the last call)."""
+        if audio.size == 0:
+            return np.zeros(0, np.float32)
+        chunks = np.asarray(audio, np.float32).reshape(-1, CHUNK)
+        contexts = np.concatenate([self._context[None, :], chunks[:-1, -self.CONTEXT :]], axis=0)
+        batch = np.concatenate([contexts, chunks], axis=1)
+        with _lock:
+            out, self._h, self._c = _model().session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        self._context = chunks[-1, -self.CONTEXT :].copy()
+        return np.asarray(out, np.float32).reshape(-1)
