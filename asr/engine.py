@@ -35,6 +35,8 @@ HOP = 160  # samples per mel frame (10 ms)
 FULL_FRAMES = 3000  # one 30 s window
 N_SAMPLES = SAMPLE_RATE_HZ * 30
 BEST_OF = 5
+TOKENS_PER_S = 20  # generous: fast Mandarin is ~7 characters (<= 14 tokens) a second
+MIN_NEW_TOKENS = 16
 
 
 @dataclass(slots=True)
@@ -46,6 +48,9 @@ class DecodeRequest:
     language: str | None = None
     offset_ms: int = 0
     """Where the segment starts in the call, so word times come out in call time."""
+    fallback: bool = True
+    """Allow the temperature-fallback retries; the scheduler turns this off under load (a final that
+    waits for retries holds up every final queued behind it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +151,10 @@ class WhisperEngine:
         window = self.cfg.final_window if req.is_final else self.cfg.partial_window
         num_frames = max(1, math.ceil(audio.size / HOP))
         frames = FULL_FRAMES if window == "full" else _bucket(num_frames, int(self.cfg.dynamic_min_window_s * 100))
-        # Same normalisation as faster-whisper: features of (audio + 30 s of zeros), first window kept.
-        feats = self.fe(audio, padding=N_SAMPLES)[:, :frames]
+        # faster-whisper computes features of (audio + 30 s of zeros) and keeps the first window; padding only
+        # up to the window gives identical values (the log-mel floor is set by the loudest frame, never by the
+        # zeros) for a fraction of the STFT work: 2 ms instead of 11 ms for a 10 s window.
+        feats = self.fe(audio, padding=max(HOP, frames * HOP - audio.size + 400))[:, :frames]
         if feats.shape[1] < frames:
             feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])), constant_values=feats.min())
         language = req.language if (req.language and self.multilingual) else ("" if self.multilingual else "en")
@@ -168,7 +175,7 @@ class WhisperEngine:
         else:
             self._generate(group, enc, self.cfg.beam_size_final if finals else self.cfg.beam_size_partial)
         if finals:
-            self._fallback([it for it in group if it.req.is_final and self._needs_fallback(it)], feats, group)
+            self._fallback([it for it in group if it.req.is_final and it.req.fallback and self._needs_fallback(it)], feats, group)
         words: dict[int, tuple[Word, ...]] = {}
         if self.cfg.word_timestamps and finals:
             words = self._align(group, enc)
@@ -196,13 +203,16 @@ class WhisperEngine:
 
     def _generate(self, items: list[_Item], enc, beam_size: int, temperature: float = 0.0) -> None:
         prompts = [self._prompt(it.language) for it in items]
+        # No speech yields more than ~20 tokens a second: bounding the length bounds a looping decode's cost.
+        longest_s = max(it.req.audio.size for it in items) / SAMPLE_RATE_HZ
+        max_length = min(448, max(len(p) for p in prompts) + MIN_NEW_TOKENS + int(math.ceil(longest_s * TOKENS_PER_S)))
         kwargs: dict = {"beam_size": beam_size}
         if temperature > 0:
             kwargs = {"beam_size": 1, "num_hypotheses": BEST_OF, "sampling_topk": 0, "sampling_temperature": temperature}
         results = self.model.generate(
             enc,
             prompts,
-            max_length=448,
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

@@ -1,8 +1,9 @@
 """Cross-call batch scheduler: every live channel's work, decoded together on one model.
 
-Finals (endpointed segments) and partials (the growing segment, re-decoded at most every
-``partial_interval_s``) from all calls meet here. Each round takes finals first, FIFO, up to
-``max_batch_size``, and fills the rest of the batch with the oldest partial requests. A partial request is
+Finals (endpointed segments) and partials (the growing segment, re-decoded every ``partial_interval_s``)
+from all calls meet here. Each round decodes the waiting finals, FIFO, up to ``max_batch_size``; only when
+no final waits does it decode the oldest partial requests, as many as fit ``partial_batch_budget_s`` at the
+measured cost per segment, so a final never waits long behind partials. A partial request is
 only a *ticket*: its audio is snapshotted when the batch is formed, so it decodes the freshest audio, and a
 ticket whose segment has ended by then is skipped (counted). Each channel has at most one partial ticket;
 a newer request replaces it. Under overload finals keep their order and are never dropped; partials stretch
@@ -48,6 +49,7 @@ class SchedulerStats:
     partials_decoded: int = 0
     partials_skipped: int = 0
     partials_replaced: int = 0
+    fallbacks_skipped: int = 0
     decode_s: float = 0.0
     batch_sizes: dict[int, int] = field(default_factory=dict)
     pending_finals: int = 0
@@ -59,9 +61,12 @@ class SchedulerStats:
 
 
 class BatchScheduler:
-    def __init__(self, engine: Engine, max_batch_size: int = 16, max_pending_finals: int = 256) -> None:
+    def __init__(self, engine: Engine, max_batch_size: int = 16, max_pending_finals: int = 256,
+                 partial_batch_budget_s: float = 0.15) -> None:
         self.engine = engine
         self.max_batch_size = max_batch_size
+        self.partial_batch_budget_s = partial_batch_budget_s
+        self._item_s = 0.0  # smoothed decode seconds per segment
         self.stats = SchedulerStats()
         self._finals: deque[tuple[DecodeRequest, asyncio.Future[DecodeResult]]] = deque()
         self._final_slots = asyncio.Semaphore(max_pending_finals)
@@ -127,10 +132,18 @@ class BatchScheduler:
             finals: list[tuple[DecodeRequest, asyncio.Future[DecodeResult]]] = []
             while self._finals and len(finals) < self.max_batch_size:
                 finals.append(self._finals.popleft())
+            if self._finals:  # more finals waiting: no slow retries in this batch (overload policy)
+                for req, _ in finals:
+                    if req.fallback:
+                        req.fallback = False
+                        self.stats.fallbacks_skipped += 1
             partials: list[tuple[DecodeRequest, PartialTicket]] = []
-            if len(finals) < self.max_batch_size and self._partials:
+            if not finals and self._partials:
+                # Partials only when no final waits, and only as many as fit the time budget: a final that
+                # arrives meanwhile waits at most ~partial_batch_budget_s (finals first, deadline-aware).
+                limit = self._partial_limit()
                 for key, ticket in sorted(self._partials.items(), key=lambda kv: kv[1].requested_at):
-                    if len(finals) + len(partials) >= self.max_batch_size:
+                    if len(partials) >= limit:
                         break
                     del self._partials[key]
                     req = ticket.snapshot()
@@ -164,7 +177,15 @@ class BatchScheduler:
                 except Exception:
                     log.exception("partial delivery failed")
 
+    def _partial_limit(self) -> int:
+        if self._item_s <= 0:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, int(self.partial_batch_budget_s / self._item_s)))
+
     def _account(self, n: int, n_finals: int, n_partials: int, seconds: float) -> None:
+        # per-item cost, smoothed: the partial batch limit adapts to the hardware and the model
+        per_item = seconds / max(1, n)
+        self._item_s = per_item if self._item_s <= 0 else 0.8 * self._item_s + 0.2 * per_item
         s = self.stats
         s.batches += 1
         s.finals_decoded += n_finals

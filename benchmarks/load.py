@@ -282,7 +282,6 @@ def plot(data: dict, path: Path) -> None:
     axes[0].set_ylabel("seconds")
     axes[0].set_title("latency vs calls")
     axes[0].legend(fontsize=8)
-    axes[0].set_yscale("log")
     rows = data["levels"].get("ours", [])
     if rows:
         axes[1].plot([r["calls"] for r in rows], [r["windows_per_s"] for r in rows], "o-", label="ours: decoded windows/s")
@@ -343,7 +342,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         base_levels = [int(x) for x in args.baseline_calls.split(",")]
         print("per-call baseline (faster-whisper transcribe per segment, no cross-call batching):", flush=True)
         base_cfg = cfg.replace(max_batch_size=1)
-        baseline = await ramp("baseline", PerCallEngine(engine), base_cfg, base_levels, args.duration, languages, redis.url)
+        baseline = await ramp("baseline", PerCallEngine(engine), base_cfg, base_levels, args.duration, languages, redis.url,
+                              stop_after_fail=args.stop_after_fail)
         print("callscribe (cross-call batching):", flush=True)
         ours = await ramp("ours", engine, cfg, levels, args.duration, languages, redis.url, stop_after_fail=args.stop_after_fail)
     ceil_calls = make_calls(4, 30, languages)
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:  # 2 CPU cores: tiny.en int8 (English), 40 s calls, a short ramp
         args.model = "tiny.en" if args.model == "base" else args.model
-        args.calls, args.baseline_calls = "1,2,3,4,6,8,10,12", "1,2,3,4"
+        args.calls, args.baseline_calls = "1,2,4,6,8,10,12,14,16,20", "1,2,3,4,5,6"
         args.duration, args.max_batch = min(args.duration, 40.0), 16
         args.ceiling_batch, args.ceiling_windows = 8, 48
         args.stop_after_fail = 2

@@ -85,6 +85,8 @@ class Config:
     stretches it. 0.8 s keeps captions arriving at least about every second."""
     partials: bool = True
     """Decode partials at all (`transcribe` turns them off unless --partials)."""
+    partial_batch_budget_s: float = 0.15
+    """A batch of partials is sized to take about this long, so a final arriving meanwhile waits little."""
     max_pending_finals: int = 256
     """Finals queued for decoding; past this, audio intake for new segments waits (backpressure)."""
 

@@ -76,7 +76,7 @@ class Pipeline:
         self.cfg = cfg
         self.engine = engine
         self.sink: EventSink = sink or NullSink()
-        self.scheduler = scheduler or BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals)
+        self.scheduler = scheduler or BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals, cfg.partial_batch_budget_s)
         self.calls: dict[str, CallSession] = {}
 
     async def start(self) -> None:
