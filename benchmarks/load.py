@@ -77,7 +77,7 @@ class LevelResult:
 
     @property
     def sustained(self) -> bool:
-        return (
+        return bool(
             self.finals_lost == 0
             and self.latency_p95_s <= P95_LIMIT_S
             and self.partial_interval_median_s <= PARTIAL_LIMIT_S
@@ -191,9 +191,9 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
         latency_p95_s=round(pct(latencies, 95), 3),
         latency_p99_s=round(pct(latencies, 99), 3),
         decode_latency_p95_s=round(pct(decode_lat, 95), 3),
-        partial_interval_median_s=round(statistics.median(intervals), 3) if intervals else float("nan"),
+        partial_interval_median_s=round(float(statistics.median(intervals)), 3) if intervals else float("nan"),
         partial_interval_p95_s=round(pct(intervals, 95), 3),
-        first_partial_median_s=round(statistics.median(first_partial), 3) if first_partial else float("nan"),
+        first_partial_median_s=round(float(statistics.median(first_partial)), 3) if first_partial else float("nan"),
         partials_emitted=len(partials_redis),
         partials_skipped=stats.partials_skipped,
         partials_dropped=pstats.partials_dropped,
@@ -298,6 +298,13 @@ def plot(data: dict, path: Path) -> None:
     fig.suptitle(f"callscribe load, {data['model']}, {data['hardware']}, {data['date']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _json_default(o):
+    """numpy scalars in results -> plain Python numbers."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def hardware() -> str:
@@ -413,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M")
     out = Path(args.out) if args.out else RESULTS / f"load-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=_json_default) + "\n")
     try:
         plot(data, out.with_suffix(".png"))
     except ImportError:

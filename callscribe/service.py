@@ -46,6 +46,9 @@ class Service:
         self.pipeline = Pipeline(self.cfg, self.engine, self.publisher, scheduler)
         await self.pipeline.start()
         self.ingest = IngestServer(self.cfg, self.pipeline)
+        from .metrics import ServiceCollector
+
+        self.ingest.metrics = ServiceCollector(self.pipeline, self.publisher, self.ingest)
         await self.ingest.start(port=port)
         progress(f"listening on {self.ingest.url}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -32,17 +33,32 @@ class IngestServer:
         self.pipeline = pipeline
         self._server: Server | None = None
         self.connections = 0
+        self.refused = 0
+        self.metrics = None  # a callscribe.metrics.ServiceCollector, set by the service
 
     async def start(self, host: str | None = None, port: int | None = None) -> None:
         self._server = await serve(
             self._handle,
             host or self.cfg.host,
             self.cfg.port if port is None else port,
+            process_request=self._http,
             max_size=self.cfg.max_frame_bytes,
             max_queue=64,
             ping_interval=20,
             ping_timeout=20,
         )
+
+    def _http(self, connection: ServerConnection, request):
+        """Plain HTTP on the ingest port: ``/health`` and ``/metrics`` (Prometheus); else go on to WebSocket."""
+        if request.path == "/health":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if request.path == "/metrics" and self.metrics is not None:
+            from callscribe.metrics import CONTENT_TYPE, render
+
+            response = connection.respond(HTTPStatus.OK, render(self.metrics).decode())
+            response.headers["Content-Type"] = CONTENT_TYPE
+            return response
+        return None
 
     @property
     def port(self) -> int:
@@ -78,6 +94,7 @@ class IngestServer:
             try:
                 session = await self.pipeline.open_call(started, self._listener(outbox))
             except CapacityError as exc:
+                self.refused += 1
                 raise ProtocolError(str(exc), proto.CLOSE_TRY_LATER) from exc
             while True:
                 msg = await asyncio.wait_for(ws.recv(), timeout=self.cfg.idle_timeout_s)

@@ -201,3 +201,20 @@ async def test_stream_cli_plays_a_file_into_the_server(service):
     finals = [e for e in events if e["type"] == "transcript" and e["is_final"] and e["text"]]
     assert len(finals) >= 6 and events[-1]["type"] == "call_ended"
     assert "clubs" in " ".join(f["text"] for f in finals).lower()
+
+
+async def test_health_and_prometheus_metrics(service):
+    import urllib.request
+
+    base = f"http://127.0.0.1:{service.ingest.port}"
+    client = IngestClient(service.ingest.url)
+    await client.stream_file(DEMO / "demo_call_en.wav", call_id="metrics-call", speed=None)
+    health = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/health", timeout=5).read())
+    assert health == b"ok\n"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/metrics", timeout=5).read().decode())
+    values = {line.split()[0]: float(line.split()[1]) for line in body.splitlines() if line and not line.startswith("#")}
+    assert values["callscribe_asr_finals_decoded_total"] >= 6
+    assert values["callscribe_redis_published_total"] >= 8
+    assert values["callscribe_calls_live"] == 0 and values["callscribe_redis_up"] == 1
+    assert values['callscribe_asr_batch_size_bucket{le="+Inf"}'] == values["callscribe_asr_batches_total"]
+    assert "callscribe_calls_refused_total" in values

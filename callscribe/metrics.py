@@ -1,0 +1,58 @@
+"""Prometheus metrics of a running service, read live from the stages' own counters.
+
+A custom collector (no duplicated bookkeeping): every scrape reads the scheduler's, the publisher's and the
+pipeline's stats. Exposed by the ingest server at ``GET /metrics``; ``GET /health`` answers ``ok``.
+The overload policy is visible here: partials skipped/replaced (cadence stretching), temperature retries
+skipped, finals pending, calls refused at capacity, events buffered while Redis is down.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ServiceCollector:
+    def __init__(self, pipeline, publisher=None, ingest=None) -> None:
+        self.pipeline = pipeline
+        self.publisher = publisher
+        self.ingest = ingest
+
+    def collect(self):
+        s = self.pipeline.scheduler.stats
+        yield GaugeMetricFamily("callscribe_calls_live", "Calls in progress on this node", value=len(self.pipeline.calls))
+        if self.ingest is not None:
+            yield CounterMetricFamily("callscribe_calls_refused", "Calls refused at max_calls", value=self.ingest.refused)
+            yield CounterMetricFamily("callscribe_connections", "Ingest connections accepted", value=self.ingest.connections)
+        yield CounterMetricFamily("callscribe_asr_batches", "Decode batches run", value=s.batches)
+        yield CounterMetricFamily("callscribe_asr_finals_decoded", "Finals decoded", value=s.finals_decoded)
+        yield CounterMetricFamily("callscribe_asr_partials_decoded", "Partials decoded", value=s.partials_decoded)
+        yield CounterMetricFamily("callscribe_asr_partials_skipped", "Partials skipped (stale when their batch ran)", value=s.partials_skipped)
+        yield CounterMetricFamily("callscribe_asr_partials_replaced", "Partial requests merged into a waiting one", value=s.partials_replaced)
+        yield CounterMetricFamily("callscribe_asr_fallbacks_skipped", "Temperature retries skipped under load", value=getattr(s, "fallbacks_skipped", 0))
+        yield CounterMetricFamily("callscribe_asr_decode_seconds", "Seconds spent decoding", value=s.decode_s)
+        yield GaugeMetricFamily("callscribe_asr_pending_finals", "Finals waiting for the model", value=s.pending_finals)
+        yield GaugeMetricFamily("callscribe_asr_pending_partials", "Partial requests waiting", value=s.pending_partials)
+        buckets, total, acc = [], 0, 0
+        for size in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+            acc = sum(n for b, n in s.batch_sizes.items() if b <= size)
+            buckets.append((str(size), acc))
+        total = sum(s.batch_sizes.values())
+        buckets.append(("+Inf", total))
+        yield HistogramMetricFamily("callscribe_asr_batch_size", "Segments per decode batch", buckets=buckets,
+                                    sum_value=sum(b * n for b, n in s.batch_sizes.items()))
+        if self.publisher is not None:
+            p = self.publisher.stats
+            yield CounterMetricFamily("callscribe_redis_published", "Events written to Redis", value=p.published)
+            yield CounterMetricFamily("callscribe_redis_partials_dropped", "Partials dropped (queue full or Redis down)", value=p.partials_dropped)
+            yield CounterMetricFamily("callscribe_redis_outages", "Redis outages seen", value=p.outages)
+            yield GaugeMetricFamily("callscribe_redis_buffered", "Events waiting to be written", value=p.buffered)
+            yield GaugeMetricFamily("callscribe_redis_up", "1 when Redis answers", value=1 if p.redis_up else 0)
+
+
+def render(collector: ServiceCollector) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)
