@@ -132,9 +132,10 @@ class WhisperEngine:
         if not requests:
             return []
         items = [self._prepare(r, i) for i, r in enumerate(requests)]
-        groups: dict[int, list[_Item]] = {}
+        # one group per (kind, window size): beam size is per generate call, and a batch shares one shape
+        groups: dict[tuple[bool, int], list[_Item]] = {}
         for it in items:
-            groups.setdefault(it.features.shape[1], []).append(it)
+            groups.setdefault((it.req.is_final, it.features.shape[1]), []).append(it)
         results: list[DecodeResult | None] = [None] * len(items)
         for group in groups.values():
             for it, res in zip(group, self._decode_group(group)):
@@ -161,24 +162,19 @@ class WhisperEngine:
         return _Item(req, index, np.ascontiguousarray(feats), min(num_frames, frames), language)
 
     def _decode_group(self, group: list[_Item]) -> list[DecodeResult]:
+        """Decode items of one kind (all finals or all partials) and one window size: one encode."""
         import ctranslate2
 
+        finals = group[0].req.is_final
         feats = np.stack([it.features for it in group])
         enc = self.model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
         self._detect_languages(group, enc)
-        finals = [i for i, it in enumerate(group) if it.req.is_final]
-        partials = [i for i, it in enumerate(group) if not it.req.is_final]
-        if finals and partials:
-            # beam size is per generate call: run the two kinds separately on their own encoder rows
-            self._generate([group[i] for i in finals], self._encode_rows(feats, finals), self.cfg.beam_size_final)
-            self._generate([group[i] for i in partials], self._encode_rows(feats, partials), self.cfg.beam_size_partial)
-        else:
-            self._generate(group, enc, self.cfg.beam_size_final if finals else self.cfg.beam_size_partial)
-        if finals:
-            self._fallback([it for it in group if it.req.is_final and it.req.fallback and self._needs_fallback(it)], feats, group)
+        self._generate(group, enc, self.cfg.beam_size_final if finals else self.cfg.beam_size_partial)
         words: dict[int, tuple[Word, ...]] = {}
-        if self.cfg.word_timestamps and finals:
-            words = self._align(group, enc)
+        if finals:
+            self._fallback([it for it in group if it.req.fallback and self._needs_fallback(it)], feats, group)
+            if self.cfg.word_timestamps:
+                words = self._align(group, enc)
         return [self._finish(it, words.get(id(it), ())) for it in group]
 
     def _encode_rows(self, feats: np.ndarray, rows: list[int]):

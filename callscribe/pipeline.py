@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
 import numpy as np
@@ -66,7 +66,6 @@ class CallStats:
     finals: int = 0
     dropped_segments: int = 0
     aborted_segments: int = 0
-    partial_intervals_ms: list[int] = field(default_factory=list)
 
 
 class Pipeline:
@@ -113,8 +112,8 @@ class CallSession:
         self._out: asyncio.Queue[tuple] = asyncio.Queue()
         self._emitter: asyncio.Task[None] | None = None
         self._ended: CallEnded | None = None
+        self._ended_event = asyncio.Event()
         self._closing = False
-        self._last_partial_emit: dict[int, int] = {}
         self._confident: dict[str, int] = {}  # language -> confident detections so far
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -134,11 +133,9 @@ class CallSession:
 
     async def end(self, reason: str = "hangup") -> CallEnded:
         """Flush VAD, wait for every final of the call to be emitted, then emit CallEnded. Idempotent."""
-        if self._ended is not None:
-            return self._ended
         if self._closing:
-            while self._ended is None:
-                await asyncio.sleep(0.01)
+            await self._ended_event.wait()
+            assert self._ended is not None
             return self._ended
         self._closing = True
         for i, ch in enumerate(self.channels):
@@ -152,6 +149,7 @@ class CallSession:
             await self._emitter
         self._ended = ended = CallEnded(self.call_id, duration_ms, reason, finals=self.stats.finals, ended_at_ms=ended.ended_at_ms)
         self.pipeline.calls.pop(self.call_id, None)
+        self._ended_event.set()
         return ended
 
     # --- VAD events -> scheduler -------------------------------------------------------------------
@@ -235,11 +233,6 @@ class CallSession:
         t = self._transcript(index, seq, ch.revision, False, res.text, start_ms, end_ms, res, ())
         ch.revision += 1
         ch.partials_emitted += 1
-        now = now_ms()
-        last = self._last_partial_emit.get(index)
-        if last is not None:
-            self.stats.partial_intervals_ms.append(now - last)
-        self._last_partial_emit[index] = now
         self.stats.partials += 1
         await self._emit(t)
 
@@ -250,7 +243,6 @@ class CallSession:
         except Exception:
             log.exception("call %s: final decode failed for segment %s", self.call_id, seq)
             return
-        self._last_partial_emit.pop(index, None)
         revision = max(revision, ch.revision)
         if not res.text:
             self.stats.dropped_segments += 1

@@ -18,7 +18,6 @@ from callscribe.gateway.client import IngestClient
 from callscribe.service import Service
 from callscribe.stream import read_call, read_finals
 
-from .conftest import AUDIO_DIR
 
 pytestmark = pytest.mark.integration
 DEMO = Path(__file__).resolve().parents[1] / "callscribe" / "data"
