@@ -85,6 +85,46 @@ class LevelResult:
         )
 
 
+NAMES = ("customer", "agent")
+
+
+def turn_finals(call: Call, turn, finals: list[Transcript]) -> list[Transcript]:
+    """The finals of ``call`` that belong to ``turn`` (its channel, inside its time span), in time order."""
+    lo, hi = turn.start_s * 1000 - 300, turn.end_s * 1000 + 300
+    ch = NAMES[turn.channel]
+    return sorted((e for e in finals if e.call_id == call.call_id and e.channel == ch and lo <= e.start_ms and e.end_ms <= hi + 700),
+                  key=lambda e: e.start_ms)
+
+
+def score(calls: list[Call], finals: list[Transcript]) -> dict[str, float]:
+    """WER/CER per language of the finals against the turns' reference transcripts."""
+    hyp: dict[str, list[str]] = {}
+    ref: dict[str, list[str]] = {}
+    for c in calls:
+        for turn in c.turns:
+            if turn.speech_end_s > c.duration_s:
+                continue
+            ref.setdefault(c.language, []).append(turn.clip.reference)
+            hyp.setdefault(c.language, []).append(" ".join(e.text for e in turn_finals(c, turn, finals)))
+    return {lang: round(error_rate(("" if lang == "zh" else " ").join(ref[lang]), ("" if lang == "zh" else " ").join(hyp[lang]), lang), 4)
+            for lang in hyp}
+
+
+async def one_call_each(engine, cfg: Config, calls: list[Call]) -> dict[str, float]:
+    """The same calls decoded one at a time (as fast as possible, same pipeline and config): the no-load
+    accuracy to compare the at-load accuracy with, on the same audio."""
+    from callscribe.filerun import run_call
+
+    finals: list[Transcript] = []
+    for c in calls:
+        pipeline = Pipeline(cfg.replace(partials=False), engine)
+        await pipeline.start()
+        await run_call(pipeline, list(c.channels), NAMES, call_id=c.call_id, language=c.language,
+                       listener=lambda e: finals.append(e) if isinstance(e, Transcript) and e.is_final and e.text else None)
+        await pipeline.stop()
+    return score(calls, finals)
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -148,24 +188,21 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
     partials_redis = [(t, e) for t, e in written_events if not e.is_final]
     latencies, decode_lat, intervals, first_partial = [], [], [], []
     turns_without = 0
-    hyp: dict[str, list[str]] = {}
-    ref: dict[str, list[str]] = {}
-    names = ("customer", "agent")
+    finals_only = [e for _, e in finals_redis]
+    written_at = {id(e): t for t, e in finals_redis}
     for c in calls:
         for turn in c.turns:
             if turn.speech_end_s > c.duration_s:
                 continue
-            ch = names[turn.channel]
-            lo, hi = turn.start_s * 1000 - 300, turn.end_s * 1000 + 300
-            fin = [(t, e) for t, e in finals_redis if e.call_id == c.call_id and e.channel == ch and lo <= e.start_ms and e.end_ms <= hi + 700]
-            ref.setdefault(c.language, []).append(turn.clip.reference)
-            hyp.setdefault(c.language, []).append(" ".join(e.text for _, e in sorted(fin, key=lambda x: x[1].start_ms)))
+            fin = turn_finals(c, turn, finals_only)
             if not fin:
                 turns_without += 1
                 continue
             speech_end_wall = t0 + turn.speech_end_s / speed
-            latencies.append(max(t for t, _ in fin) - speech_end_wall)
-            decode_lat += [t - (e.speech_end_at_ms / 1000 + mono_minus_wall) for t, e in fin]
+            latencies.append(max(written_at[id(e)] for e in fin) - speech_end_wall)
+            decode_lat += [written_at[id(e)] - (e.speech_end_at_ms / 1000 + mono_minus_wall) for e in fin]
+            lo, hi = turn.start_s * 1000 - 300, turn.end_s * 1000 + 300
+            ch = NAMES[turn.channel]
             par = sorted(t for t, e in partials_redis if e.call_id == c.call_id and e.channel == ch and lo <= e.start_ms <= hi)
             if turn.speech_end_s - turn.speech_start_s >= 2.0:
                 if par:
@@ -173,10 +210,7 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
                     intervals += list(np.diff(par))
                 else:
                     intervals.append(turn.speech_end_s - turn.speech_start_s)  # a long turn with no partial at all
-    errors = {}
-    for lang in hyp:
-        sep = "" if lang == "zh" else " "
-        errors[lang] = round(error_rate(sep.join(ref[lang]), sep.join(hyp[lang]), lang), 4)
+    errors = score(calls, finals_only)
     n_batches = max(1, stats.batches)
     return LevelResult(
         mode=mode,
@@ -361,6 +395,11 @@ async def main_async(args: argparse.Namespace) -> dict:
         print(f"ceiling: {c}", flush=True)
     ours_max, base_max = max_sustained(ours), max_sustained(baseline)
     best = next((r for r in ours if r.calls == ours_max), None)
+    same_audio = None
+    if best is not None:  # the max-N level's calls again, one at a time: accuracy at load vs no load, same audio
+        alone = await one_call_each(engine, cfg, make_calls(ours_max, args.duration, languages))
+        same_audio = {"at_load": best.error_rate, "one_call_at_a_time": alone}
+        print(f"accuracy on the {ours_max} calls of the max level: at load {best.error_rate}, one at a time {alone}", flush=True)
     single = next((r for r in ours if r.calls == min(levels)), None)
     summary = {
         "max_sustained_calls": {"ours": ours_max, "baseline": base_max,
@@ -369,6 +408,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "share_of_ceiling": {("full" if c["full_window"] else "sized"): round(best.windows_per_s / c["windows_per_s"], 3) if best else None for c in ceilings},
         "accuracy_one_call": single.error_rate if single else None,
         "accuracy_at_max": best.error_rate if best else None,
+        "accuracy_same_audio": same_audio,
         "criteria": {"p95_final_latency_s": P95_LIMIT_S, "median_partial_interval_s": PARTIAL_LIMIT_S, "finals_lost": 0},
     }
     print(json.dumps(summary, indent=1), flush=True)
@@ -387,6 +427,25 @@ async def main_async(args: argparse.Namespace) -> dict:
         "summary": summary,
         "command": " ".join(sys.argv),
     }
+
+
+async def accuracy_from(path: Path) -> int:
+    """Add the same-audio accuracy comparison to an existing result (the calls are rebuilt from their seeds)."""
+    from callscribe.asr.engine import WhisperEngine
+
+    data = json.loads(path.read_text())
+    n = data["summary"]["max_sustained_calls"]["ours"]
+    level = next(r for r in data["levels"]["ours"] if r["calls"] == n)
+    c = data["config"]
+    cfg = Config(model="tiny.en" if "tiny.en" in data["model"] else "base", beam_size_final=c["beam_size_final"],
+                 final_window=c["final_window"], max_batch_size=c["max_batch_size"], word_timestamps=c["word_timestamps"],
+                 language_candidates=tuple(data["languages"]))
+    engine = WhisperEngine(cfg)
+    alone = await one_call_each(engine, cfg, make_calls(n, data["duration_s"], data["languages"]))
+    data["summary"]["accuracy_same_audio"] = {"at_load": level["error_rate"], "one_call_at_a_time": alone}
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    print(f"{n} calls: at load {level['error_rate']}, one at a time {alone}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,7 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-after-fail", type=int, default=1)
     p.add_argument("--data-dir", default="var/bench")
     p.add_argument("--out", default="")
+    p.add_argument("--accuracy-from", help="a results JSON: score its max-level calls one at a time and add that to it")
     args = p.parse_args(argv)
+    if args.accuracy_from:
+        return asyncio.run(accuracy_from(Path(args.accuracy_from)))
     if args.quick:  # 2 CPU cores: tiny.en int8 (English), 40 s calls, a short ramp
         args.model = "tiny.en" if args.model == "base" else args.model
         args.calls, args.baseline_calls = "1,2,4,6,8,10,12,14,16,20", "1,2,3,4,5,6"
