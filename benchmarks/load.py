@@ -129,9 +129,17 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url: str, speed: float = 1.0) -> LevelResult:
-    """Stream ``calls`` concurrently in real time through a fresh pipeline; measure everything."""
-    cfg = cfg.replace(key_prefix=f"bench{int(time.time() * 1000) % 10**9}")
+async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url: str, speed: float = 1.0,
+                    remote: bool = False) -> LevelResult:
+    """Stream ``calls`` concurrently in real time through a fresh pipeline; measure everything.
+    ``remote``: decode on `callscribe worker` processes (started by the caller) instead of ``engine``."""
+    stamp = int(time.time() * 1000) % 10**9
+    if remote:  # workers listen on the shared prefix: keep it, make the call ids unique instead
+        import dataclasses
+
+        calls = [dataclasses.replace(c, call_id=f"{c.call_id}-{stamp}") for c in calls]
+    else:
+        cfg = cfg.replace(key_prefix=f"bench{stamp}")
     publisher = RedisPublisher(cfg, redis_url)
     written_events: list[tuple[float, Transcript]] = []
     emitted_finals: list[Transcript] = []
@@ -142,7 +150,12 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
 
     publisher.on_written = on_written
     await publisher.start()
-    pipeline = Pipeline(cfg, engine, publisher)
+    scheduler = None
+    if remote:
+        from callscribe.asr.remote import RemoteScheduler
+
+        scheduler = RemoteScheduler(cfg, redis_url)
+    pipeline = Pipeline(cfg, engine, publisher, scheduler)
     await pipeline.start()
 
     def listener(event: Event) -> None:
@@ -233,7 +246,7 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
         partials_dropped=pstats.partials_dropped,
         windows_per_s=round((stats.finals_decoded + stats.partials_decoded) / wall, 2),
         batches=stats.batches,
-        mean_batch=round((stats.finals_decoded + stats.partials_decoded) / n_batches, 2),
+        mean_batch=round((stats.finals_decoded + stats.partials_decoded) / n_batches, 2) if stats.batches else float("nan"),
         batch_sizes=dict(sorted(stats.batch_sizes.items())),
         cpu_util=round(cpu_s / wall, 2),
         lag_s=round(lag, 3),
@@ -275,12 +288,12 @@ def make_calls(n: int, duration_s: float, languages: list[str], seed: int = 0) -
 
 
 async def ramp(mode: str, engine, cfg: Config, levels: list[int], duration_s: float, languages: list[str],
-               redis_url: str, stop_after_fail: int = 1, log=print) -> list[LevelResult]:
+               redis_url: str, stop_after_fail: int = 1, log=print, remote: bool = False) -> list[LevelResult]:
     out = []
     fails = 0
     for n in levels:
         calls = make_calls(n, duration_s, languages)
-        res = await run_level(mode, engine, cfg, calls, redis_url)
+        res = await run_level(mode, engine, cfg, calls, redis_url, remote=remote)
         out.append(res)
         log(
             f"  {mode:>8} N={n:4d}: final p50 {res.latency_p50_s:.2f} p95 {res.latency_p95_s:.2f} p99 {res.latency_p99_s:.2f} s | "
@@ -363,6 +376,31 @@ def hardware() -> str:
     return f"{os.cpu_count()} x {cpu}" + (f" + {gpu}" if gpu else "")
 
 
+async def start_workers(args: argparse.Namespace, redis_url: str, cfg: Config) -> list:
+    """Start ``args.workers`` ASR worker processes with the benchmark's model settings; wait until ready."""
+    env = {**os.environ, "CALLSCRIBE_KEY_PREFIX": cfg.key_prefix, "CALLSCRIBE_MAX_BATCH_SIZE": str(cfg.max_batch_size),
+           "CALLSCRIBE_BEAM_SIZE_FINAL": str(cfg.beam_size_final), "CALLSCRIBE_FINAL_WINDOW": cfg.final_window,
+           "CALLSCRIBE_WORD_TIMESTAMPS": str(cfg.word_timestamps), "CALLSCRIBE_LANGUAGE_CANDIDATES": ",".join(cfg.language_candidates),
+           "CALLSCRIBE_CPU_THREADS": str(cfg.cpu_threads), "CALLSCRIBE_CLAIM_IDLE_S": "30"}
+    model_args = ["--model-dir", cfg.model_dir] if cfg.model_dir else ["--model", cfg.model]
+    procs = []
+    for _ in range(args.workers):
+        procs.append(await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "callscribe.cli", "worker", "--redis-url", redis_url, *model_args,
+            "--device", cfg.device, "--compute-type", cfg.compute_type, env=env, stderr=asyncio.subprocess.PIPE))
+    for proc in procs:
+        line = await asyncio.wait_for(proc.stderr.readline(), 300)
+        if not line.startswith(b"callscribe worker "):
+            raise RuntimeError(f"worker did not start: {line!r}")
+        asyncio.create_task(_drain(proc.stderr))  # keep its log pipe from filling up
+    return procs
+
+
+async def _drain(stream) -> None:
+    while await stream.readline():
+        pass
+
+
 async def main_async(args: argparse.Namespace) -> dict:
     from callscribe.asr.engine import WhisperEngine
 
@@ -370,7 +408,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 
     cfg = Config.load(
         None,
-        model=args.model, device=args.device, compute_type=args.compute_type, beam_size_final=args.beam_size,
+        model=args.model, model_dir=args.model_dir, device=args.device, compute_type=args.compute_type, beam_size_final=args.beam_size,
         final_window=args.final_window, max_batch_size=args.max_batch, partials=True, word_timestamps=args.words,
         cpu_threads=args.cpu_threads, language_candidates=",".join(args.languages),
     )
@@ -385,8 +423,21 @@ async def main_async(args: argparse.Namespace) -> dict:
         base_cfg = cfg.replace(max_batch_size=1)
         baseline = await ramp("baseline", PerCallEngine(engine), base_cfg, base_levels, args.duration, languages, redis.url,
                               stop_after_fail=args.stop_after_fail)
-        print("callscribe (cross-call batching):", flush=True)
-        ours = await ramp("ours", engine, cfg, levels, args.duration, languages, redis.url, stop_after_fail=args.stop_after_fail)
+        if args.workers:
+            print(f"callscribe (cross-call batching on {args.workers} `callscribe worker` processes via Redis):", flush=True)
+            wcfg = cfg.replace(key_prefix="benchw")  # ingest and workers must agree on the job stream
+            procs = await start_workers(args, redis.url, wcfg)
+            try:
+                ours = await ramp("ours", engine, wcfg, levels, args.duration, languages, redis.url,
+                                  stop_after_fail=args.stop_after_fail, remote=True)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    await proc.wait()
+        else:
+            print("callscribe (cross-call batching):", flush=True)
+            ours = await ramp("ours", engine, cfg, levels, args.duration, languages, redis.url, stop_after_fail=args.stop_after_fail)
     ceil_calls = make_calls(4, 30, languages)
     ceilings = [ceiling(engine, ceil_calls, args.ceiling_batch, args.ceiling_windows, full=True)]
     if cfg.final_window == "dynamic":
@@ -420,6 +471,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "beam_size_final", "beam_size_partial", "final_window", "partial_window", "max_batch_size", "partial_interval_s",
             "vad_hangover_ms", "word_timestamps", "cpu_threads")},
         "duration_s": args.duration,
+        "asr_workers": args.workers,  # 0: in-process model; N: decoded on N worker processes (cpu_util is then the ingest's)
         "languages": languages,
         "levels": {"ours": [asdict(r) | {"sustained": r.sustained} for r in ours],
                    "baseline": [asdict(r) | {"sustained": r.sustained} for r in baseline]},
@@ -462,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--words", action="store_true", help="word timestamps for finals")
     p.add_argument("--cpu-threads", type=int, default=0)
+    p.add_argument("--model-dir", default="", help="a CTranslate2 Whisper directory (e.g. on the GPU machine)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="decode on N `callscribe worker` processes through Redis (scale-out path) instead of in-process")
     p.add_argument("--languages", default="en,zh", type=lambda s: s.split(","))
     p.add_argument("--ceiling-batch", type=int, default=64)
     p.add_argument("--ceiling-windows", type=int, default=512)
