@@ -130,14 +130,16 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url: str, speed: float = 1.0,
-                    remote: bool = False) -> LevelResult:
+                    remote: bool = False, t0_wall: float | None = None, summarize_here: bool = True,
+                    run_tag: str | None = None):
     """Stream ``calls`` concurrently in real time through a fresh pipeline; measure everything.
-    ``remote``: decode on `callscribe worker` processes (started by the caller) instead of ``engine``."""
-    stamp = int(time.time() * 1000) % 10**9
-    if remote:  # workers listen on the shared prefix: keep it, make the call ids unique instead
-        import dataclasses
 
-        calls = [dataclasses.replace(c, call_id=f"{c.call_id}-{stamp}") for c in calls]
+    ``remote``: decode on `callscribe worker` processes (started by the caller) instead of ``engine``.
+    ``t0_wall``: start the audio at this epoch time (several ingest processes share one clock).
+    ``summarize_here`` False: return the raw measurements (a dict) for the caller to merge."""
+    stamp = run_tag or str(int(time.time() * 1000) % 10**9)
+    if remote:  # workers listen on the shared prefix: keep it, make the call ids unique instead
+        calls = tag_calls(calls, stamp)
     else:
         cfg = cfg.replace(key_prefix=f"bench{stamp}")
     publisher = RedisPublisher(cfg, redis_url)
@@ -171,7 +173,7 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
     chunk = int(RATE * CHUNK_S)
     total = max(c.channels[0].size for c in calls)
     cpu0, t_wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-    t0 = time.monotonic() + 0.2
+    t0 = time.monotonic() + (0.2 if t0_wall is None else t0_wall - time.time())
     lag = 0.0
     for k, pos in enumerate(range(0, total, chunk)):
         due = t0 + (k + 1) * CHUNK_S / speed  # audio up to pos+chunk exists at this instant
@@ -220,20 +222,99 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
             if turn.speech_end_s - turn.speech_start_s >= 2.0:
                 if par:
                     first_partial.append(par[0] - (t0 + turn.speech_start_s / speed))
-                    intervals += list(np.diff(par))
+                    intervals += [float(x) for x in np.diff(par)]
                 else:
                     intervals.append(turn.speech_end_s - turn.speech_start_s)  # a long turn with no partial at all
-    errors = score(calls, finals_only)
-    n_batches = max(1, stats.batches)
+    raw = {
+        "calls": len(calls), "duration_s": round(total / RATE, 1), "turns": sum(len(c.turns) for c in calls),
+        "latencies": latencies, "decode_lat": decode_lat, "intervals": intervals, "first_partial": first_partial,
+        "turns_without": turns_without, "finals_emitted": len(emitted_finals), "finals_in_redis": len(finals_redis),
+        "finals_lost": len({e.segment_id for e in emitted_finals} - {e.segment_id for _, e in finals_redis}),
+        "finals": [[e.call_id, e.channel, e.start_ms, e.end_ms, e.text] for e in finals_only],
+        "partials_emitted": len(partials_redis), "partials_skipped": stats.partials_skipped,
+        "partials_dropped": pstats.partials_dropped, "decoded": stats.finals_decoded + stats.partials_decoded,
+        "batches": stats.batches, "batch_sizes": dict(stats.batch_sizes), "cpu_s": cpu_s, "wall": wall, "lag": lag,
+    }
+    return summarize(mode, calls, [raw]) if summarize_here else raw
+
+
+def tag_calls(calls: list[Call], tag: str) -> list[Call]:
+    import dataclasses
+
+    return [dataclasses.replace(c, call_id=f"{c.call_id}-{tag}") for c in calls]
+
+
+async def run_level_multi(args: argparse.Namespace, n: int, cfg: Config, languages: list[str], redis_url: str) -> LevelResult:
+    """One level driven by ``args.ingest_procs`` processes, each streaming its share of the N calls through
+    its own pipeline to the shared workers, on one clock; their raw measurements are merged."""
+    tag = str(int(time.time() * 1000) % 10**9)
+    t0_wall = time.time() + 8.0  # time for the children to start and build their calls
+    k = args.ingest_procs
+    argv = ["--model", args.model, "--model-dir", args.model_dir, "--device", args.device, "--compute-type", args.compute_type,
+            "--beam-size", str(args.beam_size), "--final-window", args.final_window, "--max-batch", str(args.max_batch),
+            "--cpu-threads", str(args.cpu_threads), "--languages", ",".join(args.languages), "--duration", str(args.duration)]
+    argv += ["--words"] if args.words else []
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.load", *argv, "--child", f"{n}:{i}:{k}:{t0_wall}:{tag}:{redis_url}",
+            stdout=asyncio.subprocess.PIPE)
+        for i in range(k)
+    ]
+    raws = []
+    for child in children:
+        out, _ = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"ingest process failed ({child.returncode})")
+        raws.append(json.loads(out.decode().strip().splitlines()[-1]))
+    calls = tag_calls(make_calls(n, args.duration, languages), tag)
+    return summarize("ours", calls, raws)
+
+
+async def child_main(args: argparse.Namespace) -> int:
+    n, i, k, t0_wall, tag, redis_url = args.child.split(":", 5)
+    cfg = build_config(args).replace(key_prefix="benchw")
+    languages = [lang for lang in args.languages if lang == "en" or not cfg.model.endswith(".en")]
+    calls = make_calls(int(n), args.duration, languages)[int(i) :: int(k)]
+    raw = await run_level("ours", None, cfg, calls, redis_url, remote=True, t0_wall=float(t0_wall),
+                          summarize_here=False, run_tag=tag)
+    print(json.dumps(raw, default=_json_default), flush=True)
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    call_id: str
+    channel: str
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+def summarize(mode: str, calls: list[Call], raws: list[dict]) -> LevelResult:
+    """One LevelResult from the raw measurements of one or more ingest processes (lists merged)."""
+    def cat(key: str) -> list:
+        return [x for r in raws for x in r[key]]
+
+    def total(key: str):
+        return sum(r[key] for r in raws)
+
+    latencies, decode_lat, intervals, first_partial = cat("latencies"), cat("decode_lat"), cat("intervals"), cat("first_partial")
+    finals = [_Final(*f) for f in cat("finals")]
+    wall = max(r["wall"] for r in raws)
+    batch_sizes: dict[int, int] = {}
+    for r in raws:
+        for size, n in r["batch_sizes"].items():
+            batch_sizes[int(size)] = batch_sizes.get(int(size), 0) + n
+    batches = total("batches")
     return LevelResult(
         mode=mode,
-        calls=len(calls),
-        duration_s=round(total / RATE, 1),
-        turns=sum(len(c.turns) for c in calls),
-        finals_emitted=len(emitted_finals),
-        finals_in_redis=len(finals_redis),
-        finals_lost=len({(e.segment_id) for e in emitted_finals} - {e.segment_id for _, e in finals_redis}),
-        turns_without_final=turns_without,
+        calls=total("calls"),
+        duration_s=max(r["duration_s"] for r in raws),
+        turns=total("turns"),
+        finals_emitted=total("finals_emitted"),
+        finals_in_redis=total("finals_in_redis"),
+        finals_lost=total("finals_lost"),
+        turns_without_final=total("turns_without"),
         latency_p50_s=round(pct(latencies, 50), 3),
         latency_p95_s=round(pct(latencies, 95), 3),
         latency_p99_s=round(pct(latencies, 99), 3),
@@ -241,16 +322,16 @@ async def run_level(mode: str, engine, cfg: Config, calls: list[Call], redis_url
         partial_interval_median_s=round(float(statistics.median(intervals)), 3) if intervals else float("nan"),
         partial_interval_p95_s=round(pct(intervals, 95), 3),
         first_partial_median_s=round(float(statistics.median(first_partial)), 3) if first_partial else float("nan"),
-        partials_emitted=len(partials_redis),
-        partials_skipped=stats.partials_skipped,
-        partials_dropped=pstats.partials_dropped,
-        windows_per_s=round((stats.finals_decoded + stats.partials_decoded) / wall, 2),
-        batches=stats.batches,
-        mean_batch=round((stats.finals_decoded + stats.partials_decoded) / n_batches, 2) if stats.batches else float("nan"),
-        batch_sizes=dict(sorted(stats.batch_sizes.items())),
-        cpu_util=round(cpu_s / wall, 2),
-        lag_s=round(lag, 3),
-        error_rate=errors,
+        partials_emitted=total("partials_emitted"),
+        partials_skipped=total("partials_skipped"),
+        partials_dropped=total("partials_dropped"),
+        windows_per_s=round(total("decoded") / wall, 2),
+        batches=batches,
+        mean_batch=round(total("decoded") / batches, 2) if batches else float("nan"),
+        batch_sizes=dict(sorted(batch_sizes.items())),
+        cpu_util=round(total("cpu_s") / wall, 2),
+        lag_s=round(max(r["lag"] for r in raws), 3),
+        error_rate=score(calls, finals),  # type: ignore[arg-type]
     )
 
 
@@ -302,6 +383,20 @@ async def ramp(mode: str, engine, cfg: Config, levels: list[int], duration_s: fl
         )
         fails = 0 if res.sustained else fails + 1
         if fails >= stop_after_fail:
+            break
+    return out
+
+
+async def ramp_multi(args, levels: list[int], cfg: Config, languages: list[str], redis_url: str) -> list[LevelResult]:
+    out, fails = [], 0
+    for n in levels:
+        res = await run_level_multi(args, n, cfg, languages, redis_url)
+        out.append(res)
+        print(f"  ours x{args.ingest_procs} ingest N={n:4d}: final p50 {res.latency_p50_s:.2f} p95 {res.latency_p95_s:.2f} s | "
+              f"partial median {res.partial_interval_median_s:.2f} s | {res.windows_per_s:.1f} windows/s | lost {res.finals_lost} | "
+              f"ingest cpu {res.cpu_util:.2f} | lag {res.lag_s:.2f} s | err {res.error_rate} | {'OK' if res.sustained else 'over'}", flush=True)
+        fails = 0 if res.sustained else fails + 1
+        if fails >= args.stop_after_fail:
             break
     return out
 
@@ -376,6 +471,15 @@ def hardware() -> str:
     return f"{os.cpu_count()} x {cpu}" + (f" + {gpu}" if gpu else "")
 
 
+def build_config(args: argparse.Namespace) -> Config:
+    return Config.load(
+        None,
+        model=args.model, model_dir=args.model_dir, device=args.device, compute_type=args.compute_type, beam_size_final=args.beam_size,
+        final_window=args.final_window, max_batch_size=args.max_batch, partials=True, word_timestamps=args.words,
+        cpu_threads=args.cpu_threads, language_candidates=",".join(args.languages),
+    )
+
+
 async def start_workers(args: argparse.Namespace, redis_url: str, cfg: Config) -> list:
     """Start ``args.workers`` ASR worker processes with the benchmark's model settings; wait until ready."""
     env = {**os.environ, "CALLSCRIBE_KEY_PREFIX": cfg.key_prefix, "CALLSCRIBE_MAX_BATCH_SIZE": str(cfg.max_batch_size),
@@ -406,12 +510,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 
     from .baseline import PerCallEngine
 
-    cfg = Config.load(
-        None,
-        model=args.model, model_dir=args.model_dir, device=args.device, compute_type=args.compute_type, beam_size_final=args.beam_size,
-        final_window=args.final_window, max_batch_size=args.max_batch, partials=True, word_timestamps=args.words,
-        cpu_threads=args.cpu_threads, language_candidates=",".join(args.languages),
-    )
+    cfg = build_config(args)
     engine = WhisperEngine(cfg)
     engine.warmup()
     languages = [lang for lang in args.languages if engine.multilingual or lang == "en"]
@@ -428,8 +527,11 @@ async def main_async(args: argparse.Namespace) -> dict:
             wcfg = cfg.replace(key_prefix="benchw")  # ingest and workers must agree on the job stream
             procs = await start_workers(args, redis.url, wcfg)
             try:
-                ours = await ramp("ours", engine, wcfg, levels, args.duration, languages, redis.url,
-                                  stop_after_fail=args.stop_after_fail, remote=True)
+                if args.ingest_procs > 1:
+                    ours = await ramp_multi(args, levels, wcfg, languages, redis.url)
+                else:
+                    ours = await ramp("ours", engine, wcfg, levels, args.duration, languages, redis.url,
+                                      stop_after_fail=args.stop_after_fail, remote=True)
             finally:
                 for proc in procs:
                     proc.terminate()
@@ -524,7 +626,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="var/bench")
     p.add_argument("--out", default="")
     p.add_argument("--accuracy-from", help="a results JSON: score its max-level calls one at a time and add that to it")
+    p.add_argument("--ingest-procs", type=int, default=1,
+                   help="with --workers: split the calls over this many ingest processes (VAD is CPU work)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        return asyncio.run(child_main(args))
     if args.accuracy_from:
         return asyncio.run(accuracy_from(Path(args.accuracy_from)))
     if args.quick:  # 2 CPU cores: tiny.en int8 (English), 40 s calls, a short ramp
