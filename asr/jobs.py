@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from callscribe.audio import float_to_pcm16, pcm16_to_float
 from callscribe.config import Config
 from callscribe.errors import SchemaError
 from callscribe.events import SCHEMA_VERSION, Word
@@ -45,11 +46,11 @@ class SegmentJob:
 
     @classmethod
     def from_request(cls, job_id: str, reply_to: str, req: DecodeRequest, created_at_ms: int) -> "SegmentJob":
-        pcm = (np.clip(req.audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        pcm = float_to_pcm16(req.audio).astype("<i2", copy=False).tobytes()
         return cls(job_id, reply_to, req.is_final, req.language or "", req.offset_ms, pcm, created_at_ms)
 
     def to_request(self) -> DecodeRequest:
-        audio = np.frombuffer(self.audio_pcm16, dtype="<i2").astype(np.float32) / 32768.0
+        audio = pcm16_to_float(np.frombuffer(self.audio_pcm16, dtype="<i2"))
         return DecodeRequest(audio, self.is_final, self.language or None, self.offset_ms)
 
     def to_fields(self) -> dict[str, str | bytes]:

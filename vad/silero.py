@@ -1,8 +1,9 @@
 """Silero VAD gate, using the ONNX model that ships inside faster-whisper (no download).
 
 webrtcvad fires on any loud periodic sound (hold music, DTMF, line noise); Silero is a neural speech
-detector that rejects those. Running it on every 20 ms of thousands of calls would cost too much CPU, so it
-runs once per finished segment and, for partials, on the audio added since the last check.
+detector that rejects those. It runs only inside open segments (never on silence between them): on the audio
+added since the last push, for the endpoint and for partials (:class:`SileroStream`), and once more over each
+finished segment as its gate.
 """
 
 from __future__ import annotations
@@ -26,18 +27,16 @@ _lock = threading.Lock()
 
 
 def speech_probabilities(audio: np.ndarray) -> np.ndarray:
-    """One probability per 32 ms chunk of 16 kHz float32 audio (zero-padded to a whole chunk)."""
+    """One probability per 32 ms chunk of 16 kHz float32 audio (zero-padded to a whole chunk).
+
+    Scores with a fresh :class:`SileroStream`, which never writes into its input (faster-whisper's own wrapper
+    zeroes the last 64 samples of a whole-chunk input in place)."""
     if audio.size == 0:
         return np.zeros(0, np.float32)
     pad = (-audio.size) % CHUNK
     if pad:
         audio = np.pad(audio, (0, pad))
-    # always a private copy: faster-whisper's SileroVADModel writes into a view of its input (it zeroes the last
-    # 64 samples), and the caller's array is a segment about to go to Whisper
-    audio = np.array(audio, dtype=np.float32)
-    with _lock:  # one onnxruntime session shared by every channel
-        out = _model()(audio)
-    return np.asarray(out, dtype=np.float32).reshape(-1)
+    return SileroStream().process(audio)
 
 
 def speech_ms(audio: np.ndarray, threshold: float) -> int:

@@ -5,19 +5,16 @@ from __future__ import annotations
 import numpy as np
 import webrtcvad
 
+from callscribe.audio import float_to_pcm16
+
 
 class WebRtcClassifier:
     def __init__(self, aggressiveness: int = 2, sample_rate_hz: int = 16000) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self.sample_rate_hz = sample_rate_hz
 
-    def is_speech(self, frame: np.ndarray) -> bool:
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-        return self._vad.is_speech(pcm, self.sample_rate_hz)
-
     def classify(self, frames: np.ndarray) -> list[bool]:
         """Flags for consecutive frames (a [n, frame_len] array): one int16 conversion for all of them."""
-        pcm = (np.clip(frames, -1.0, 1.0) * 32767.0).astype("<i2")
-        step = pcm.shape[1] * 2
-        data = pcm.tobytes()
+        step = frames.shape[1] * 2
+        data = float_to_pcm16(frames).astype("<i2", copy=False).tobytes()
         return [self._vad.is_speech(data[i : i + step], self.sample_rate_hz) for i in range(0, len(data), step)]
