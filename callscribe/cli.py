@@ -27,6 +27,8 @@ def _config(args: argparse.Namespace, **extra) -> Config:
         "port": getattr(args, "port", None),
         "beam_size_final": getattr(args, "beam_size", None),
         "remote_asr": getattr(args, "remote_asr", None),
+        "sip_port": getattr(args, "sip_port", None),
+        "sip": False if getattr(args, "no_sip", False) else None,
         **extra,
     }
     return Config.load(getattr(args, "config", None), **overrides)
@@ -119,6 +121,30 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sip-pcap ------------------------------------------------------------------------------------
+async def _sip_pcap(args: argparse.Namespace) -> int:
+    from .audio import load_file, resample
+    from .gateway.rtp.pcap import Impairment, Leg, duration_s, schedule, write_pcap
+
+    def mono16k(path: str):
+        f = load_file(path)
+        audio = f.samples.mean(axis=1)
+        return resample(audio.astype("float32"), f.sample_rate_hz)
+
+    dtmf = []
+    for item in args.dtmf:
+        t, _, digit = item.partition(":")
+        dtmf.append((float(t), digit))
+    legs = [Leg(mono16k(args.customer), 0, 0x1111, args.codec, tuple(dtmf))]
+    if args.agent:
+        legs.append(Leg(mono16k(args.agent), 2, 0x2222, args.codec))
+    packets = schedule(legs, Impairment(loss=args.loss, jitter_ms=args.jitter_ms))
+    write_pcap(args.out, packets)
+    print(f"{args.out}: {len(packets)} RTP packets, {duration_s(packets):.1f} s, {len(legs)} stream(s) "
+          f"(ports +0{', +2' if args.agent else ''}); pause at least {int(duration_s(packets) * 1000) + 1000} ms in the scenario")
+    return 0
+
+
 # --- worker --------------------------------------------------------------------------------------
 async def _worker(args: argparse.Namespace) -> int:
     import signal
@@ -178,7 +204,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from .tui import CaptionBoard
 
     console = Console()
-    cfg = _config(args, data_dir=args.data_dir)
+    cfg = _config(args, data_dir=args.data_dir, sip=False)
     files = [Path(f) for f in args.files] or sorted(DATA_DIR.glob("demo_call_*.wav"))
     if not files:
         console.print("[red]no demo audio found[/red]")
@@ -247,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--call-id")
     _add_model_args(p)
 
-    p = sub.add_parser("serve", help="WebSocket ingest + ASR + Redis")
+    p = sub.add_parser("serve", help="WebSocket and SIP/SIPREC ingest + ASR + Redis")
     _add_model_args(p)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--sip-port", type=int, help="SIP port for UDP and TCP (default 5060)")
+    p.add_argument("--no-sip", action="store_true", help="WebSocket ingest only")
     p.add_argument("--redis-url")
     p.add_argument("--remote-asr", action="store_true", default=None,
                    help="no local model: decode on `callscribe worker` processes through Redis")
@@ -270,6 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--meta", action="append", help="metadata key=value (repeatable)")
 
+    p = sub.add_parser("sip-pcap", help="build an RTP pcap from recordings, for sipp's play_pcap_audio (docs/sip.md)")
+    p.add_argument("--customer", required=True, help="customer leg audio (first stream)")
+    p.add_argument("--agent", help="agent leg audio (second stream, port +2): a SIPREC call")
+    p.add_argument("--out", required=True)
+    p.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA"])
+    p.add_argument("--loss", type=float, default=0.0, help="fraction of packets dropped")
+    p.add_argument("--jitter-ms", type=float, default=0.0, help="random extra delay per packet (reorders)")
+    p.add_argument("--dtmf", action="append", default=[], help="TIME_S:DIGIT on the customer leg (repeatable)")
+
     p = sub.add_parser("demo", help="everything embedded: stream the bundled demo calls, live captions")
     _add_model_args(p)
     p.add_argument("files", nargs="*", help="recordings to stream instead of the bundled demo calls")
@@ -278,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker}[args.cmd]
+    runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
+              "sip-pcap": _sip_pcap}[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

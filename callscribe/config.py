@@ -136,6 +136,46 @@ class Config:
     channel_map: tuple[str, ...] = ("customer", "agent")
     """Role of each channel of a stereo recording, in channel order."""
 
+    # --- SIP / SIPREC / RTP (gateway/sip, gateway/rtp; docs/sip.md) ---------------------------------
+    sip: bool = True
+    """`serve` also listens for SIP calls and SIPREC recording sessions."""
+    sip_host: str = ""
+    """SIP and RTP bind address; empty = `host`."""
+    sip_port: int = 5060
+    """SIP port for UDP and TCP (0 = any free port)."""
+    sip_transports: tuple[str, ...] = ("udp", "tcp")
+    """SIP transports to listen on: udp, tcp, and tls (needs sip_tls_cert and sip_tls_key)."""
+    sip_tls_port: int = 5061
+    """SIP over TLS port (with `tls` in sip_transports; 0 = any free port)."""
+    sip_tls_cert: str = ""
+    """PEM certificate chain for SIP over TLS."""
+    sip_tls_key: str = ""
+    """PEM private key for SIP over TLS."""
+    sip_advertised_address: str = ""
+    """Address put in SDP answers and Contact (the one SBCs send media to); empty = the bind address, or
+    the machine's outbound address when bound to 0.0.0.0."""
+    sip_retry_after_s: int = 30
+    """Retry-After sent with 503 when a call is refused for capacity."""
+    sip_user_agent: str = "callscribe"
+    """Server / User-Agent header value."""
+    sip_codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+    """Codecs we accept, in our preference order (the offerer's order wins among these); G722 only when
+    the optional `g722` package is installed."""
+    siprec_agent_patterns: tuple[str, ...] = ()
+    """SIPREC: participants whose AoR or name matches one of these globs are the agent (e.g. `sip:8*@*`,
+    `*@agents.example.com`); the rest are customers. Without a match the metadata's role hints decide,
+    then order (the first participant, the caller, is the customer)."""
+    siprec_customer_patterns: tuple[str, ...] = ()
+    """SIPREC: participants matching these globs are the customer."""
+    rtp_port_min: int = 20000
+    """Lowest RTP port (even). Each stream takes an RTP/RTCP pair; a call's streams get adjacent pairs."""
+    rtp_port_max: int = 29999
+    """Highest RTP port."""
+    rtp_timeout_s: float = 60.0
+    """A call whose media stops for this long (and is not on hold) is ended with reason `timeout` and a BYE."""
+    jitter_depth_ms: int = 80
+    """Playout delay of the per-stream jitter buffer: covers this much network jitter without loss."""
+
     def __post_init__(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
         _check(self.final_window in ("full", "dynamic"), "final_window", "must be full or dynamic")
@@ -150,6 +190,15 @@ class Config:
         _check(self.vad_max_segment_s >= 2.0, "vad_max_segment_s", "must be >= 2")
         _check(self.max_calls >= 1, "max_calls", "must be >= 1")
         _check(1 <= self.port <= 65535 or self.port == 0, "port", "must be a TCP port")
+        _check(0 <= self.sip_port <= 65535 and 0 <= self.sip_tls_port <= 65535, "sip_port", "must be a port or 0")
+        for t in self.sip_transports:
+            _check(t in ("udp", "tcp", "tls"), "sip_transports", f"unknown transport {t!r}; use udp, tcp, tls")
+        if "tls" in self.sip_transports:
+            _check(bool(self.sip_tls_cert and self.sip_tls_key), "sip_tls_cert", "tls needs sip_tls_cert and sip_tls_key")
+        _check(1024 <= self.rtp_port_min < self.rtp_port_max <= 65535, "rtp_port_min", "need 1024 <= rtp_port_min < rtp_port_max <= 65535")
+        _check(self.rtp_port_max - self.rtp_port_min >= 3, "rtp_port_max", "the RTP range must hold at least one stream pair")
+        _check(self.rtp_timeout_s > 0, "rtp_timeout_s", "must be > 0")
+        _check(20 <= self.jitter_depth_ms <= 1000, "jitter_depth_ms", "must be 20..1000")
         for ch in self.channel_map:
             _check(ch in _CHANNELS, "channel_map", f"unknown channel {ch!r}; use {', '.join(_CHANNELS)}")
 

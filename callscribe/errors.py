@@ -50,3 +50,29 @@ class CapacityError(CallscribeError):
 
 class RedisUnavailable(CallscribeError):
     """No Redis server could be reached or started."""
+
+
+class SipError(CallscribeError):
+    """A SIP message we must refuse. ``status``/``reason`` is the response to send (when one can be sent)."""
+
+    def __init__(self, message: str, status: int = 400, reason: str = "Bad Request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class SipParseError(SipError):
+    """Bytes that are not a well-formed SIP message (RFC 3261 section 7): answered 400 when the request
+    can be routed back (it has Via, From, To, Call-ID, CSeq), else dropped and logged."""
+
+
+class SdpError(SipParseError):
+    """An SDP body (RFC 4566) that cannot be parsed or offers nothing we can receive (then status 488)."""
+
+
+class SiprecError(SipParseError):
+    """A SIPREC body (RFC 7866 multipart, RFC 7865 rs-metadata XML) that cannot be parsed."""
+
+
+class RtpError(CallscribeError):
+    """An RTP/RTCP packet that cannot be parsed (RFC 3550): the packet is dropped and counted."""

@@ -95,8 +95,25 @@ class CallEnded:
     ended_at_ms: int = field(default_factory=now_ms)
 
 
-Event = Union[CallStarted, Transcript, CallEnded]
-_TYPES: dict[str, type] = {c.TYPE: c for c in (CallStarted, Transcript, CallEnded)}
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """A key the caller (or agent) pressed, from RFC 4733 telephone-events on the RTP stream.
+
+    Digits never reach the ASR (they are not speech) but matter to analytics: IVR choices, verification.
+    ``seq`` counts the call's DTMF events from 0 (their write-once identity); ``at_ms`` is the offset in the
+    call's audio timeline of that channel."""
+
+    TYPE: ClassVar[str] = "dtmf"
+    call_id: str
+    channel: str
+    digit: str
+    seq: int
+    at_ms: int
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+Event = Union[CallStarted, Transcript, CallEnded, Dtmf]
+_TYPES: dict[str, type] = {c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,6 +220,15 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
                 metadata={str(k): str(v) for k, v in dict(metadata).items()},
                 started_at_ms=int(d.get("started_at_ms", 0)),
             )
+        if cls is Dtmf:
+            return Dtmf(
+                call_id=str(d["call_id"]),
+                channel=str(d["channel"]),
+                digit=str(d["digit"]),
+                seq=int(d["seq"]),
+                at_ms=int(d["at_ms"]),
+                emitted_at_ms=int(d.get("emitted_at_ms", 0)),
+            )
         return CallEnded(
             call_id=str(d["call_id"]),
             duration_ms=int(d["duration_ms"]),
@@ -226,6 +252,6 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Event",
+    "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

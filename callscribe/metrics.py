@@ -19,6 +19,7 @@ class ServiceCollector:
         self.pipeline = pipeline
         self.publisher = publisher
         self.ingest = ingest
+        self.sip = None  # the SipServer, when SIP is on
 
     def collect(self):
         s = self.pipeline.scheduler.stats
@@ -43,6 +44,8 @@ class ServiceCollector:
         buckets.append(("+Inf", total))
         yield HistogramMetricFamily("callscribe_asr_batch_size", "Segments per decode batch", buckets=buckets,
                                     sum_value=sum(b * n for b, n in s.batch_sizes.items()))
+        if self.sip is not None:
+            yield from _sip_metrics(self.sip)
         if self.publisher is not None:
             p = self.publisher.stats
             yield CounterMetricFamily("callscribe_redis_published", "Events written to Redis", value=p.published)
@@ -50,6 +53,32 @@ class ServiceCollector:
             yield CounterMetricFamily("callscribe_redis_outages", "Redis outages seen", value=p.outages)
             yield GaugeMetricFamily("callscribe_redis_buffered", "Events waiting to be written", value=p.buffered)
             yield GaugeMetricFamily("callscribe_redis_up", "1 when Redis answers", value=1 if p.redis_up else 0)
+
+
+def _sip_metrics(sip):
+    st = sip.stats
+    yield GaugeMetricFamily("callscribe_sip_calls_live", "SIP/SIPREC calls in progress", value=len(sip.calls))
+    yield CounterMetricFamily("callscribe_sip_requests", "SIP requests received", value=st.requests)
+    yield CounterMetricFamily("callscribe_sip_malformed", "SIP messages dropped or answered 400 as malformed", value=st.malformed)
+    yield CounterMetricFamily("callscribe_sip_calls_accepted", "SIP calls accepted", value=st.calls_accepted)
+    yield CounterMetricFamily("callscribe_sip_calls_refused_capacity", "SIP calls refused 503 at capacity", value=st.calls_refused_capacity)
+    yield CounterMetricFamily("callscribe_sip_calls_refused_other", "SIP calls refused for codec/body/extension", value=st.calls_refused_other)
+    ended = CounterMetricFamily("callscribe_sip_calls_ended", "SIP calls ended, by reason", labels=["reason"])
+    for reason, n in sorted(st.calls_ended.items()):
+        ended.add_metric([reason], n)
+    yield ended
+    yield GaugeMetricFamily("callscribe_rtp_port_pairs_free", "Free RTP/RTCP port pairs", value=sip.pool.free_pairs)
+    packets = lost = late = malformed = 0
+    for call in list(sip.calls.values()):
+        for s in call.streams:
+            packets += s.stats.packets
+            malformed += s.stats.malformed
+            lost += s.jitter.stats.lost
+            late += s.jitter.stats.late
+    yield GaugeMetricFamily("callscribe_rtp_packets_live_calls", "RTP packets received by live calls", value=packets)
+    yield GaugeMetricFamily("callscribe_rtp_lost_live_calls", "RTP slots concealed as lost in live calls", value=lost)
+    yield GaugeMetricFamily("callscribe_rtp_late_live_calls", "RTP packets too late for playout in live calls", value=late)
+    yield GaugeMetricFamily("callscribe_rtp_malformed_live_calls", "Malformed RTP packets dropped in live calls", value=malformed)
 
 
 def render(collector: ServiceCollector) -> bytes:

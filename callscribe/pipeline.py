@@ -25,7 +25,7 @@ from callscribe.vad import ChannelVad, SpeechAborted, SpeechEnded, SpeechStarted
 
 from .config import Config
 from .errors import CapacityError
-from .events import CallEnded, CallStarted, Event, Transcript, now_ms
+from .events import CallEnded, CallStarted, Dtmf, Event, Transcript, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class CallSession:
         self._ended_event = asyncio.Event()
         self._closing = False
         self._confident: dict[str, int] = {}  # language -> confident detections so far
+        self._dtmf_seq = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -130,6 +131,16 @@ class CallSession:
             await self._on_vad(channel, ev)
         if self.cfg.partials and ch.open_seq >= 0:
             self._maybe_request_partial(channel)
+
+    def dtmf(self, channel: int, digit: str, at_ms: int | None = None) -> None:
+        """Record a key press on ``channel`` (RFC 4733 from RTP). It is emitted in order with the call's
+        other events; ``at_ms`` defaults to the channel's audio position now."""
+        if self._closing:
+            return
+        ch = self.channels[channel]
+        event = Dtmf(self.call_id, ch.name, digit, self._dtmf_seq, ch.vad.now_ms if at_ms is None else at_ms)
+        self._dtmf_seq += 1
+        self._out.put_nowait(("event", event))
 
     async def end(self, reason: str = "hangup") -> CallEnded:
         """Flush VAD, wait for every final of the call to be emitted, then emit CallEnded. Idempotent."""

@@ -1,5 +1,5 @@
 """Wires the stages into a running service: Redis (external or embedded) -> publisher -> model ->
-pipeline -> WebSocket ingest. Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
+pipeline -> WebSocket ingest and SIP/SIPREC (RTP) ingest. Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Service:
         self.publisher: RedisPublisher | None = None
         self.pipeline: Pipeline | None = None
         self.ingest: IngestServer | None = None
+        self.sip = None  # a callscribe.gateway.sip.server.SipServer when cfg.sip
 
     async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None) -> None:
         progress("starting Redis" if not self.cfg.redis_url else f"connecting to {self.cfg.redis_url}")
@@ -51,8 +52,18 @@ class Service:
         self.ingest.metrics = ServiceCollector(self.pipeline, self.publisher, self.ingest)
         await self.ingest.start(port=port)
         progress(f"listening on {self.ingest.url}")
+        if self.cfg.sip:
+            from callscribe.gateway.sip.server import SipServer
+
+            self.sip = SipServer(self.cfg, self.pipeline)
+            await self.sip.start()
+            self.ingest.metrics.sip = self.sip
+            transports = ", ".join(f"{t.upper()} {p}" for t, p in self.sip.ports.items())
+            progress(f"SIP/SIPREC on {self.sip.host} ({transports}), RTP ports {self.cfg.rtp_port_min}-{self.cfg.rtp_port_max}")
 
     async def stop(self) -> None:
+        if self.sip is not None:
+            await self.sip.stop()  # BYEs live SIP calls and flushes their finals first
         if self.ingest is not None:
             await self.ingest.stop()
         if self.pipeline is not None:

@@ -3,9 +3,10 @@
 | key | type | holds |
 |---|---|---|
 | ``{prefix}:call:{call_id}`` | stream | every event of one call in order: call_started, partials, finals, call_ended. MAXLEN ~ ``call_stream_maxlen``; expires ``call_stream_ttl_s`` after its last write |
-| ``{prefix}:finals`` | stream | every call's call_started, finals and call_ended, never partials. MAXLEN ~ ``global_stream_maxlen``; no expiry |
+| ``{prefix}:finals`` | stream | every call's call_started, finals, dtmf and call_ended, never partials. MAXLEN ~ ``global_stream_maxlen``; no expiry |
 | ``{prefix}:dedup:{segment_id}:{revision}`` | string ``1`` | write-once marker of one transcript revision; makes a retried write a no-op. Expires after ``call_stream_ttl_s`` |
 | ``{prefix}:dedup:{call_id}/call:started`` / ``...:ended`` | string ``1`` | the same marker for a call's call_started / call_ended |
+| ``{prefix}:dedup:{call_id}/dtmf:{seq}`` | string ``1`` | the same marker for a call's DTMF events (they go to both streams) |
 
 Segment ids are ``{call_id}/{channel}/{seq}`` (see the pipeline), so markers of different calls never collide
 and ``{call_id}/call`` is never a segment id. Entry fields are ``callscribe.events.to_fields(event)``:
@@ -15,7 +16,7 @@ and ``{call_id}/call`` is never a segment id. Entry fields are ``callscribe.even
 from __future__ import annotations
 
 from callscribe.config import Config
-from callscribe.events import CallEnded, CallStarted, Event, Transcript
+from callscribe.events import CallEnded, CallStarted, Dtmf, Event, Transcript
 
 
 def call_stream(cfg: Config, call_id: str) -> str:
@@ -41,6 +42,8 @@ def event_dedup_key(cfg: Config, event: Event) -> str:
         return dedup_key(cfg, f"{event.call_id}/call", "started")
     if isinstance(event, CallEnded):
         return dedup_key(cfg, f"{event.call_id}/call", "ended")
+    if isinstance(event, Dtmf):
+        return dedup_key(cfg, f"{event.call_id}/dtmf", event.seq)
     raise TypeError(f"not a callscribe event: {event!r}")
 
 

@@ -1,0 +1,610 @@
+"""The SIP user-agent server and SIPREC recording server: asyncio transports around the sans-I/O parts.
+
+Flow of a call: INVITE -> 100 Trying (transaction layer) -> :func:`.callplan.plan_call` decides streams,
+codecs and channels (or the refusal: 400/415/420/488) -> admission (503 + Retry-After when the worker
+is full, checked *before* anything is allocated, so a refused call is never half-open) -> RTP ports
+bound -> pipeline call opened with the metadata -> 200 OK with our SDP answer (retransmitted until the
+ACK). BYE, CANCEL, a media timeout or shutdown end it: the jitter buffers are drained and the pipeline
+session ended, so every final is in Redis before CallEnded.
+
+Anything malformed is answered 400 when it can be routed back, else logged and dropped; one peer's
+garbage never touches another call. See docs/sip.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from callscribe.config import Config
+from callscribe.errors import CapacityError, SipError, SipParseError
+from callscribe.events import CallStarted
+from callscribe.pipeline import Pipeline
+
+from ..rtp.codecs import SUPPORTED, Codec
+from ..rtp.ports import PortPool
+from ..rtp.receiver import RtpStream
+from .call import SipCall
+from .callplan import CallPlan, plan_call
+from .dialog import Dialog
+from .message import Headers, SipRequest, SipResponse, StreamFramer, make_response, new_tag, parse_message
+from .sdp import build_answer
+from .siprec import RoleRules
+from .transaction import AckTimeout, ClientResult, Deliver, Output, Peer, Send, TransactionLayer
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+SUPPORTED_EXTENSIONS = ("siprec", "timer", "100rel", "replaces", "norefersub")
+MAX_TCP_BUFFER = 256 * 1024
+_CALL_ID_OK = re.compile(r"^[A-Za-z0-9._:@+-]{1,120}$")
+_SALVAGE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:", re.I | re.M)
+
+
+@dataclass(slots=True)
+class SipStats:
+    requests: int = 0
+    responses: int = 0
+    malformed: int = 0
+    calls_accepted: int = 0
+    calls_refused_capacity: int = 0
+    calls_refused_other: int = 0
+    calls_cancelled: int = 0
+    calls_ended: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    invite: SipRequest
+    peer: Peer
+    cancelled: bool = False
+
+
+class SipServer:
+    def __init__(self, cfg: Config, pipeline: Pipeline) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.host = cfg.sip_host or cfg.host
+        self.txn = TransactionLayer()
+        self.pool = PortPool(cfg.rtp_port_min, cfg.rtp_port_max)
+        self.rules = RoleRules(tuple(cfg.siprec_agent_patterns), tuple(cfg.siprec_customer_patterns))
+        self.codecs = tuple(c for c in cfg.sip_codecs if c in SUPPORTED)
+        self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
+        self.pending: dict[str, _Pending] = {}  # INVITEs being set up (ports, pipeline) by Call-ID
+        self.stats = SipStats()
+        self.ports: dict[str, int] = {}  # transport -> bound port
+        self.advertised = cfg.sip_advertised_address or _outbound_address(self.host)
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.Server] = []
+        self._conns: dict[int, asyncio.StreamWriter] = {}
+        self._conn_ids = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._closing = False
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        port = self.cfg.sip_port
+        if "udp" in self.cfg.sip_transports:
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, port))
+            port = self._udp.get_extra_info("sockname")[1]
+            self.ports["udp"] = port
+        if "tcp" in self.cfg.sip_transports:
+            srv = await asyncio.start_server(lambda r, w: self._serve_stream(r, w, "tcp"), self.host, port)
+            self._servers.append(srv)
+            self.ports["tcp"] = srv.sockets[0].getsockname()[1]
+        if "tls" in self.cfg.sip_transports:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.cfg.sip_tls_cert, self.cfg.sip_tls_key)
+            srv = await asyncio.start_server(lambda r, w: self._serve_stream(r, w, "tls"), self.host, self.cfg.sip_tls_port, ssl=ctx)
+            self._servers.append(srv)
+            self.ports["tls"] = srv.sockets[0].getsockname()[1]
+        self._timer = asyncio.create_task(self._timer_loop(), name="sip-timers")
+        log.info("SIP listening on %s %s (codecs %s)", self.host, self.ports, ", ".join(self.codecs))
+
+    @property
+    def port(self) -> int:
+        return self.ports.get("udp") or self.ports.get("tcp") or self.ports.get("tls", 0)
+
+    async def stop(self) -> None:
+        """BYE every live call (best effort), finish them (finals flushed), close the transports."""
+        self._closing = True
+        for call in list(self.calls.values()):
+            self._send_bye(call)
+        await asyncio.gather(*(self._end_call(c, "shutdown") for c in list(self.calls.values())), return_exceptions=True)
+        await asyncio.sleep(0.05)  # let the BYEs leave
+        for t in list(self._tasks):
+            t.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        for srv in self._servers:
+            srv.close()
+        for w in self._conns.values():
+            w.close()
+        if self._udp is not None:
+            self._udp.close()
+
+    # --- wire in ------------------------------------------------------------------------------------
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if data.strip(b"\r\n") == b"":  # RFC 5626 keep-alive ping: answer the pong
+            if data == b"\r\n\r\n" and self._udp is not None:
+                self._udp.sendto(b"\r\n", addr)
+            return
+        peer = Peer("udp", (addr[0], addr[1]))
+        try:
+            msg = parse_message(data)
+        except SipParseError as exc:
+            self._bad_message(data, exc, peer)
+            return
+        self._on_message(msg, peer)
+
+    async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str) -> None:
+        conn = next(self._conn_ids)
+        self._conns[conn] = writer
+        addr = writer.get_extra_info("peername") or ("?", 0)
+        peer = Peer(transport, (addr[0], addr[1]), conn)
+        framer = StreamFramer()
+        try:
+            while not reader.at_eof():
+                data = await reader.read(65536)
+                if not data:
+                    break
+                pings = getattr(framer, "pings", 0)
+                try:
+                    messages = framer.feed(data)
+                except SipParseError as exc:
+                    self.stats.malformed += 1
+                    log.warning("sip %s %s: closing connection: %s", transport, addr, exc)
+                    break
+                if getattr(framer, "pings", 0) > pings:
+                    writer.write(b"\r\n")
+                for msg in messages:
+                    self._on_message(msg, peer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+            log.info("sip %s %s: connection lost (%s)", transport, addr, exc)
+        finally:
+            self._conns.pop(conn, None)
+            writer.close()
+
+    def _on_message(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
+        now = time.monotonic()
+        try:
+            if isinstance(msg, SipResponse):
+                self.stats.responses += 1
+                self._perform(self.txn.on_response(msg, now))
+            else:
+                self.stats.requests += 1
+                self._perform(self.txn.on_request(msg, peer, now))
+        except SipParseError as exc:  # a header the parser took lazily (CSeq, Via) is broken
+            self._bad_message(msg.to_bytes(), exc, peer)
+        except Exception:
+            log.exception("sip: internal error handling a message from %s", peer.addr)
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                self._send_direct(msg, 500, peer)
+
+    def _bad_message(self, data: bytes, exc: SipParseError, peer: Peer) -> None:
+        """A message we cannot parse: 400 (or the error's status) if it carries enough to route a
+        response back, else a logged drop (RFC 3261 16.3 / 8.2.1)."""
+        self.stats.malformed += 1
+        log.info("sip %s: malformed message dropped: %s", peer.addr, exc)
+        if not data[:16].split(b" ", 1)[0].isalpha() or data.startswith(b"SIP/") or data.startswith(b"ACK "):
+            return  # a response, an ACK or not SIP at all: never answered
+        resp = _salvage_response(data, exc.status, exc.reason)
+        if resp is not None:
+            self._transmit(resp, peer)
+
+    # --- wire out -----------------------------------------------------------------------------------
+    def _perform(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, Send):
+                self._transmit(out.data, out.peer)
+            elif isinstance(out, Deliver):
+                try:
+                    self._dispatch(out)
+                except SipError as exc:
+                    self._reply(out.request, exc.status, exc.reason, warning=str(exc))
+            elif isinstance(out, AckTimeout):
+                call = self.calls.get(out.request.call_id)
+                if call is not None:
+                    log.warning("call %s: no ACK for our 200 OK; ending it", call.call_id)
+                    self._send_bye(call)
+                    self._spawn(self._end_call(call, "error"))
+            elif isinstance(out, ClientResult):
+                if out.response is None:
+                    log.info("sip: no answer to our %s for %s", out.request.method, out.request.call_id)
+        self._wake.set()
+
+    def _transmit(self, data: bytes, peer: Peer) -> None:
+        if peer.transport == "udp":
+            if self._udp is not None:
+                self._udp.sendto(data, peer.addr)
+            return
+        writer = self._conns.get(peer.conn or 0)
+        if writer is None or writer.is_closing():
+            log.info("sip: connection to %s is gone; %d bytes not sent", peer.addr, len(data))
+            return
+        writer.write(data)
+
+    def _reply(self, req: SipRequest, status: int, reason: str | None = None, *, to_tag: str | None = None,
+               headers: list[tuple[str, str]] | None = None, body: bytes = b"", content_type: str | None = None,
+               warning: str | None = None) -> None:
+        hdrs = list(headers or [])
+        hdrs.append(("Server", self.cfg.sip_user_agent))
+        if warning and status >= 300:
+            safe = warning.replace('"', "'").replace("\r", " ").replace("\n", " ")[:200]
+            hdrs.append(("Warning", f'399 callscribe "{safe}"'))
+        if status == 405:
+            hdrs.append(("Allow", ALLOW))
+        if to_tag is None and status >= 200 and status != 100 and not req.to_tag:
+            to_tag = new_tag()  # a final response to a dialog-creating request carries a To tag
+        resp = make_response(req, status, reason, to_tag=to_tag, headers=hdrs, body=body, content_type=content_type)
+        self._perform(self.txn.respond(req, resp, time.monotonic()))
+
+    def _send_direct(self, req: SipRequest, status: int, peer: Peer) -> None:
+        try:
+            self._transmit(make_response(req, status).to_bytes(), peer)
+        except Exception:
+            pass
+
+    def _contact(self, siprec: bool = False, transport: str = "udp") -> str:
+        host = f"[{self.advertised}]" if ":" in self.advertised else self.advertised
+        port = self.ports.get(transport) or self.port
+        t = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:callscribe@{host}:{port}{t}>" + (";+sip.srs" if siprec else "")
+
+    # --- requests -----------------------------------------------------------------------------------
+    def _dispatch(self, d: Deliver) -> None:
+        req = d.request
+        m = req.method
+        if m == "INVITE":
+            self._on_invite(req, d.peer)
+        elif m == "ACK":
+            return  # the transaction layer already stopped retransmitting our 2xx
+        elif m == "BYE":
+            self._on_bye(req)
+        elif m == "CANCEL":
+            self._on_cancel(req, d.invite)
+        elif m == "OPTIONS":
+            self._on_options(req)
+        elif m == "UPDATE":
+            self._on_update(req)
+        elif m == "INFO":
+            call = self._dialog_call(req)
+            self._reply(req, 200 if call else 481)
+        elif m in ("PRACK",):
+            self._reply(req, 481)  # we never send reliable provisionals
+        else:
+            self._reply(req, 405)
+
+    def _on_options(self, req: SipRequest) -> None:
+        """Keep-alive / capability probe. When the worker is full we answer 503 so an SBC's health check
+        routes new sessions to another recorder before they are refused."""
+        if self._full():
+            self._reply(req, 503, headers=[("Retry-After", str(self.cfg.sip_retry_after_s))], warning="at capacity")
+            return
+        self._reply(req, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp, multipart/mixed, application/rs-metadata+xml"),
+                                        ("Supported", ", ".join(SUPPORTED_EXTENSIONS))])
+
+    def _full(self) -> bool:
+        return len(self.pipeline.calls) + len(self.pending) >= self.cfg.max_calls
+
+    def _on_invite(self, req: SipRequest, peer: Peer) -> None:
+        if req.to_tag:
+            self._on_reinvite(req)
+            return
+        if req.call_id in self.calls or req.call_id in self.pending:
+            self._reply(req, 482, "Loop Detected", warning="a second INVITE with this Call-ID and a new branch")
+            return
+        unsupported = [t for t in _option_tags(req, "Require") if t not in SUPPORTED_EXTENSIONS]
+        if unsupported:
+            self._reply(req, 420, headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        if self._closing or self._full():
+            self.stats.calls_refused_capacity += 1
+            self._reply(req, 503, headers=[("Retry-After", str(self.cfg.sip_retry_after_s))],
+                        warning=f"at capacity ({self.cfg.max_calls} calls)" if not self._closing else "shutting down")
+            return
+        try:
+            plan = plan_call(req, self.codecs, self.rules)
+        except SipError as exc:
+            self.stats.calls_refused_other += 1
+            log.info("sip: refusing INVITE %s: %d %s", req.call_id, exc.status, exc)
+            self._reply(req, exc.status, exc.reason, warning=str(exc))
+            return
+        self.pending[req.call_id] = _Pending(req, peer)
+        self._spawn(self._accept(req, peer, plan))
+
+    async def _accept(self, req: SipRequest, peer: Peer, plan: CallPlan) -> None:
+        pending = self.pending[req.call_id]
+        streams: list[RtpStream] = []
+        base = 0
+        call: SipCall | None = None
+        try:
+            try:
+                base, streams = await self._open_streams(plan)
+            except CapacityError as exc:
+                self.stats.calls_refused_capacity += 1
+                self._reply(req, 503, headers=[("Retry-After", str(self.cfg.sip_retry_after_s))], warning=str(exc))
+                return
+            dialog = Dialog.from_invite(req, new_tag(), peer)
+            call = SipCall(dialog, plan, streams, base, self.cfg.rtp_timeout_s, self._on_media_timeout)
+            first = plan.streams[0].choice
+            codec = SUPPORTED[first.codec or "PCMU"]
+            started = CallStarted(
+                call_id=_pipeline_call_id(req.call_id),
+                channels=plan.channels,
+                language=self.cfg.language,
+                sample_rate_hz=codec.sample_rate_hz,
+                encoding=(first.codec or "pcmu").lower(),
+                metadata=plan.metadata,
+            )
+            if pending.cancelled:
+                raise _Cancelled
+            try:
+                session = await self.pipeline.open_call(started)
+            except CapacityError as exc:
+                self.stats.calls_refused_capacity += 1
+                self._reply(req, 503, headers=[("Retry-After", str(self.cfg.sip_retry_after_s))], warning=str(exc))
+                return
+            if pending.cancelled:
+                await session.end("cancel")
+                raise _Cancelled
+            ports = [0] * len(plan.offer.media)
+            for sp, stream in zip(plan.streams, streams):
+                ports[sp.index] = stream.port
+            call.answer = build_answer(plan.offer, plan.choices, self.advertised, ports)
+            self.calls[req.call_id] = call
+            call.start_media(session)
+            self.stats.calls_accepted += 1
+            streams = []  # owned by the call now
+            headers = [("Contact", self._contact(plan.kind == "siprec", peer.transport)), ("Allow", ALLOW),
+                       ("Supported", ", ".join(SUPPORTED_EXTENSIONS))]
+            if plan.kind == "siprec":
+                headers.append(("Require", "siprec"))
+            se = req.headers.get("Session-Expires")
+            if se:  # RFC 4028: echo the interval; the SRC (uac) refreshes, we only watch the media
+                headers += [("Session-Expires", f"{se.split(';')[0].strip()};refresher=uac"), ("Require", "timer")]
+            self._reply(req, 200, to_tag=dialog.local_tag, headers=headers, body=call.answer, content_type="application/sdp")
+            log.info("call %s accepted (%s, %s) from %s", started.call_id, plan.kind, ", ".join(plan.channels), peer.addr)
+        except _Cancelled:
+            self.stats.calls_cancelled += 1
+            self._reply(req, 487)
+            if call is not None and req.call_id in self.calls:
+                del self.calls[req.call_id]
+        except Exception as exc:
+            log.exception("sip: setting up call %s failed", req.call_id)
+            self._reply(req, 500, warning=f"internal error: {type(exc).__name__}")
+        finally:
+            self.pending.pop(req.call_id, None)
+            for s in streams:  # a refused or failed call frees everything it took
+                s.close()
+            if base and (call is None or req.call_id not in self.calls):
+                self.pool.release(base)
+
+    async def _open_streams(self, plan: CallPlan) -> tuple[int, list[RtpStream]]:
+        """Bind adjacent RTP/RTCP pairs for the plan's streams; ports busy on the host are skipped."""
+        busy: set[int] = set()
+        for _ in range(16):
+            base = self.pool.allocate(len(plan.streams), busy)
+            streams: list[RtpStream] = []
+            try:
+                for i, sp in enumerate(plan.streams):
+                    codec = _codec(sp.choice)
+                    s = RtpStream(codec, sp.choice.dtmf_payload_type, self.cfg.jitter_depth_ms, sp.label or sp.channel)
+                    await s.open(self.host, base + 2 * i)
+                    streams.append(s)
+                return base, streams
+            except OSError as exc:
+                log.info("rtp: ports from %d busy on this host (%s); trying another block", base, exc)
+                for s in streams:
+                    s.close()
+                self.pool.release(base)
+                busy.add(base)
+        raise CapacityError("could not bind RTP ports: the range is busy on this host")
+
+    def _dialog_call(self, req: SipRequest) -> SipCall | None:
+        call = self.calls.get(req.call_id)
+        if call is None or not call.dialog.matches(req):
+            return None
+        return call
+
+    def _on_bye(self, req: SipRequest) -> None:
+        call = self._dialog_call(req)
+        if call is None:
+            self._reply(req, 481, "Call/Transaction Does Not Exist")
+            return
+        self._reply(req, 200)
+        self._spawn(self._end_call(call, "hangup"))
+
+    def _on_cancel(self, req: SipRequest, invite: SipRequest | None) -> None:
+        self._reply(req, 200)  # RFC 3261 9.2: the CANCEL itself always gets 200 once matched
+        if invite is None:
+            return  # already answered: the CANCEL has no effect (the peer must BYE)
+        pending = self.pending.get(invite.call_id)
+        if pending is not None:
+            pending.cancelled = True  # _accept answers the INVITE 487 and frees what it took
+
+    def _on_reinvite(self, req: SipRequest) -> None:
+        call = self._dialog_call(req)
+        if call is None:
+            self._reply(req, 481, "Call/Transaction Does Not Exist")
+            return
+        if not call.dialog.accepts_cseq(req):
+            self._reply(req, 500, warning="CSeq out of order")
+            return
+        self._renegotiate(call, req)
+
+    def _on_update(self, req: SipRequest) -> None:
+        call = self._dialog_call(req)
+        if call is None:
+            self._reply(req, 481, "Call/Transaction Does Not Exist")
+            return
+        if not req.body:  # a session refresh (RFC 4028)
+            self._reply(req, 200)
+            return
+        self._renegotiate(call, req)
+
+    def _renegotiate(self, call: SipCall, req: SipRequest) -> None:
+        """A re-INVITE/UPDATE: hold/resume (direction or 0.0.0.0) and codec changes on the streams we have.
+        Streams keep their ports (RFC 3264 8); a stream added later is answered with port 0."""
+        contact = self._contact(call.plan.kind == "siprec", call.dialog.peer.transport if call.dialog.peer else "udp")
+        if not req.body:  # no offer: we offer our current session again (the ACK carries the answer)
+            self._reply(req, 200, headers=[("Contact", contact)], body=call.answer, content_type="application/sdp")
+            return
+        try:
+            plan = plan_call(req, self.codecs, self.rules)
+        except SipError as exc:
+            # RFC 3261 14.2: a refused re-INVITE leaves the session as it was
+            self._reply(req, exc.status, exc.reason, warning=str(exc))
+            return
+        held = True
+        ports = [0] * len(plan.offer.media)
+        by_index = {sp.index: (sp, s) for sp, s in zip(call.plan.streams, call.streams)}
+        for sp in plan.streams:
+            old = by_index.get(sp.index)
+            if old is None:
+                continue
+            stream = old[1]
+            ports[sp.index] = stream.port
+            m = plan.offer.media[sp.index]
+            address = plan.offer.media_address(sp.index) or ""
+            if (m.direction or plan.offer.direction or "sendrecv") in ("sendrecv", "sendonly") and address not in ("0.0.0.0", "::"):
+                held = False
+            if sp.choice.codec and sp.choice.codec != stream.codec.name:
+                stream.codec = _codec(sp.choice)  # a codec switch mid-call: decode what now arrives
+                stream.decoder.__init__(stream.codec)  # type: ignore[misc]
+        if held != call.held:
+            log.info("call %s: %s", call.call_id, "on hold" if held else "resumed")
+        call.held = held
+        choices = [c if ports[c.index] else _reject(c) for c in plan.choices]
+        call.answer = build_answer(plan.offer, choices, self.advertised, ports)
+        self._reply(req, 200, headers=[("Contact", contact)], body=call.answer, content_type="application/sdp")
+
+    # --- call end -----------------------------------------------------------------------------------
+    def _on_media_timeout(self, call: SipCall) -> None:
+        self._send_bye(call)
+        self._spawn(self._end_call(call, "timeout"))
+
+    def _send_bye(self, call: SipCall) -> None:
+        d = call.dialog
+        if d.peer is None:
+            return
+        port = self.ports.get(d.peer.transport) or self.port
+        bye = d.make_request("BYE", self.advertised, port, self._contact(call.plan.kind == "siprec", d.peer.transport), self.cfg.sip_user_agent)
+        self._perform(self.txn.send_request(bye, d.peer, time.monotonic()))
+
+    async def _end_call(self, call: SipCall, reason: str) -> None:
+        try:
+            await call.finish(reason)
+        finally:
+            if self.calls.get(call.call_id) is call:
+                del self.calls[call.call_id]
+                self.pool.release(call.port_base)
+                self.stats.calls_ended[reason] = self.stats.calls_ended.get(reason, 0) + 1
+                log.info("call %s ended (%s): %s", call.call_id, reason, call.stats())
+
+    # --- timers and tasks ---------------------------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.txn.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                self._perform(self.txn.poll(time.monotonic()))
+            except Exception:
+                log.exception("sip: timer processing failed")
+            self._wake.clear()  # after _perform, which sets it for messages handled outside this loop
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: SipServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            self.server.on_datagram(data, addr)
+        except Exception:  # never let one datagram kill the listener
+            log.exception("sip: datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("sip udp: %s", exc)
+
+
+def _codec(choice) -> Codec:
+    base = SUPPORTED[choice.codec]
+    return Codec(base.name, choice.payload_type if choice.payload_type is not None else base.payload_type, base.clock_rate, base.sample_rate_hz)
+
+
+def _reject(choice):
+    from .sdp import MediaChoice
+
+    return MediaChoice(choice.index, False, None, None, choice.clock_rate, None)
+
+
+def _option_tags(req: SipRequest, header: str) -> list[str]:
+    return [t.strip().lower() for v in req.headers.get_all(header) for t in v.split(",") if t.strip()]
+
+
+def _pipeline_call_id(sip_call_id: str) -> str:
+    """The pipeline/Redis call id: the SIP Call-ID when it is made of safe characters, else a cleaned
+    form with a hash suffix (the original is kept in metadata ``sip_call_id``)."""
+    if _CALL_ID_OK.match(sip_call_id):
+        return sip_call_id
+    clean = re.sub(r"[^A-Za-z0-9._:@+-]", "_", sip_call_id)[:100] or "call"
+    return f"{clean}-{hashlib.sha1(sip_call_id.encode('utf-8', 'replace')).hexdigest()[:10]}"
+
+
+def _salvage_response(data: bytes, status: int, reason: str) -> bytes | None:
+    """Build an error response from the raw lines of an unparseable request, if it has the five headers
+    a response needs (Via, From, To, Call-ID, CSeq); else None."""
+    try:
+        head = data.split(b"\r\n\r\n", 1)[0]
+        lines = [ln for ln in head.replace(b"\r\n", b"\n").split(b"\n")[1:] if _SALVAGE.match(ln)]
+        names = {_SALVAGE.match(ln).group(1).lower() for ln in lines}  # type: ignore[union-attr]
+        need = [("via", "v"), ("from", "f"), ("to", "t"), ("call-id", "i"), ("cseq",)]
+        if not all(any(n in names for n in alts) for alts in need):
+            return None
+        if any(len(ln) > 1024 for ln in lines):
+            return None
+        text = b"SIP/2.0 %d %s\r\n" % (status, reason.encode()) + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"
+        text.decode("utf-8")
+        return text
+    except (UnicodeDecodeError, AttributeError, ValueError):
+        return None
+
+
+def _outbound_address(host: str) -> str:
+    """The address peers should send to: the bind address, or when bound to every interface the one
+    the kernel would route outward from (no packet is sent)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return host
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed, just picks the interface
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+__all__ = ["SipServer", "SipStats", "ALLOW"]
