@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from .packet import DtmfDetector, is_rtcp, parse_rtp
 
 log = logging.getLogger(__name__)
 MAX_DATAGRAM = 2048  # an RTP packet of a telephony codec is ~200 bytes; far larger ones are not ours
+MAX_READ_PER_TICK = 1000  # packets read directly per media tick (the rest wait for the loop's reader)
+RCVBUF = 256 * 1024  # kernel buffer per stream: ~8 s of G.711 at 50 packets/s, so a busy loop loses nothing
 
 
 @dataclass(slots=True)
@@ -60,17 +63,29 @@ class RtpStream(asyncio.DatagramProtocol):
         self.peer: tuple[str, int] | None = None
         self._transports: list[asyncio.DatagramTransport] = []
         self.port = 0
+        self._pending_tail = np.zeros(0, np.float32)
+        self._sock: socket.socket | None = None
 
     # --- sockets ------------------------------------------------------------------------------------
     async def open(self, host: str, port: int) -> None:
         """Bind RTP on ``port`` and RTCP on ``port + 1``. Raises OSError if either is taken."""
         loop = asyncio.get_running_loop()
-        rtp, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.bind((host, port))
+            rtp, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        except OSError:
+            sock.close()
+            raise
         try:
             rtcp, _ = await loop.create_datagram_endpoint(lambda: _Rtcp(self.stats), local_addr=(host, port + 1))
         except OSError:
             rtp.close()
             raise
+        self._sock = sock
         self._transports = [rtp, rtcp]
         self.port = port
 
@@ -78,6 +93,7 @@ class RtpStream(asyncio.DatagramProtocol):
         for t in self._transports:
             t.close()
         self._transports = []
+        self._sock = None
 
     # --- packets in ---------------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr) -> None:
@@ -114,11 +130,39 @@ class RtpStream(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.: nothing to do
         log.debug("rtp :%d: %s", self.port, exc)
 
+    def switch_codec(self, codec: Codec) -> None:
+        """A re-INVITE changed the codec: new packets decode with it (what the old decoder still holds
+        is pushed out first by the next take_audio, as its resampler tail)."""
+        self._pending_tail = self.decoder.flush()
+        self.codec = codec
+        self.decoder = StreamAudioDecoder(codec)
+
     # --- audio out ----------------------------------------------------------------------------------
     def take_audio(self, now: float | None = None) -> np.ndarray:
         """16 kHz float32 audio whose playout time has come (empty when none)."""
+        self._read_pending()
         slots = self.jitter.pop(time.monotonic() if now is None else now)
-        return self._decode(slots)
+        audio = self._decode(slots)
+        if self._pending_tail.size:
+            audio, self._pending_tail = np.concatenate([self._pending_tail, audio]), np.zeros(0, np.float32)
+        return audio
+
+    def _read_pending(self) -> None:
+        """Take in every datagram already in the socket's kernel buffer before deciding what is lost.
+
+        Why: the event loop may run this call's media tick before the socket's read callback after a
+        busy stretch (VAD and decoding of many calls share the loop); packets that arrived in time
+        would then be declared lost and dropped as late a moment later."""
+        if self._sock is None:
+            return
+        for _ in range(MAX_READ_PER_TICK):
+            try:
+                data, addr = self._sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.datagram_received(data, addr)
 
     def drain(self) -> np.ndarray:
         """Everything still held (call end): nothing that arrived is lost on a clean hang-up."""

@@ -13,8 +13,6 @@ import logging
 import time
 from typing import Callable
 
-import numpy as np
-
 from callscribe.pipeline import CallSession
 
 from ..rtp.receiver import RtpStream
@@ -112,10 +110,6 @@ class SipCall:
             }
             for i, s in enumerate(self.streams)
         }
-
-
-def silence(n: int) -> np.ndarray:
-    return np.zeros(n, np.float32)
 
 
 __all__ = ["SipCall", "TICK_S"]

@@ -93,6 +93,11 @@ def plan_call(invite: SipRequest, codecs: Sequence[str], rules: RoleRules | None
     return CallPlan(plan.kind, offer, choices, streams, call_metadata(invite, plan), recording)
 
 
+def offer_sdp(request: SipRequest) -> bytes:
+    """The SDP offer of an INVITE/UPDATE (alone or inside a SIPREC multipart body)."""
+    return _bodies(request)[0]
+
+
 def _bodies(invite: SipRequest) -> tuple[bytes, bytes | None]:
     ctype = invite.content_type
     if not invite.body:
@@ -186,4 +191,4 @@ def _clip(value: str) -> str:
     return value[:MAX_METADATA_VALUE]
 
 
-__all__ = ["CallPlan", "StreamPlan", "plan_call", "is_siprec", "call_metadata", "RS_METADATA_TYPES"]
+__all__ = ["CallPlan", "StreamPlan", "plan_call", "offer_sdp", "is_siprec", "call_metadata", "RS_METADATA_TYPES"]

@@ -32,10 +32,10 @@ from ..rtp.codecs import SUPPORTED, Codec
 from ..rtp.ports import PortPool
 from ..rtp.receiver import RtpStream
 from .call import SipCall
-from .callplan import CallPlan, plan_call
+from .callplan import CallPlan, offer_sdp, plan_call
 from .dialog import Dialog
 from .message import Headers, SipRequest, SipResponse, StreamFramer, make_response, new_tag, parse_message
-from .sdp import build_answer
+from .sdp import MediaChoice, build_answer, negotiate, parse_sdp
 from .siprec import RoleRules
 from .transaction import AckTimeout, ClientResult, Deliver, Output, Peer, Send, TransactionLayer
 
@@ -461,32 +461,40 @@ class SipServer:
             self._reply(req, 200, headers=[("Contact", contact)], body=call.answer, content_type="application/sdp")
             return
         try:
-            plan = plan_call(req, self.codecs, self.rules)
+            offer = parse_sdp(offer_sdp(req))
         except SipError as exc:
             # RFC 3261 14.2: a refused re-INVITE leaves the session as it was
             self._reply(req, exc.status, exc.reason, warning=str(exc))
             return
-        held = True
-        ports = [0] * len(plan.offer.media)
-        by_index = {sp.index: (sp, s) for sp, s in zip(call.plan.streams, call.streams)}
-        for sp in plan.streams:
-            old = by_index.get(sp.index)
-            if old is None:
+        offered = negotiate(offer, self.codecs)
+        by_index = {sp.index: s for sp, s in zip(call.plan.streams, call.streams)}
+        held, ports, choices = True, [0] * len(offer.media), []
+        for choice in offered:
+            stream = by_index.get(choice.index)
+            if stream is None:  # a stream added mid-call: declined (port 0); the call goes on as it was
+                choices.append(_reject(choice))
                 continue
-            stream = old[1]
-            ports[sp.index] = stream.port
-            m = plan.offer.media[sp.index]
-            address = plan.offer.media_address(sp.index) or ""
-            if (m.direction or plan.offer.direction or "sendrecv") in ("sendrecv", "sendonly") and address not in ("0.0.0.0", "::"):
+            m = offer.media[choice.index]
+            direction = m.direction or offer.direction or "sendrecv"
+            address = offer.media_address(choice.index) or ""
+            on_hold = direction in ("inactive", "recvonly") or address in ("0.0.0.0", "::") or m.port == 0
+            if not on_hold and not choice.accepted:
+                self._reply(req, 488, warning="the new offer has no codec we decode on a live stream")
+                return
+            if on_hold:  # keep the stream and its codec; nothing will arrive until resumed
+                choice = MediaChoice(choice.index, True, stream.codec.name, stream.codec.payload_type,
+                                     stream.codec.clock_rate, stream.dtmf_payload_type)
+            else:
                 held = False
-            if sp.choice.codec and sp.choice.codec != stream.codec.name:
-                stream.codec = _codec(sp.choice)  # a codec switch mid-call: decode what now arrives
-                stream.decoder.__init__(stream.codec)  # type: ignore[misc]
+                if choice.codec and choice.codec != stream.codec.name:
+                    stream.switch_codec(_codec(choice))  # a codec change mid-call: decode what now arrives
+                stream.dtmf_payload_type = choice.dtmf_payload_type
+            ports[choice.index] = stream.port
+            choices.append(choice)
         if held != call.held:
             log.info("call %s: %s", call.call_id, "on hold" if held else "resumed")
         call.held = held
-        choices = [c if ports[c.index] else _reject(c) for c in plan.choices]
-        call.answer = build_answer(plan.offer, choices, self.advertised, ports)
+        call.answer = build_answer(offer, choices, self.advertised, ports)
         self._reply(req, 200, headers=[("Contact", contact)], body=call.answer, content_type="application/sdp")
 
     # --- call end -----------------------------------------------------------------------------------
@@ -557,8 +565,6 @@ def _codec(choice) -> Codec:
 
 
 def _reject(choice):
-    from .sdp import MediaChoice
-
     return MediaChoice(choice.index, False, None, None, choice.clock_rate, None)
 
 
