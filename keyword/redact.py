@@ -138,7 +138,10 @@ def _fold(text: str) -> str:
     """Folded copy of ``text`` with ``len(result) == len(text)``; see the module docstring."""
     if text.isascii():
         return text.lower()
-    simplified = _t2s().convert(text)
+    try:
+        simplified = _t2s().convert(text)
+    except UnicodeError:  # lone surrogates from a bad upstream decode: skip the Traditional fold
+        simplified = text
     if len(simplified) != len(text):  # a phrase rule changed length: fall back to one char at a time
         simplified = "".join(_t2s_char(c) for c in text)
     return simplified.translate(_FOLD_TABLE)
@@ -203,7 +206,13 @@ _DOMAIN_SPOKEN_RE = re.compile(rf"\s*{_LABEL}(?:{_SPOKEN_DOT}{_LABEL}){{0,4}}{_S
 _DOMAIN_WRITTEN_RE = re.compile(rf"\s*{_LABEL}(?:\.{_LABEL}){{0,4}}\.[a-z]{{2,24}}(?![a-z0-9])")
 _LOCAL_SEP = r"(?:\.|_|-|\+|点|下划线|横杠|中划线|杠|(?<![a-z])(?:dot|underscore|dash|hyphen)(?![a-z]))"
 _HAN_NAME = _han_class(_ZH_FUNCTION_CHARS)
-_LOCAL_WORD = rf"(?:(?<![a-z0-9_%+])[a-z0-9][a-z0-9_%+]{{0,40}}|{_HAN_NAME}{{1,4}})"
+# A local-part word: an ASCII word, letters spelled one by one ("j o h n"), or a short Chinese name,
+# optionally followed by spoken digits ("zhangsan one two three", "lisi 幺二三").
+_LOCAL_WORD = (
+    rf"(?:(?<![a-z0-9])(?:(?:[a-z0-9] ){{1,30}}[a-z0-9](?![a-z0-9])|[a-z0-9]{{1,40}})"
+    rf"|{_HAN_NAME}{{1,4}})"
+    rf"(?:\s*[{_ZH_DIGIT_CHARS}]{{1,12}}|(?:\s+(?:{_EN_DIGIT_WORDS})(?![a-z])){{1,12}})?"
+)
 _LOCAL_RE = re.compile(rf"({_LOCAL_WORD}(?:\s*{_LOCAL_SEP}\s*{_LOCAL_WORD}){{0,6}})\s*$")
 _LOCAL_WINDOW = 80  # characters before "at" searched for the local part (RFC 5321 allows 64)
 
@@ -273,7 +282,7 @@ _ZH_BUILDING = (
     rf"|{_ZH_ROOM})"
 )
 _ZH_BARE = (
-    rf"(?:{_ZH_BLD}\s*(?:{_ZH_UNIT}\s*(?:{_ZH_TAIL})?|(?:{_ZH_FLOOR}\s*)?{_ZH_ROOM}|{_ZH_FLOOR})"
+    rf"(?:{_ZH_BLD}\s*(?:{_ZH_UNIT}\s*(?:{_ZH_TAIL})?|(?:{_ZH_FLOOR}\s*)?{_ZH_ROOM})"
     rf"|{_ZH_UNIT}\s*{_ZH_TAIL})"
 )
 _ZH_ADDRESS_RE = re.compile(
@@ -331,6 +340,7 @@ _ZH_DIGIT_VALUE = {c: str(i) for i, c in enumerate("零一二三四五六七八�
 _EN_DIGIT_VALUE = {
     w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())
 } | {"oh": "0", "o": "0"}
+_DIGIT_VALUE = _ZH_DIGIT_VALUE | _EN_DIGIT_VALUE
 _EN_TENS_VALUE = {w: str(i) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
 
 _TOKEN_RE = re.compile(
@@ -367,13 +377,15 @@ _RIC_CHECK = "10X98765432"
 @dataclass(slots=True)
 class _Run:
     """Digits joined from consecutive tokens. ``bounds[i]`` is the (start, end) in the text of digit
-    ``i``; ``breaks`` are digit indices where a separator ("-", " ", ",") started a new group."""
+    ``i``; ``breaks`` are digit indices where a separator ("-", " ", ",") started a new group.
+    Mutable on purpose: a private builder that ``_runs`` fills token by token and never shares."""
 
     digits: list[str]
     bounds: list[tuple[int, int]]
     breaks: list[int]
     last_type: str
     plus_start: int | None = None
+    has_ascii: bool = False
 
 
 def _find_numbers(norm: str, original: str) -> Iterator[tuple[int, int, PiiKind]]:
@@ -437,7 +449,7 @@ def _runs(norm: str) -> Iterator[_Run]:
                     yield run
                 run, pending_plus = None, None
                 continue
-            digit = nxt.group() if nxt.lastgroup == "a" else (_ZH_DIGIT_VALUE | _EN_DIGIT_VALUE)[nxt.group()]
+            digit = nxt.group() if nxt.lastgroup == "a" else _DIGIT_VALUE[nxt.group()]
             values = digit * (2 if tok.group() == "double" else 3)
             end = nxt.end()
             i += 1
@@ -456,6 +468,7 @@ def _runs(norm: str) -> Iterator[_Run]:
         run.digits.extend(values)
         run.bounds.extend([(start, end)] * len(values))
         run.last_type = ttype
+        run.has_ascii = run.has_ascii or kind == "a"
         prev_end = end
     if run is not None:
         yield run
@@ -496,14 +509,16 @@ def _classify_run(run: _Run, norm: str) -> Iterator[tuple[int, int, PiiKind]]:
     cuts = [0, *run.breaks, n]
     groups = tuple(b - a for a, b in zip(cuts, cuts[1:], strict=False))
     plus = run.plus_start is not None
+    kind = _classify(digits, plus, groups)
+    if kind is None and plus and (kind := _classify(digits, False, groups)) is not None:
+        plus = False  # a stray "+" ("C++ 13800138000") must not hide the number, nor join its span
 
     def span(lo: int, hi: int) -> tuple[int, int]:
-        start = run.plus_start if (plus and lo == 0) else run.bounds[lo][0]
+        start = run.plus_start if (plus and lo == 0 and run.plus_start is not None) else run.bounds[lo][0]
         if start > 0 and norm[start - 1] == "(":
             start -= 1
         return start, run.bounds[hi - 1][1]
 
-    kind = _classify(digits, plus, groups)
     if kind is not None:
         yield (*span(0, n), kind)
         return
@@ -534,13 +549,29 @@ def _classify_run(run: _Run, norm: str) -> Iterator[tuple[int, int, PiiKind]]:
         yield from _plain_number(run, norm, digits, cuts, groups, leftover, len(groups), span)
 
 
-def _plain_number(run, norm, digits, cuts, groups, gi, gj, span) -> Iterator[tuple[int, int, PiiKind]]:
-    """A stretch that is no phone/ID/card: masked as ``digits`` if it looks like an identifier."""
-    del run
+def _plain_number(
+    run: _Run,
+    norm: str,
+    digits: str,
+    cuts: list[int],
+    groups: tuple[int, ...],
+    gi: int,
+    gj: int,
+    span: Callable[[int, int], tuple[int, int]],
+) -> Iterator[tuple[int, int, PiiKind]]:
+    """Groups ``gi:gj`` of a run that are no phone/ID/card: masked as ``digits`` if they look like
+    an identifier rather than a quantity, a date, a list of small numbers or counting out loud."""
     lo, hi = cuts[gi], cuts[gj]
     sub, sub_groups = digits[lo:hi], groups[gi:gj]
-    if len(sub) < 7 or any(g < 3 for g in sub_groups[:-1]) or _is_compact_date(sub):
+    if len(sub) < 7 or _is_compact_date(sub):
         return
+    spelled = all(g == 1 for g in sub_groups)  # "7 4 2 9 1 8 3": one number read digit by digit
+    if not spelled and any(g < 3 for g in sub_groups[:-1]):
+        return  # "58 88 128 198", "2026-11-23 10": a list of small numbers, a date
+    if (spelled or not run.has_ascii) and _is_counting(sub):
+        return  # "一二三四五六七八九十", "1 2 3 4 5 6 7"
+    if sub_groups == (4, 4) and all(1900 <= int(sub[i : i + 4]) <= 2099 for i in (0, 4)):
+        return  # "1990-2000": a range of years
     start, end = span(lo, hi)
     if _UNIT_AFTER_RE.match(norm, end) or _CURRENCY_BEFORE_RE.search(norm, max(0, start - 6), start):
         return
@@ -607,6 +638,11 @@ def _is_date(yyyymmdd: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_counting(d: str) -> bool:
+    steps = {ord(b) - ord(a) for a, b in zip(d, d[1:], strict=False)}
+    return steps in ({1}, {-1})
 
 
 def _is_compact_date(d: str) -> bool:
