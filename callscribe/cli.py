@@ -145,6 +145,18 @@ async def _sip_pcap(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- redact --------------------------------------------------------------------------------------
+async def _redact(args: argparse.Namespace) -> int:
+    from .keyword.redact import find_pii, redact
+
+    text = " ".join(args.text)
+    if args.spans:
+        for span in find_pii(text):
+            print(f"{span.kind}\t{span.start}-{span.end}\t{span.text}", file=sys.stderr)
+    print(redact(text))
+    return 0
+
+
 # --- worker --------------------------------------------------------------------------------------
 async def _worker(args: argparse.Namespace) -> int:
     import signal
@@ -307,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jitter-ms", type=float, default=0.0, help="random extra delay per packet (reorders)")
     p.add_argument("--dtmf", action="append", default=[], help="TIME_S:DIGIT on the customer leg (repeatable)")
 
+    p = sub.add_parser("redact", help="print TEXT with phone numbers, ID and card numbers, emails and addresses masked")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--spans", action="store_true", help="list what was found (kind and text) on stderr")
+
     p = sub.add_parser("demo", help="everything embedded: stream the bundled demo calls, live captions")
     _add_model_args(p)
     p.add_argument("files", nargs="*", help="recordings to stream instead of the bundled demo calls")
@@ -316,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
-              "sip-pcap": _sip_pcap}[args.cmd]
+              "sip-pcap": _sip_pcap, "redact": _redact}[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

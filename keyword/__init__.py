@@ -1,1 +1,2 @@
-"""Live call analytics (keyword spotting, intent, alerts, unresolved flags): issue #6, not built yet."""
+"""Live call analytics (issue #6): PII redaction is built (`redact.py`); keyword/intent/alert/unresolved
+workers over the Redis transcript streams are not built yet."""

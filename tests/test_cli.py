@@ -83,3 +83,20 @@ def test_missing_model_names_the_package(tmp_path):
     # the installed base packages join into a verified cache
     m = resolve("base", cache_dir=tmp_path)
     assert (m.path / "model.bin").stat().st_size > 100_000_000 and (m.path / ".verified").exists()
+
+
+def test_redact_command_masks_pii_and_keeps_the_rest():
+    out = run_cli("redact", "--spans", "我的手机是一三八零零一三八零零零，邮箱 zhangsan@qq.com，套餐58元")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "我的手机是[PHONE]，邮箱 [EMAIL]，套餐58元"
+    assert "phone\t5-16\t一三八零零一三八零零零" in out.stderr
+
+
+def test_sip_pcap_builds_a_two_stream_capture(tmp_path):
+    wav = ROOT / "tests" / "data" / "audio" / "en" / "en_cmu_arctic_axb_a0005.wav"
+    out = run_cli("sip-pcap", "--customer", str(wav), "--agent", str(wav), "--out", str(tmp_path / "c.pcap"),
+                  "--loss", "0.05", "--jitter-ms", "60", "--dtmf", "0.5:5")
+    assert out.returncode == 0, out.stderr
+    data = (tmp_path / "c.pcap").read_bytes()
+    assert data[:4] == bytes.fromhex("d4c3b2a1")  # pcap magic, little-endian
+    assert "2 stream(s)" in out.stdout and len(data) > 2 * 50 * 160
