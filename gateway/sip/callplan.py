@@ -15,7 +15,7 @@ codec we decode, 400 for a broken body.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from callscribe.errors import SdpError, SipError, SiprecError
@@ -90,7 +90,7 @@ def plan_call(invite: SipRequest, codecs: Sequence[str], rules: RoleRules | None
         streams = tuple(StreamPlan(s.index, f"{s.channel}{i + 1}" if i else s.channel, s.choice, s.label)
                         for i, s in enumerate(streams))
     plan = CallPlan("siprec" if siprec else "sip", offer, choices, streams, recording=recording)
-    return CallPlan(plan.kind, offer, choices, streams, call_metadata(invite, plan), recording)
+    return replace(plan, metadata=call_metadata(invite, plan))
 
 
 def offer_sdp(request: SipRequest) -> bytes:

@@ -97,13 +97,12 @@ def _check_header_text(name: str, value: str) -> None:
         raise ValueError(f"SIP header {name} value contains CR/LF (header injection?): {value[:80]!r}")
 
 
-def _split_commas(value: str) -> list[str]:
-    """Split a list-valued header at top-level commas: not inside a quoted string, not inside <...>.
-    Empty elements (``a,,b``) are dropped."""
+def _split_top_level(value: str, sep: str, angles: bool) -> tuple[list[str], bool]:
+    """Split ``value`` at ``sep`` where it is not inside a quoted string (backslash escapes honoured)
+    and, with ``angles``, not inside <...>. Returns the pieces and whether a quoted string was left open."""
     parts: list[str] = []
     start = 0
-    in_quote = False
-    escape = False
+    in_quote = escape = False
     angle = 0
     for i, ch in enumerate(value):
         if in_quote:
@@ -115,14 +114,21 @@ def _split_commas(value: str) -> list[str]:
                 in_quote = False
         elif ch == '"':
             in_quote = True
-        elif ch == "<":
+        elif angles and ch == "<":
             angle += 1
-        elif ch == ">":
+        elif angles and ch == ">":
             angle = max(0, angle - 1)
-        elif ch == "," and angle == 0:
+        elif ch == sep and angle == 0:
             parts.append(value[start:i])
             start = i + 1
     parts.append(value[start:])
+    return parts, in_quote
+
+
+def _split_commas(value: str) -> list[str]:
+    """Split a list-valued header at top-level commas: not inside a quoted string, not inside <...>.
+    Empty elements (``a,,b``) are dropped."""
+    parts, _ = _split_top_level(value, ",", angles=True)
     return [p.strip() for p in parts if p.strip()]
 
 
@@ -338,25 +344,9 @@ def _read_quoted(s: str, i: int) -> tuple[str, int]:
 
 def _split_semis(s: str) -> list[str]:
     """Split at ';' outside quoted strings."""
-    parts = []
-    start = 0
-    in_quote = escape = False
-    for i, ch in enumerate(s):
-        if in_quote:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == ";":
-            parts.append(s[start:i])
-            start = i + 1
-    if in_quote:
+    parts, unterminated = _split_top_level(s, ";", angles=False)
+    if unterminated:
         raise SipParseError(f"unterminated quoted string in parameters {s[:80]!r}")
-    parts.append(s[start:])
     return parts
 
 
