@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Mapping, Union
 
 from .errors import SchemaError
@@ -112,8 +112,118 @@ class Dtmf:
     emitted_at_ms: int = field(default_factory=now_ms)
 
 
-Event = Union[CallStarted, Transcript, CallEnded, Dtmf]
-_TYPES: dict[str, type] = {c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf)}
+# --- analytics (keyword/): what the consumers of the transcript streams publish ---------------------
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A piece of a call that explains an alert or flag: who said what, when (text already redacted)."""
+
+    channel: str
+    text: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A supervisor alert. ``alert_id`` (``{call_id}/alert/{rule}``) is its identity: one per call and rule.
+
+    ``category``: ``escalation``, ``abuse``, ``compliance``, ``silence``, ``overtalk`` or ``repeat_caller``.
+    ``trigger_at_ms`` is when the final that triggered it was emitted (0 for timers), so
+    ``emitted_at_ms - trigger_at_ms`` is the alerting latency. ``details`` holds extra facts (the matched
+    words, the earlier calls of a repeat caller, ...)."""
+
+    TYPE: ClassVar[str] = "alert"
+    call_id: str
+    alert_id: str
+    rule: str
+    category: str
+    severity: str
+    channel: str
+    quote: str
+    start_ms: int
+    end_ms: int
+    segment_id: str = ""
+    details: Mapping[str, str] = field(default_factory=dict)
+    trigger_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class IntentUpdate:
+    """The call's current top intent, re-published when it changes (``seq`` counts updates from 0)."""
+
+    TYPE: ClassVar[str] = "intent"
+    call_id: str
+    seq: int
+    intent: str
+    name: str
+    score: float
+    runner_up: str
+    runner_up_score: float
+    finals: int
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFlag:
+    """The unresolved-issue flag of a call: provisional while it runs (``final`` false), decided at its end.
+
+    A final flag with ``unresolved`` true also goes to the callback queue stream for the senior team."""
+
+    TYPE: ClassVar[str] = "call_flag"
+    call_id: str
+    seq: int
+    unresolved: bool
+    final: bool
+    reasons: tuple[str, ...] = ()
+    quotes: tuple[Quote, ...] = ()
+    intent: str = ""
+    caller: str = ""
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSummary:
+    """What analytics concluded about a finished call: the row search and QA pages show."""
+
+    TYPE: ClassVar[str] = "call_summary"
+    call_id: str
+    intent: str
+    intent_score: float
+    alerts: tuple[str, ...]
+    unresolved: bool
+    reasons: tuple[str, ...]
+    caller: str = ""
+    agent_id: str = ""
+    language: str = ""
+    started_at_ms: int = 0
+    duration_ms: int = 0
+    finals: int = 0
+    repeat_of: tuple[str, ...] = ()
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Surge:
+    """Many calls on one topic (an intent, or an alert rule) in the last window, against the baseline."""
+
+    TYPE: ClassVar[str] = "surge"
+    surge_id: str
+    topic_kind: str  # "intent" | "rule"
+    topic: str
+    window_s: int
+    count: int
+    baseline: float
+    ratio: float
+    call_ids: tuple[str, ...] = ()
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge]
+_TYPES: dict[str, type] = {
+    c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge)
+}
+_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, Surge)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,6 +235,13 @@ def to_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, CallStarted):
         d["channels"] = list(event.channels)
         d["metadata"] = dict(event.metadata)
+    if isinstance(event, _GENERIC):
+        for f in fields(event):
+            value = d[f.name]
+            if isinstance(value, tuple):
+                d[f.name] = list(value)
+            elif f.name == "details":
+                d[f.name] = dict(value)
     return {"type": event.TYPE, "v": SCHEMA_VERSION, **d}
 
 
@@ -182,6 +299,8 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
     if cls is None:
         raise SchemaError(f"unknown event type {kind!r}")
     d = _upgrade(dict(d), version)
+    if cls in _GENERIC:
+        return _generic(cls, kind, d)
     try:
         if cls is Transcript:
             words = d.get("words") or []
@@ -240,6 +359,42 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
         raise SchemaError(f"bad {kind} event: {exc!r}") from exc
 
 
+def _generic(cls: type, kind: str, d: Mapping[str, Any]) -> Event:
+    """Build one of the analytics events from its fields, coercing by the declared field type."""
+    values: dict[str, Any] = {}
+    try:
+        for f in fields(cls):
+            if f.name not in d:
+                continue  # a default applies (or the constructor names the missing field)
+            raw = d[f.name]
+            kind_name = str(f.type)
+            if kind_name.startswith(("tuple", "Mapping")) and isinstance(raw, str):
+                raw = json.loads(raw)
+            if kind_name == "int":
+                values[f.name] = int(raw)
+            elif kind_name == "float":
+                values[f.name] = float(raw)
+            elif kind_name == "bool":
+                values[f.name] = _bool(raw)
+            elif kind_name == "tuple[Quote, ...]":
+                values[f.name] = tuple(
+                    Quote(str(q["channel"]), str(q["text"]), int(q["start_ms"]), int(q["end_ms"])) for q in raw
+                )
+            elif kind_name.startswith("tuple"):
+                if not isinstance(raw, list):
+                    raise TypeError(f"{f.name} must be a list")
+                values[f.name] = tuple(str(x) for x in raw)
+            elif kind_name.startswith("Mapping"):
+                if not isinstance(raw, dict):
+                    raise TypeError(f"{f.name} must be an object")
+                values[f.name] = {str(k): str(v) for k, v in raw.items()}
+            else:
+                values[f.name] = str(raw)
+        return cls(**values)
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise SchemaError(f"bad {kind} event: {exc!r}") from exc
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -253,5 +408,6 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 
 __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
+    "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "Surge",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import datetime
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal
+
+from .normalize import fold as _fold
 
 __all__ = ["DEFAULT_MASKS", "PiiKind", "Span", "find_pii", "redact"]
 
@@ -98,58 +98,7 @@ def _default_mask(span: Span) -> str:
     return DEFAULT_MASKS[span.kind]
 
 
-# --------------------------------------------------------------------------------------------------
-# Folding: one output character per input character, so folded indices are original indices.
-
 _BLANK = "\x00"  # what a found span becomes before the next stage looks; matches no pattern
-
-
-class _FoldTable(dict[int, str]):
-    """``str.translate`` table computed on demand: NFKC (full-width to ASCII, circled digits ...),
-    dash variants to ``-``, then lower case, kept only where the result is exactly one character."""
-
-    _MAX_ENTRIES = 65536  # bound memory on adversarial input; misses are just recomputed
-
-    def __missing__(self, code: int) -> str:
-        char = chr(code)
-        folded = unicodedata.normalize("NFKC", char)
-        if len(folded) != 1:
-            folded = char
-        if folded in "‐‑‒–—―−⁃":
-            folded = "-"
-        lower = folded.lower()
-        folded = lower if len(lower) == 1 else folded
-        if len(self) < self._MAX_ENTRIES:
-            self[code] = folded
-        return folded
-
-
-_FOLD_TABLE = _FoldTable()
-
-
-@cache
-def _t2s():
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
-def _fold(text: str) -> str:
-    """Folded copy of ``text`` with ``len(result) == len(text)``; see the module docstring."""
-    if text.isascii():
-        return text.lower()
-    try:
-        simplified = _t2s().convert(text)
-    except UnicodeError:  # lone surrogates from a bad upstream decode: skip the Traditional fold
-        simplified = text
-    if len(simplified) != len(text):  # a phrase rule changed length: fall back to one char at a time
-        simplified = "".join(_t2s_char(c) for c in text)
-    return simplified.translate(_FOLD_TABLE)
-
-
-def _t2s_char(char: str) -> str:
-    converted = _t2s().convert(char)
-    return converted if len(converted) == 1 else char
 
 
 def _blank(norm: str, spans: list[tuple[int, int, PiiKind]]) -> str:

@@ -1,0 +1,384 @@
+"""Per-call analytics, sans-I/O: call events in, analytics events out (alerts, intent, unresolved flag).
+
+:class:`Analytics` holds what all calls share (compiled rule packs, the intent classifier, settings);
+:class:`CallAnalyzer` holds one call's state and is fed that call's events in order:
+
+* ``on_final(Transcript)``: rules run on the utterance; alert rules raise :class:`Alert` (once per call
+  and rule); signals update compliance and the unresolved state; the intent is re-scored; a gap of
+  ``silence_alert_s`` or more since the previous utterance raises a ``silence`` alert; a customer turn
+  that starts well inside an agent turn counts towards ``overtalk``.
+* ``tick(now_ms)``: live timers (a call silent for ``silence_alert_s`` right now, before any final says so).
+* ``on_end(CallEnded)``: the final unresolved flag and the :class:`CallSummary`.
+
+The live worker (keyword/worker.py) and ``callscribe analyze`` (keyword/dialogue.py) both drive this class,
+so an offline run of a dialogue and a live call give the same answers.
+
+Unresolved-issue flag (服务托底): the call's issue state walks through the turns. An agent's *resolved*
+signal (已经帮您退订, "refund has been applied") makes it resolved; a *pending* one (工单, 回电, "someone
+will call you back") makes it pending; the customer's *unresolved* cue (还是不行, 没解决, "third time")
+or *reject* cue reopens it; a *retry* cue (不行再打, "I'll call back if it doesn't work") leaves the fix
+unconfirmed. At the end the call is flagged when the state is open / pending / unconfirmed, when the
+customer was transferred around (two transfers or a complaint about it), or when it ends on an escalation
+or a hang-up with nothing resolved after. Calls with no signal at all (an information request that was
+answered) are not flagged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from callscribe.events import (
+    Alert,
+    CallEnded,
+    CallFlag,
+    CallStarted,
+    CallSummary,
+    IntentUpdate,
+    Quote,
+    Transcript,
+    now_ms,
+)
+
+from .intent import CallIntent, IntentClassifier
+from .matcher import Hit, Matcher
+from .packs import PackStore
+from .redact import redact
+
+__all__ = ["Analytics", "AnalyticsSettings", "CallAnalyzer", "PriorCall"]
+
+SUPERVISOR_CATEGORIES = ("escalation", "abuse", "compliance", "silence", "overtalk")
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    silence_alert_s: float = 30.0
+    """A gap of at least this long with nobody speaking (hold, dead air) is a ``silence`` alert."""
+    overtalk_min_ms: int = 800
+    """A customer turn starting this far inside an agent turn (and vice versa) counts as talking over."""
+    overtalk_alert_count: int = 3
+    """This many talk-overs in one call is an ``overtalk`` alert."""
+    intent_min_score: float = 0.12
+    """Below this similarity the call's intent is ``other``."""
+    repeat_window_s: float = 72 * 3600.0
+    """An earlier call from the same number within this window, with the same intent, marks a repeat caller."""
+    redact_quotes: bool = True
+    """Quotes in alerts and flags are PII-redacted (keyword/redact.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriorCall:
+    """An earlier call of the same caller (from the repeat-caller index)."""
+
+    call_id: str
+    started_at_ms: int
+    intent: str
+    unresolved: bool
+
+
+class Analytics:
+    """Shared, read-mostly state: rule packs (reloaded on change), intent classifier, settings."""
+
+    def __init__(
+        self,
+        settings: AnalyticsSettings | None = None,
+        pack_paths: Iterable[str | os.PathLike[str]] = (),
+        intent_catalog: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.settings = settings or AnalyticsSettings()
+        self.packs = PackStore(pack_paths)
+        self._matcher = Matcher(self.packs.get())
+        self._generation = self.packs.generation
+        self.classifier = IntentClassifier.from_yaml(intent_catalog, other_threshold=self.settings.intent_min_score)
+
+    @property
+    def matcher(self) -> Matcher:
+        packs = self.packs.get()  # may reload
+        if self.packs.generation != self._generation:
+            self._matcher = Matcher(packs)
+            self._generation = self.packs.generation
+        return self._matcher
+
+    def call(self, started: CallStarted, history: Iterable[PriorCall] = ()) -> "CallAnalyzer":
+        return CallAnalyzer(self, started, history)
+
+
+@dataclass(slots=True)
+class _IssueState:
+    state: str = "none"  # none | open | pending | resolved | unconfirmed
+    reasons: list[str] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)
+    transfers: int = 0
+    transfer_loop: bool = False
+    last_escalation_turn: int = -1
+    last_resolution_turn: int = -1
+    hangup: bool = False
+
+    def note(self, reason: str, quote: Quote) -> None:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+            self.quotes.append(quote)
+
+
+class CallAnalyzer:
+    """One call's analytics state; see the module docstring."""
+
+    def __init__(self, analytics: Analytics, started: CallStarted, history: Iterable[PriorCall] = ()) -> None:
+        self.a = analytics
+        self.s = analytics.settings
+        self.call_id = started.call_id
+        self.started = started
+        self.history = tuple(history)
+        self.caller = started.metadata.get("caller", "")
+        self.alerted: set[str] = set()
+        self.alert_categories: list[str] = []
+        self.intent = CallIntent(analytics.classifier)
+        self.intent_seq = 0
+        self.intent_shown: str = ""
+        self.flag_seq = 0
+        self.flag_shown: bool | None = None
+        self.issue = _IssueState()
+        self.turn = 0
+        self.finals = 0
+        self.last_end_ms = 0
+        self.last_activity_at_ms = started.started_at_ms or now_ms()
+        self.agent_turns = 0
+        self.verified = False
+        self.overtalk: set[tuple[str, str]] = set()
+        self.turns: dict[str, list[tuple[int, int, str]]] = {"customer": [], "agent": []}
+        self.ended = False
+        self.language = started.language if started.language != "auto" else ""
+
+    # ---------------------------------------------------------------------------------------------
+    def _quote(self, t: Transcript) -> Quote:
+        text = redact(t.text) if self.s.redact_quotes else t.text
+        return Quote(t.channel, text, t.start_ms, t.end_ms)
+
+    def _alert(
+        self, rule: str, category: str, severity: str, quote: Quote, segment_id: str = "",
+        trigger_at_ms: int = 0, details: dict[str, str] | None = None,
+    ) -> list[Alert]:
+        if rule in self.alerted:
+            return []
+        self.alerted.add(rule)
+        if category not in self.alert_categories:
+            self.alert_categories.append(category)
+        return [Alert(
+            call_id=self.call_id, alert_id=f"{self.call_id}/alert/{rule}", rule=rule, category=category,
+            severity=severity, channel=quote.channel, quote=quote.text, start_ms=quote.start_ms,
+            end_ms=quote.end_ms, segment_id=segment_id, details=details or {}, trigger_at_ms=trigger_at_ms,
+        )]
+
+    # ---------------------------------------------------------------------------------------------
+    def on_final(self, t: Transcript) -> list:
+        """Everything one final changes: alerts, intent update, provisional flag."""
+        if not t.is_final or self.ended:
+            return []
+        out: list = []
+        self.finals += 1
+        self.last_activity_at_ms = max(self.last_activity_at_ms, t.emitted_at_ms or now_ms())
+        if not self.language and t.language:
+            self.language = t.language
+        quote = self._quote(t)
+        # silence: a gap with nobody speaking, measured on the call's audio timeline
+        gap_ms = t.start_ms - self.last_end_ms
+        if self.finals > 1 and gap_ms >= self.s.silence_alert_s * 1000:
+            out += self._alert(
+                "silence.long_gap", "silence", "medium",
+                Quote("both", f"[silence {gap_ms / 1000:.0f} s]", self.last_end_ms, t.start_ms),
+                t.segment_id, t.emitted_at_ms, {"gap_s": f"{gap_ms / 1000:.1f}"},
+            )
+        self.last_end_ms = max(self.last_end_ms, t.end_ms)
+        out += self._overtalk(t)
+
+        hits = self.a.matcher.match(t.text, t.channel)
+        signals = {h.rule.signal: h for h in hits if h.rule.category == "signal"}
+        for h in hits:
+            if h.rule.is_alert:
+                out += self._alert(
+                    h.rule.id, h.rule.category, h.rule.severity, quote, t.segment_id, t.emitted_at_ms,
+                    {"matched": redact(h.text) if self.s.redact_quotes else h.text, "by_sound": str(h.by_sound).lower()},
+                )
+        if "verification" in signals:
+            self.verified = True
+        if t.channel == "agent":
+            out += self._compliance(t, quote, signals)
+        escalated = any(h.rule.category == "escalation" for h in hits)
+        self._issue(t, quote, signals, escalated)
+        out += self._intent(t)
+        out += self._provisional_flag()
+        self.turn += 1
+        return out
+
+    def _overtalk(self, t: Transcript) -> list[Alert]:
+        if t.channel not in self.turns:
+            return []
+        other = "agent" if t.channel == "customer" else "customer"
+        self.turns[t.channel].append((t.start_ms, t.end_ms, t.segment_id))
+        for start, end, seg in self.turns[other][-20:]:
+            # the later-starting turn began well inside the earlier one
+            if start <= t.start_ms and t.start_ms <= end - self.s.overtalk_min_ms:
+                self.overtalk.add((seg, t.segment_id))
+            elif t.start_ms <= start <= t.end_ms - self.s.overtalk_min_ms:
+                self.overtalk.add((t.segment_id, seg))
+        if len(self.overtalk) >= self.s.overtalk_alert_count:
+            return self._alert(
+                "overtalk.repeated", "overtalk", "low", self._quote(t), t.segment_id, t.emitted_at_ms,
+                {"count": str(len(self.overtalk))},
+            )
+        return []
+
+    def _compliance(self, t: Transcript, quote: Quote, signals: dict[str, Hit]) -> list[Alert]:
+        out: list[Alert] = []
+        self.agent_turns += 1
+        if self.agent_turns == 1 and "greeting" not in signals:
+            out += self._alert("compliance.no_greeting", "compliance", "medium", quote, t.segment_id, t.emitted_at_ms)
+        if "account_access" in signals and not self.verified:
+            out += self._alert(
+                "compliance.no_verification", "compliance", "high", quote, t.segment_id, t.emitted_at_ms,
+                {"matched": signals["account_access"].text},
+            )
+        return out
+
+    def _issue(self, t: Transcript, quote: Quote, signals: dict[str, Hit], escalated: bool) -> None:
+        st = self.issue
+        if t.channel == "agent":
+            if "transfer" in signals:
+                st.transfers += 1
+                if st.transfers >= 2:
+                    st.note("transferred more than once", quote)
+            if "pending" in signals:
+                st.state = "pending"
+                st.note("left pending: ticket, callback or wait for notice", quote)
+            elif "resolved" in signals:
+                st.state = "resolved"
+                st.last_resolution_turn = self.turn
+            return
+        # customer (or mixed) turn
+        if escalated:
+            st.last_escalation_turn = self.turn
+        if "transfer_loop" in signals:
+            st.transfer_loop = True
+            st.note("customer transferred around", quote)
+        if "unresolved" in signals:
+            st.state = "open"
+            st.note("customer says the issue is not solved", quote)
+        elif "retry" in signals:
+            if st.state in ("resolved", "none", "pending", "unconfirmed"):
+                st.state = "unconfirmed"
+                st.note("fix not confirmed; customer may call again", quote)
+        elif "reject" in signals:
+            st.state = "open"
+            st.note("customer did not accept the answer", quote)
+        elif "accept" in signals and st.state == "unconfirmed":
+            pass  # "ok, I'll try it": still unconfirmed
+        if "hangup" in signals:
+            st.hangup = True
+            st.note("customer hung up angry", quote)
+
+    def _unresolved_now(self) -> tuple[bool, list[str]]:
+        st = self.issue
+        reasons: list[str] = []
+        if st.state in ("open", "pending", "unconfirmed"):
+            reasons = list(st.reasons)
+        if st.transfers >= 2 or st.transfer_loop:
+            for r in ("transferred more than once", "customer transferred around"):
+                if r in st.reasons and r not in reasons:
+                    reasons.append(r)
+        if st.last_escalation_turn >= 0 and st.last_escalation_turn > st.last_resolution_turn:
+            reasons.append("call ends on an escalation")
+        if st.hangup and st.state != "resolved":
+            reasons.append("customer hung up angry")
+        return bool(reasons), reasons
+
+    def _intent(self, t: Transcript) -> list[IntentUpdate]:
+        self.intent.add_utterance(t.text, t.channel)
+        best = self.intent.best()
+        if best.intent == self.intent_shown:
+            return []
+        self.intent_shown = best.intent
+        name = self.a.classifier.names.get(best.intent, (best.intent, best.intent))
+        update = IntentUpdate(
+            call_id=self.call_id, seq=self.intent_seq, intent=best.intent,
+            name=name[1] if self.language.startswith("en") else name[0], score=round(best.score, 4),
+            runner_up=best.runner_up, runner_up_score=round(best.runner_up_score, 4), finals=self.finals,
+        )
+        self.intent_seq += 1
+        return [update]
+
+    def _flag(self, final: bool) -> CallFlag:
+        unresolved, reasons = self._unresolved_now()
+        quotes = tuple(q for r, q in zip(self.issue.reasons, self.issue.quotes) if r in reasons)
+        flag = CallFlag(
+            call_id=self.call_id, seq=self.flag_seq, unresolved=unresolved, final=final, reasons=tuple(reasons),
+            quotes=quotes, intent=self.intent.best().intent, caller=self.caller,
+        )
+        self.flag_seq += 1
+        self.flag_shown = unresolved
+        return flag
+
+    def _provisional_flag(self) -> list[CallFlag]:
+        unresolved, _ = self._unresolved_now()
+        if unresolved == bool(self.flag_shown):
+            return []
+        return [self._flag(final=False)]
+
+    def repeat_alert(self) -> list[Alert]:
+        """Once the intent is known: an earlier call from this number about the same thing."""
+        intent = self.intent.best().intent
+        same = [p for p in self.history if p.intent == intent and p.call_id != self.call_id]
+        if not same or not self.caller:
+            return []
+        latest = max(same, key=lambda p: p.started_at_ms)
+        return self._alert(
+            "repeat_caller.same_intent", "repeat_caller", "medium",
+            Quote("customer", f"caller {redact(self.caller)} called {len(same)} time(s) before about {intent}", 0, 0),
+            details={
+                "previous_calls": ",".join(p.call_id for p in same),
+                "last_call": latest.call_id,
+                "last_unresolved": str(latest.unresolved).lower(),
+                "intent": intent,
+            },
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    def tick(self, now: int | None = None) -> list[Alert]:
+        """Live timers: nobody has said anything for ``silence_alert_s`` (dead air, a forgotten hold)."""
+        if self.ended:
+            return []
+        now = now_ms() if now is None else now
+        silent_ms = now - self.last_activity_at_ms
+        if silent_ms >= self.s.silence_alert_s * 1000:
+            return self._alert(
+                "silence.long_gap", "silence", "medium",
+                Quote("both", f"[silent for {silent_ms / 1000:.0f} s, ongoing]", self.last_end_ms, self.last_end_ms),
+                details={"gap_s": f"{silent_ms / 1000:.1f}", "ongoing": "true"},
+            )
+        return []
+
+    def on_end(self, ended: CallEnded) -> list:
+        """The final flag, the summary, and a silence that ran to the end of the call."""
+        if self.ended:
+            return []
+        out: list = []
+        tail_ms = ended.duration_ms - self.last_end_ms
+        if self.finals and tail_ms >= self.s.silence_alert_s * 1000:
+            out += self._alert(
+                "silence.long_gap", "silence", "medium",
+                Quote("both", f"[silence {tail_ms / 1000:.0f} s]", self.last_end_ms, ended.duration_ms),
+                details={"gap_s": f"{tail_ms / 1000:.1f}"},
+            )
+        out += self.repeat_alert()
+        self.ended = True
+        flag = self._flag(final=True)
+        out.append(flag)
+        best = self.intent.best()
+        out.append(CallSummary(
+            call_id=self.call_id, intent=best.intent, intent_score=round(best.score, 4),
+            alerts=tuple(c for c in self.alert_categories), unresolved=flag.unresolved, reasons=flag.reasons,
+            caller=self.caller, agent_id=self.started.metadata.get("agent_id", ""), language=self.language,
+            started_at_ms=self.started.started_at_ms, duration_ms=ended.duration_ms, finals=self.finals,
+            repeat_of=tuple(p.call_id for p in self.history if p.intent == best.intent),
+        ))
+        return out

@@ -1,0 +1,72 @@
+"""Scoring analytics against labelled dialogues (``callscribe analyze DIR --labels labels.json``, the tests).
+
+Labels: ``{call_id: {"intent": id, "alerts": [category, ...], "unresolved": bool, ...}}`` (the format of
+tests/data/dialogues/labels.json). Alerts are scored as (call, category) pairs over the supervisor
+categories a dialogue can show (escalation, abuse, compliance, silence): micro precision and recall.
+Intent: top-1 accuracy. Unresolved: F1 with unresolved as the positive class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+__all__ = ["SCORED_CATEGORIES", "score"]
+
+SCORED_CATEGORIES = ("escalation", "abuse", "compliance", "silence")
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 1.0
+
+
+def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Metrics plus the list of every disagreement (what to look at when a number drops)."""
+    tp = fp = fn = 0
+    per_category = {c: [0, 0, 0] for c in SCORED_CATEGORIES}
+    intent_ok = n = 0
+    u_tp = u_fp = u_fn = 0
+    errors: list[dict[str, Any]] = []
+    for r in results:
+        label = labels.get(r["call_id"])
+        if label is None:
+            continue
+        n += 1
+        got = {a["category"] for a in r["alerts"]} & set(SCORED_CATEGORIES)
+        want = set(label.get("alerts", ())) & set(SCORED_CATEGORIES)
+        for c in SCORED_CATEGORIES:
+            pc = per_category[c]
+            pc[0] += c in got and c in want
+            pc[1] += c in got and c not in want
+            pc[2] += c in want and c not in got
+        tp += len(got & want)
+        fp += len(got - want)
+        fn += len(want - got)
+        if got != want:
+            errors.append({"call_id": r["call_id"], "what": "alerts", "got": sorted(got), "want": sorted(want)})
+        if r["intent"] == label.get("intent"):
+            intent_ok += 1
+        else:
+            errors.append({"call_id": r["call_id"], "what": "intent", "got": r["intent"], "want": label.get("intent")})
+        want_u, got_u = bool(label.get("unresolved")), bool(r["unresolved"])
+        u_tp += got_u and want_u
+        u_fp += got_u and not want_u
+        u_fn += want_u and not got_u
+        if want_u != got_u:
+            errors.append({"call_id": r["call_id"], "what": "unresolved", "got": got_u, "want": want_u,
+                           "reasons": list(r.get("reasons", ()))})
+    u_p, u_r = _ratio(u_tp, u_tp + u_fp), _ratio(u_tp, u_tp + u_fn)
+    return {
+        "calls": n,
+        "alert_precision": round(_ratio(tp, tp + fp), 4),
+        "alert_recall": round(_ratio(tp, tp + fn), 4),
+        "alerts_by_category": {
+            c: {"precision": round(_ratio(v[0], v[0] + v[1]), 4), "recall": round(_ratio(v[0], v[0] + v[2]), 4),
+                "expected": v[0] + v[2]}
+            for c, v in per_category.items()
+        },
+        "intent_accuracy": round(_ratio(intent_ok, n), 4),
+        "unresolved_precision": round(u_p, 4),
+        "unresolved_recall": round(u_r, 4),
+        "unresolved_f1": round(2 * u_p * u_r / (u_p + u_r), 4) if u_p + u_r else 0.0,
+        "errors": errors,
+    }
