@@ -1,4 +1,4 @@
-"""``callscribe`` command line: serve, transcribe, stream, demo."""
+"""``callscribe`` command line: serve, transcribe, stream, demo, analyze, analytics, redact, ..."""
 
 from __future__ import annotations
 
@@ -154,6 +154,48 @@ async def _redact(args: argparse.Namespace) -> int:
         for span in find_pii(text):
             print(f"{span.kind}\t{span.start}-{span.end}\t{span.text}", file=sys.stderr)
     print(redact(text))
+    return 0
+
+
+# --- analyze / analytics -------------------------------------------------------------------------
+async def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from .keyword.dialogue import analyze_paths
+    from .keyword.worker import analytics_from_config
+
+    cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents)
+    analytics = analytics_from_config(cfg)
+    result = analyze_paths(analytics, args.paths)
+    if args.labels:
+        from .keyword.evaluate import score
+
+        with open(args.labels, encoding="utf-8") as f:
+            labels = json.load(f)
+        calls = result["calls"] if isinstance(result, dict) and "calls" in result else [result]
+        result = {"scores": score(calls, labels), **(result if "calls" in result else {"calls": calls})}
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.compact else 1))
+    return 0
+
+
+async def _analytics(args: argparse.Namespace) -> int:
+    import signal
+
+    from .keyword.worker import AnalyticsWorker
+
+    cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents)
+    if not cfg.redis_url:
+        print("callscribe analytics: set REDIS_URL (or --redis-url) to the Redis the transcripts go to", file=sys.stderr)
+        return 2
+    worker = AnalyticsWorker(cfg, cfg.redis_url)
+    await worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"callscribe analytics {worker.consumer}: group {cfg.analytics_group} on {cfg.redis_url}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await worker.stop()
     return 0
 
 
@@ -323,6 +365,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("text", nargs="+")
     p.add_argument("--spans", action="store_true", help="list what was found (kind and text) on stderr")
 
+    p = sub.add_parser("analyze", help="analyse dialogue files offline: intent, alerts, unresolved flag, redacted text (JSON)")
+    p.add_argument("paths", nargs="+", help="dialogue files (customer<TAB>text / agent<TAB>text lines) or directories")
+    p.add_argument("--labels", help="labels.json to score against (adds precision/recall/accuracy)")
+    p.add_argument("--rules", help="rule pack files or directories, comma-separated (default: the bundled packs)")
+    p.add_argument("--intents", help="intent catalog YAML (default: the bundled telecom catalog)")
+    p.add_argument("--compact", action="store_true", help="one-line JSON")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+
+    p = sub.add_parser("analytics", help="run the live analytics worker on a Redis (alerts, intents, callback queue)")
+    p.add_argument("--redis-url")
+    p.add_argument("--rules", help="rule pack files or directories, comma-separated")
+    p.add_argument("--intents", help="intent catalog YAML")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+
     p = sub.add_parser("demo", help="everything embedded: stream the bundled demo calls, live captions")
     _add_model_args(p)
     p.add_argument("files", nargs="*", help="recordings to stream instead of the bundled demo calls")
@@ -332,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
-              "sip-pcap": _sip_pcap, "redact": _redact}[args.cmd]
+              "sip-pcap": _sip_pcap, "redact": _redact, "analyze": _analyze, "analytics": _analytics}[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

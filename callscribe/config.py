@@ -176,6 +176,34 @@ class Config:
     jitter_depth_ms: int = 80
     """Playout delay of the per-stream jitter buffer: covers this much network jitter without loss."""
 
+    # --- analytics (keyword/: alerts, intent, unresolved flag, surges, repeat callers) ---------------
+    analytics: bool = True
+    """`serve` and `demo` also run the analytics worker on the transcript streams."""
+    analytics_group: str = "analytics"
+    """Redis consumer group of the analytics workers on the finals stream."""
+    analytics_consumer: str = ""
+    """This worker's consumer name in the group; empty = host name and process id. Keep it stable across
+    restarts so a restarted worker resumes its own pending entries first."""
+    rule_packs: tuple[str, ...] = ()
+    """YAML rule pack files or directories (keyword/packs.py); empty = the bundled zh and en packs.
+    Edited packs are reloaded by running workers within seconds."""
+    intent_catalog: str = ""
+    """YAML intent catalog with example questions per intent; empty = the bundled telecom example."""
+    silence_alert_s: float = 30.0
+    """Nobody speaking for this long (hold, dead air) raises a `silence` alert."""
+    overtalk_alert_count: int = 3
+    """The customer starting to talk inside an agent's turn this many times raises an `overtalk` alert."""
+    repeat_window_h: float = 72.0
+    """A call from the same number within this many hours, about the same intent, marks a repeat caller."""
+    surge_window_s: float = 600.0
+    """Surge detection: calls on one topic are counted over this sliding window ..."""
+    surge_baseline_s: float = 21600.0
+    """... and compared with their rate over this much time before it."""
+    surge_min_calls: int = 5
+    """A surge needs at least this many calls on the topic in the window ..."""
+    surge_ratio: float = 3.0
+    """... and at least this many times the baseline rate."""
+
     def __post_init__(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
         _check(self.final_window in ("full", "dynamic"), "final_window", "must be full or dynamic")
@@ -199,6 +227,12 @@ class Config:
         _check(self.rtp_port_max - self.rtp_port_min >= 3, "rtp_port_max", "the RTP range must hold at least one stream pair")
         _check(self.rtp_timeout_s > 0, "rtp_timeout_s", "must be > 0")
         _check(20 <= self.jitter_depth_ms <= 1000, "jitter_depth_ms", "must be 20..1000")
+        _check(self.silence_alert_s > 0, "silence_alert_s", "must be > 0")
+        _check(self.overtalk_alert_count >= 1, "overtalk_alert_count", "must be >= 1")
+        _check(self.repeat_window_h > 0, "repeat_window_h", "must be > 0")
+        _check(self.surge_window_s > 0 and self.surge_baseline_s > 0, "surge_window_s", "windows must be > 0")
+        _check(self.surge_min_calls >= 1 and self.surge_ratio >= 1.0, "surge_min_calls", "need min_calls >= 1 and ratio >= 1")
+        _check(bool(self.analytics_group.strip()), "analytics_group", "must not be empty")
         for ch in self.channel_map:
             _check(ch in _CHANNELS, "channel_map", f"unknown channel {ch!r}; use {', '.join(_CHANNELS)}")
 

@@ -1,5 +1,5 @@
 """Wires the stages into a running service: Redis (external or embedded) -> publisher -> model ->
-pipeline -> WebSocket ingest and SIP/SIPREC (RTP) ingest. Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
+pipeline -> WebSocket ingest and SIP/SIPREC (RTP) ingest, plus the analytics worker on the transcript streams. Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.ingest: IngestServer | None = None
         self.sip = None  # a callscribe.gateway.sip.server.SipServer when cfg.sip
+        self.analytics = None  # a callscribe.keyword.worker.AnalyticsWorker when cfg.analytics
 
     async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None) -> None:
         progress("starting Redis" if not self.cfg.redis_url else f"connecting to {self.cfg.redis_url}")
@@ -44,6 +45,12 @@ class Service:
             self.engine = await asyncio.to_thread(WhisperEngine, self.cfg)
             progress(f"warming up {self.engine.description}")
             await asyncio.to_thread(self.engine.warmup)
+        if self.cfg.analytics:
+            from callscribe.keyword.worker import AnalyticsWorker
+
+            progress("starting analytics (alerts, intent, unresolved flags)")
+            self.analytics = AnalyticsWorker(self.cfg, self.redis_url)
+            await self.analytics.start()
         self.pipeline = Pipeline(self.cfg, self.engine, self.publisher, scheduler)
         await self.pipeline.start()
         self.ingest = IngestServer(self.cfg, self.pipeline)
@@ -70,6 +77,9 @@ class Service:
             await self.pipeline.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.analytics is not None:
+            await self.analytics.drain()
+            await self.analytics.stop()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 

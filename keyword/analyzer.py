@@ -112,8 +112,16 @@ class _IssueState:
     transfers: int = 0
     transfer_loop: bool = False
     last_escalation_turn: int = -1
+    escalation_quote: Quote | None = None
     last_resolution_turn: int = -1
-    hangup: bool = False
+
+    def resolve(self, turn: int) -> None:
+        """Resolved now: earlier reasons no longer hold, except that the customer was passed around."""
+        self.state = "resolved"
+        self.last_resolution_turn = turn
+        keep = [(r, q) for r, q in zip(self.reasons, self.quotes) if r.startswith(("transferred", "customer transferred"))]
+        self.reasons = [r for r, _ in keep]
+        self.quotes = [q for _, q in keep]
 
     def note(self, reason: str, quote: Quote) -> None:
         if reason not in self.reasons:
@@ -204,9 +212,10 @@ class CallAnalyzer:
             self.verified = True
         if t.channel == "agent":
             out += self._compliance(t, quote, signals)
-        escalated = any(h.rule.category == "escalation" for h in hits)
+        escalated = any(h.rule.category in ("escalation", "abuse") for h in hits)
         self._issue(t, quote, signals, escalated)
-        out += self._intent(t)
+        damp = 0.3 if self.intent.customer_turns and any(h.rule.category in ("escalation", "abuse") for h in hits) else 1.0
+        out += self._intent(t, damp)
         out += self._provisional_flag()
         self.turn += 1
         return out
@@ -252,12 +261,12 @@ class CallAnalyzer:
                 st.state = "pending"
                 st.note("left pending: ticket, callback or wait for notice", quote)
             elif "resolved" in signals:
-                st.state = "resolved"
-                st.last_resolution_turn = self.turn
+                st.resolve(self.turn)
             return
         # customer (or mixed) turn
         if escalated:
             st.last_escalation_turn = self.turn
+            st.escalation_quote = quote
         if "transfer_loop" in signals:
             st.transfer_loop = True
             st.note("customer transferred around", quote)
@@ -268,32 +277,30 @@ class CallAnalyzer:
             if st.state in ("resolved", "none", "pending", "unconfirmed"):
                 st.state = "unconfirmed"
                 st.note("fix not confirmed; customer may call again", quote)
-        elif "reject" in signals:
-            st.state = "open"
+        elif "reject" in signals and ("accept" not in signals or signals["reject"].start > signals["accept"].start):
+            st.state = "open"  # (with both in one turn, what the customer says last is the conclusion)
             st.note("customer did not accept the answer", quote)
-        elif "accept" in signals and st.state == "unconfirmed":
-            pass  # "ok, I'll try it": still unconfirmed
+        elif "accept" in signals and not escalated:
+            # the customer says it works / is what they wanted: resolved, even after a ticket was mentioned
+            st.resolve(self.turn)
         if "hangup" in signals:
-            st.hangup = True
+            st.state = "open"
             st.note("customer hung up angry", quote)
 
-    def _unresolved_now(self) -> tuple[bool, list[str]]:
+    def _unresolved_now(self) -> tuple[bool, list[tuple[str, Quote | None]]]:
+        """Whether the call counts as unresolved right now, with (reason, quote) pairs."""
         st = self.issue
-        reasons: list[str] = []
-        if st.state in ("open", "pending", "unconfirmed"):
-            reasons = list(st.reasons)
-        if st.transfers >= 2 or st.transfer_loop:
-            for r in ("transferred more than once", "customer transferred around"):
-                if r in st.reasons and r not in reasons:
-                    reasons.append(r)
-        if st.last_escalation_turn >= 0 and st.last_escalation_turn > st.last_resolution_turn:
-            reasons.append("call ends on an escalation")
-        if st.hangup and st.state != "resolved":
-            reasons.append("customer hung up angry")
+        reasons: list[tuple[str, Quote | None]] = []
+        if st.state in ("open", "pending", "unconfirmed") or st.transfers >= 2 or st.transfer_loop:
+            reasons = list(zip(st.reasons, st.quotes))
+        # ends on an escalation (or abuse): one in the last turns, nothing resolved after it
+        if st.last_escalation_turn >= 0 and st.last_escalation_turn > st.last_resolution_turn \
+                and self.turn - st.last_escalation_turn <= 4:
+            reasons.append(("call ends on an escalation", st.escalation_quote))
         return bool(reasons), reasons
 
-    def _intent(self, t: Transcript) -> list[IntentUpdate]:
-        self.intent.add_utterance(t.text, t.channel)
+    def _intent(self, t: Transcript, damp: float) -> list[IntentUpdate]:
+        self.intent.add_utterance(t.text, t.channel, damp)
         best = self.intent.best()
         if best.intent == self.intent_shown:
             return []
@@ -309,10 +316,10 @@ class CallAnalyzer:
 
     def _flag(self, final: bool) -> CallFlag:
         unresolved, reasons = self._unresolved_now()
-        quotes = tuple(q for r, q in zip(self.issue.reasons, self.issue.quotes) if r in reasons)
         flag = CallFlag(
-            call_id=self.call_id, seq=self.flag_seq, unresolved=unresolved, final=final, reasons=tuple(reasons),
-            quotes=quotes, intent=self.intent.best().intent, caller=self.caller,
+            call_id=self.call_id, seq=self.flag_seq, unresolved=unresolved, final=final,
+            reasons=tuple(r for r, _ in reasons), quotes=tuple(q for _, q in reasons if q is not None),
+            intent=self.intent.best().intent, caller=self.caller,
         )
         self.flag_seq += 1
         self.flag_shown = unresolved

@@ -116,36 +116,50 @@ def features(text: str) -> Counter[str]:
 class IntentClassifier:
     """TF-IDF centroids of an intent catalog; :meth:`score` ranks intents for a text or a feature sum."""
 
-    def __init__(self, intents: Iterable[Intent], other_threshold: float = 0.12) -> None:
+    def __init__(self, intents: Iterable[Intent], other_threshold: float = 0.12, centroid_weight: float = 0.5) -> None:
         self.intents = tuple(intents)
         if not self.intents:
             raise IntentCatalogError("the intent catalog is empty")
         self.ids = tuple(i.id for i in self.intents)
         self.names = {i.id: (i.name_zh, i.name_en) for i in self.intents}
         self.other_threshold = other_threshold
-        docs: list[tuple[int, Counter[str]]] = []
+        self.centroid_weight = centroid_weight
+        # Classes: one centroid per (intent, language of the example): a Chinese call is compared with the
+        # Chinese examples' centroid, not one diluted by English n-grams it can never share.
+        docs: list[tuple[int, str, Counter[str]]] = []
         for k, intent in enumerate(self.intents):
             for ex in intent.examples:
-                docs.append((k, features(ex)))
+                lang = "zh" if any(is_han(c) for c in ex) else "en"
+                docs.append((k, lang, features(ex)))
         df: Counter[str] = Counter()
-        for _, f in docs:
+        for _, _, f in docs:
             df.update(f.keys())
         n = len(docs)
         self.idf = {t: math.log((1 + n) / (1 + c)) + 1.0 for t, c in df.items()}
-        centroids: list[dict[str, float]] = [dict() for _ in self.intents]
-        for k, f in docs:
+        classes: dict[tuple[int, str], int] = {}
+        centroids: list[dict[str, float]] = []
+        example_postings: dict[str, list[tuple[int, float]]] = {}
+        self.example_intent: list[int] = []
+        for e, (k, lang, f) in enumerate(docs):
             vec = {t: (1 + math.log(c)) * self.idf[t] for t, c in f.items()}
             norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-            cen = centroids[k]
+            c = classes.setdefault((k, lang), len(classes))
+            if c == len(centroids):
+                centroids.append({})
+            cen = centroids[c]
             for t, v in vec.items():
                 cen[t] = cen.get(t, 0.0) + v / norm
-        # feature -> ((intent index, weight), ...): the inverted index that makes scoring cheap
+                example_postings.setdefault(t, []).append((e, v / norm))
+            self.example_intent.append(k)
+        self.class_intent = [k for (k, _), _ in sorted(classes.items(), key=lambda kv: kv[1])]
+        # feature -> ((class index, weight), ...): the inverted index that makes scoring cheap
         postings: dict[str, list[tuple[int, float]]] = {}
-        for k, cen in enumerate(centroids):
+        for c, cen in enumerate(centroids):
             norm = math.sqrt(sum(v * v for v in cen.values())) or 1.0
             for t, v in cen.items():
-                postings.setdefault(t, []).append((k, v / norm))
+                postings.setdefault(t, []).append((c, v / norm))
         self.postings = {t: tuple(p) for t, p in postings.items()}
+        self.example_postings = {t: tuple(p) for t, p in example_postings.items()}
 
     # -----------------------------------------------------------------------------------------------
     @classmethod
@@ -186,12 +200,26 @@ class IntentClassifier:
         return cls(intents, **kwargs)
 
     # -----------------------------------------------------------------------------------------------
-    def rank(self, dots: list[float], norm: float) -> IntentScore:
+    def rank(self, class_dots: list[float], example_dots: list[float], norm: float) -> IntentScore:
+        """Score per intent: ``centroid_weight`` x its best centroid similarity + the rest x its nearest
+        example's similarity (the "most similar question")."""
         if norm <= 0:
             return IntentScore(FALLBACK, 0.0, FALLBACK, 0.0)
-        order = sorted(range(len(dots)), key=lambda k: dots[k], reverse=True)
-        best, second = order[0], order[1] if len(order) > 1 else order[0]
-        top, runner = dots[best] / norm, dots[second] / norm
+        n = len(self.ids)
+        cen = [0.0] * n
+        for c, d in enumerate(class_dots):
+            k = self.class_intent[c]
+            cen[k] = max(cen[k], d / norm)
+        near = [0.0] * n
+        for e, d in enumerate(example_dots):
+            k = self.example_intent[e]
+            if d > near[k]:
+                near[k] = d
+        w = self.centroid_weight
+        scores = [w * cen[k] + (1 - w) * near[k] / norm for k in range(n)]
+        order = sorted(range(n), key=lambda k: scores[k], reverse=True)
+        best, second = order[0], order[1] if n > 1 else order[0]
+        top, runner = scores[best], scores[second]
         intent = self.ids[best]
         if top < self.other_threshold and FALLBACK in self.ids:
             return IntentScore(FALLBACK, top, intent, top)
@@ -207,17 +235,19 @@ class IntentClassifier:
 class CallIntent:
     """The running intent evidence of one call (see the module docstring)."""
 
-    __slots__ = ("clf", "vec", "dots", "sq", "customer_turns")
+    __slots__ = ("clf", "vec", "dots", "example_dots", "sq", "customer_turns")
 
     def __init__(self, clf: IntentClassifier) -> None:
         self.clf = clf
         self.vec: dict[str, float] = {}
-        self.dots = [0.0] * len(clf.ids)
+        self.dots = [0.0] * len(clf.class_intent)
+        self.example_dots = [0.0] * len(clf.example_intent)
         self.sq = 0.0
         self.customer_turns = 0
 
     def add(self, text: str, weight: float) -> None:
         idf, postings, vec, dots = self.clf.idf, self.clf.postings, self.vec, self.dots
+        ex_postings, ex_dots = self.clf.example_postings, self.example_dots
         for t, c in features(text).items():
             w = idf.get(t)
             if w is None:
@@ -229,14 +259,19 @@ class CallIntent:
             self.sq += new * new - old * old
             for k, pw in postings[t]:
                 dots[k] += delta * pw
+            for e, pw in ex_postings[t]:
+                ex_dots[e] += delta * pw
 
-    def add_utterance(self, text: str, channel: str) -> None:
-        """A final: customer (or mixed) turns weigh 1/(1 + 0.25 n) for the n-th; agent turns 0.25 of that."""
+    def add_utterance(self, text: str, channel: str, damp: float = 1.0) -> None:
+        """A final: customer (or mixed) turns weigh 1/(1 + 0.25 n) for the n-th; agent turns 0.25 of that.
+
+        ``damp`` scales a turn down further: the analyzer passes 0.3 for a later turn that is an escalation
+        or abuse (they say how the customer feels, not what the call is about)."""
         if channel == "agent":
-            self.add(text, 0.25 / (1 + 0.25 * self.customer_turns))
+            self.add(text, damp * 0.25 / (1 + 0.25 * self.customer_turns))
             return
-        self.add(text, 1.0 / (1 + 0.25 * self.customer_turns))
+        self.add(text, damp / (1 + 0.25 * self.customer_turns))
         self.customer_turns += 1
 
     def best(self) -> IntentScore:
-        return self.clf.rank(self.dots, math.sqrt(max(self.sq, 0.0)))
+        return self.clf.rank(self.dots, self.example_dots, math.sqrt(max(self.sq, 0.0)))

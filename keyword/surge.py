@@ -5,7 +5,9 @@ about one thing, minutes before any monitoring system says so. For each topic th
 calls in the last ``window_s`` and compares with the rate over the preceding ``baseline_s`` (scaled to one
 window). It fires when the window holds at least ``min_calls`` calls and at least ``ratio`` times the
 baseline (the baseline is floored at ``floor`` calls per window, so a topic that was at zero needs
-``min_calls`` to fire, not one call). After firing, a topic stays quiet for one window (``cooldown``) unless
+``min_calls`` to fire, not one call). Until the detector has watched for two windows it does not fire,
+and before it has watched for ``baseline_s`` the baseline is the rate over the time it has watched, so a
+worker that just started does not take ordinary traffic for a surge. After firing, a topic stays quiet for one window (``cooldown``) unless
 the count doubles again. Pure: times are passed in, so tests and the offline CLI replay a day in a second.
 """
 
@@ -39,10 +41,13 @@ class SurgeDetector:
         self.floor = floor
         self.max_topics = max_topics
         self._topics: dict[tuple[str, str], _Topic] = {}
+        self._first_ms: int | None = None
         self.fired: list[Surge] = []
 
     def observe(self, topic_kind: str, topic: str, call_id: str, at_ms: int) -> Surge | None:
         """Count ``call_id`` under the topic at ``at_ms`` (a call counts once per topic); a Surge when it fires."""
+        if self._first_ms is None:
+            self._first_ms = at_ms
         key = (topic_kind, topic)
         t = self._topics.get(key)
         if t is None:
@@ -60,7 +65,11 @@ class SurgeDetector:
         window_start = at_ms - self.window_ms
         recent = [c for ts, c in t.seen if ts > window_start]
         before = sum(1 for ts, _ in t.seen if ts <= window_start)
-        baseline = max(self.floor, before * self.window_ms / self.baseline_ms)
+        watched_before_ms = window_start - self._first_ms
+        if watched_before_ms < self.window_ms:
+            return None  # still warming up: no baseline of at least one window yet
+        span = min(self.baseline_ms, watched_before_ms)
+        baseline = max(self.floor, before * self.window_ms / span)
         count = len(recent)
         if count < self.min_calls or count < self.ratio * baseline:
             return None

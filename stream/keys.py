@@ -7,6 +7,14 @@
 | ``{prefix}:dedup:{segment_id}:{revision}`` | string ``1`` | write-once marker of one transcript revision; makes a retried write a no-op. Expires after ``call_stream_ttl_s`` |
 | ``{prefix}:dedup:{call_id}/call:started`` / ``...:ended`` | string ``1`` | the same marker for a call's call_started / call_ended |
 | ``{prefix}:dedup:{call_id}/dtmf:{seq}`` | string ``1`` | the same marker for a call's DTMF events (they go to both streams) |
+| ``{prefix}:alerts`` | stream | supervisor alerts of every call and surge warnings (keyword/worker.py). MAXLEN ~ ``global_stream_maxlen`` |
+| ``{prefix}:insights`` | stream | intent updates, provisional and final unresolved flags, call summaries of every call |
+| ``{prefix}:callbacks`` | stream | the callback queue: final flags of calls left unresolved, with reasons and quotes |
+| ``{prefix}:out:{identity}`` | string ``1`` | write-once marker of one analytics output (alert id, ``{call_id}/intent/{seq}``, ...) |
+| ``{prefix}:caller:{digits}`` | sorted set | a caller's recent calls (JSON) scored by start time, for repeat-caller detection; expires after the window |
+
+Analytics outputs of a call (alerts, intent updates, flags, summary) are also appended to its per-call stream,
+so a page following one call reads captions and insights from one place.
 
 Segment ids are ``{call_id}/{channel}/{seq}`` (see the pipeline), so markers of different calls never collide
 and ``{call_id}/call`` is never a segment id. Entry fields are ``callscribe.events.to_fields(event)``:
@@ -29,6 +37,31 @@ def finals_stream(cfg: Config) -> str:
     return f"{cfg.key_prefix}:finals"
 
 
+def alerts_stream(cfg: Config) -> str:
+    """Supervisor alerts and surge warnings."""
+    return f"{cfg.key_prefix}:alerts"
+
+
+def insights_stream(cfg: Config) -> str:
+    """Intent updates, unresolved flags and call summaries."""
+    return f"{cfg.key_prefix}:insights"
+
+
+def callbacks_stream(cfg: Config) -> str:
+    """The callback queue (final flags of unresolved calls)."""
+    return f"{cfg.key_prefix}:callbacks"
+
+
+def output_marker(cfg: Config, identity: str) -> str:
+    """Write-once marker of one analytics output."""
+    return f"{cfg.key_prefix}:out:{identity}"
+
+
+def caller_history(cfg: Config, caller_digits: str) -> str:
+    """A caller's recent calls (sorted set)."""
+    return f"{cfg.key_prefix}:caller:{caller_digits}"
+
+
 def dedup_key(cfg: Config, segment_id: str, revision: int | str) -> str:
     """Write-once marker of (segment_id, revision)."""
     return f"{cfg.key_prefix}:dedup:{segment_id}:{revision}"
@@ -47,4 +80,7 @@ def event_dedup_key(cfg: Config, event: Event) -> str:
     raise TypeError(f"not a callscribe event: {event!r}")
 
 
-__all__ = ["call_stream", "finals_stream", "dedup_key", "event_dedup_key"]
+__all__ = [
+    "call_stream", "finals_stream", "dedup_key", "event_dedup_key", "alerts_stream", "insights_stream",
+    "callbacks_stream", "output_marker", "caller_history",
+]

@@ -30,7 +30,7 @@ def asr_config(tmp_path_factory):
     from callscribe.config import Config
 
     # the joined whisper-base model is cached under data_dir; share one across the session
-    return Config(data_dir=str(tmp_path_factory.mktemp("var")), partials=False, sip=False)
+    return Config(data_dir=str(tmp_path_factory.mktemp("var")), partials=False, sip=False, analytics=False)
 
 
 @pytest.fixture(scope="session")

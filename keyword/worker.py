@@ -1,0 +1,389 @@
+"""The live analytics worker: a Redis consumer group on the finals stream, CallAnalyzers per call, outputs
+to the alerts / insights / callbacks streams (and each call's own stream).
+
+Delivery contract ("no event skipped, none processed twice in the outputs"):
+
+* Input: ``XREADGROUP`` in group ``Config.analytics_group`` on ``{prefix}:finals`` (created at id 0, so a
+  new group starts from the oldest retained entry). On start a worker first re-reads its own pending
+  entries (delivered before a crash, never acknowledged), then new ones. An entry is acknowledged only
+  after every output it caused is written, so a crash at any point leaves it pending and it is processed
+  again after the restart; entries a dead consumer left pending for ``claim_idle_s`` are taken over
+  (``XAUTOCLAIM``).
+* Outputs are write-once: each has an identity (``alert_id``, ``{call_id}/intent/{seq}``,
+  ``{call_id}/flag/{seq}``, ``{call_id}/summary``, ``surge_id``) and one Lua script sets its marker and
+  appends it atomically, so processing an entry again never appends an output twice.
+* State: a call's analyzer lives in memory. A worker that meets a call it has no state for (it restarted,
+  or another consumer had the call's earlier entries) replays the call's earlier finals from the per-call
+  stream first. Replay is deterministic, so the outputs it re-derives have the same identities and are
+  dropped by their markers, while any the crashed worker never wrote are written now.
+
+Live timers (silence while a call is still up) run every ``tick_s``; calls without a call_ended (a lost
+ingest node) are forgotten after ``stale_call_s`` of inactivity, with their final flag and summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from callscribe.config import Config
+from callscribe.errors import SchemaError
+from callscribe.events import (
+    Alert,
+    CallEnded,
+    CallFlag,
+    CallStarted,
+    CallSummary,
+    Event,
+    IntentUpdate,
+    Surge,
+    Transcript,
+    from_fields,
+    now_ms,
+    to_fields,
+)
+from callscribe.stream import keys
+
+from .analyzer import Analytics, AnalyticsSettings, CallAnalyzer, PriorCall
+from .repeat import caller_key
+from .surge import SurgeDetector
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AnalyticsWorker", "WorkerStats", "analytics_from_config"]
+
+# KEYS: marker, stream 1[, stream 2 ...]; ARGV: ttl_s, maxlen, field, value, ...
+WRITE_ONCE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #KEYS do
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return 1
+"""
+
+
+def analytics_from_config(cfg: Config) -> Analytics:
+    settings = AnalyticsSettings(
+        silence_alert_s=cfg.silence_alert_s,
+        overtalk_alert_count=cfg.overtalk_alert_count,
+        repeat_window_s=cfg.repeat_window_h * 3600.0,
+    )
+    return Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    entries: int = 0
+    outputs_written: int = 0
+    outputs_deduped: int = 0
+    alerts: int = 0
+    replays: int = 0
+    bad_entries: int = 0
+    redis_errors: int = 0
+
+
+class AnalyticsWorker:
+    """One consumer of the analytics group. ``start()`` spawns the loop; ``stop()`` cancels it cleanly."""
+
+    BATCH = 100
+    BLOCK_MS = 200
+
+    def __init__(
+        self, cfg: Config, redis_url: str, analytics: Analytics | None = None, consumer: str | None = None,
+        tick_s: float = 1.0, stale_call_s: float = 4 * 3600.0, claim_idle_s: float = 30.0,
+    ) -> None:
+        self.cfg = cfg
+        self.analytics = analytics or analytics_from_config(cfg)
+        self.consumer = consumer or cfg.analytics_consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.group = cfg.analytics_group
+        self.stream = keys.finals_stream(cfg)
+        self.tick_s = tick_s
+        self.stale_call_s = stale_call_s
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
+        self._script = self.redis.register_script(WRITE_ONCE_LUA)
+        self.calls: dict[str, CallAnalyzer] = {}
+        self._seen: dict[str, set[str]] = {}  # call_id -> segment ids analysed (replay bookkeeping)
+        self.surge = SurgeDetector(cfg.surge_window_s, cfg.surge_baseline_s, cfg.surge_min_calls, cfg.surge_ratio)
+        self.stats = WorkerStats()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._ttl_s = cfg.call_stream_ttl_s
+
+    # ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._ensure_group()
+        self._task = asyncio.create_task(self.run(), name=f"analytics-{self.consumer}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.redis.aclose()
+
+    async def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the group has nothing undelivered or unacknowledged (shutdown, tests); True if so."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                info = await self.redis.xinfo_groups(self.stream)
+            except (RedisError, OSError):
+                return False
+            mine = next((g for g in info if g.get("name") == self.group), None)
+            if mine is not None and not mine.get("pending") and not mine.get("lag"):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        """Pending entries first, then new ones; timers in between. Redis outages are waited out."""
+        backlog = True  # our own pending entries (from before a restart) come first
+        last_tick = 0.0
+        last_claim = 0.0
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                if backlog:
+                    reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=self.BATCH)
+                    entries = reply[0][1] if reply else []
+                    if not entries:
+                        backlog = False
+                        continue
+                else:
+                    reply = await self.redis.xreadgroup(
+                        self.group, self.consumer, {self.stream: ">"}, count=self.BATCH, block=self.BLOCK_MS
+                    )
+                    entries = reply[0][1] if reply else []
+                for entry_id, fields in entries:
+                    await self._handle(entry_id, fields)
+                now = time.monotonic()
+                if now - last_tick >= self.tick_s:
+                    last_tick = now
+                    await self._tick()
+                if now - last_claim >= max(self.claim_idle_ms / 1000 / 2, 1.0):
+                    last_claim = now
+                    if await self._claim_abandoned():
+                        backlog = True
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.stats.redis_errors += 1
+                if "NOGROUP" in str(exc):
+                    await self._ensure_group()
+                    continue
+                log.warning("analytics worker %s: Redis error, retrying in %.1f s: %s", self.consumer, backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _claim_abandoned(self) -> bool:
+        """Take over entries another (dead) consumer left unacknowledged for claim_idle_s."""
+        try:
+            reply = await self.redis.xautoclaim(
+                self.stream, self.group, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.BATCH
+            )
+        except ResponseError:
+            return False
+        claimed = reply[1] if reply else []
+        return bool(claimed)
+
+    # ---------------------------------------------------------------------------------------------
+    async def _handle(self, entry_id: str, fields: dict[str, str] | None) -> None:
+        self.stats.entries += 1
+        if fields is None:  # trimmed away while pending: nothing left to analyse
+            await self.redis.xack(self.stream, self.group, entry_id)
+            return
+        try:
+            event = from_fields(fields)
+        except SchemaError as exc:
+            self.stats.bad_entries += 1
+            log.warning("analytics: skipping entry %s: %s", entry_id, exc)
+            await self.redis.xack(self.stream, self.group, entry_id)
+            return
+        outputs = await self.process(event)
+        await self._write(outputs)
+        await self.redis.xack(self.stream, self.group, entry_id)
+
+    async def process(self, event: Event) -> list[Any]:
+        """The outputs one input event causes (after catching up on the call if we lack its state)."""
+        if isinstance(event, CallStarted):
+            if event.call_id in self.calls:
+                return []
+            self.calls[event.call_id] = self.analytics.call(event, await self._history(event))
+            self._seen[event.call_id] = set()
+            return []
+        if not isinstance(event, (Transcript, CallEnded)):
+            return []  # dtmf and the like: nothing to analyse yet
+        if isinstance(event, Transcript) and not event.is_final:
+            return []
+        call = self.calls.get(event.call_id)
+        outputs: list[Any] = []
+        if call is None or (isinstance(event, Transcript) and self._missed_before(event)):
+            outputs += await self._replay(event)
+            call = self.calls.get(event.call_id)
+        if call is None:  # no call_started anywhere (expired per-call stream): start from what we have
+            started = CallStarted(event.call_id, ("customer", "agent"), started_at_ms=now_ms())
+            call = self.calls[event.call_id] = self.analytics.call(started)
+            self._seen[event.call_id] = set()
+        outputs += self._feed(call, event)
+        return outputs
+
+    def _feed(self, call: CallAnalyzer, event: Transcript | CallEnded) -> list[Any]:
+        if isinstance(event, Transcript):
+            seen = self._seen.setdefault(event.call_id, set())
+            if event.segment_id in seen:
+                return []
+            seen.add(event.segment_id)
+            outputs = call.on_final(event)
+            for o in list(outputs):
+                if isinstance(o, IntentUpdate) and o.intent != "other":
+                    outputs += self._surge("intent", o.intent, o.call_id)
+                    outputs += call.repeat_alert()
+                elif isinstance(o, Alert) and o.category in ("escalation", "abuse"):
+                    outputs += self._surge("rule", o.rule, o.call_id)
+            return outputs
+        outputs = call.on_end(event)
+        self.calls.pop(event.call_id, None)
+        self._seen.pop(event.call_id, None)
+        return outputs
+
+    def _surge(self, kind: str, topic: str, call_id: str) -> list[Surge]:
+        surge = self.surge.observe(kind, topic, call_id, now_ms())
+        return [surge] if surge else []
+
+    def _missed_before(self, t: Transcript) -> bool:
+        """A gap in this channel's segment numbers: another consumer had the ones in between."""
+        try:
+            seq = int(t.segment_id.rsplit("/", 1)[1])
+        except (IndexError, ValueError):
+            return False
+        prefix = t.segment_id.rsplit("/", 1)[0] + "/"
+        seen = self._seen.get(t.call_id, set())
+        return any(f"{prefix}{i}" not in seen for i in range(max(0, seq - 50), seq)) and seq > 0
+
+    async def _replay(self, upto: Transcript | CallEnded) -> list[Any]:
+        """Feed the call's earlier events from its per-call stream (state after a restart / hand-over)."""
+        self.stats.replays += 1
+        outputs: list[Any] = []
+        entries = await self.redis.xrange(keys.call_stream(self.cfg, upto.call_id), count=self.cfg.call_stream_maxlen)
+        for _, fields in entries:
+            try:
+                event = from_fields(fields)
+            except SchemaError:
+                continue
+            if isinstance(event, CallStarted):
+                if event.call_id not in self.calls:
+                    self.calls[event.call_id] = self.analytics.call(event, await self._history(event))
+                    self._seen[event.call_id] = set()
+                continue
+            if isinstance(upto, Transcript) and isinstance(event, Transcript) and event.segment_id == upto.segment_id:
+                break
+            if isinstance(event, Transcript) and event.is_final and event.call_id in self.calls:
+                outputs += self._feed(self.calls[event.call_id], event)
+        return outputs
+
+    async def _history(self, started: CallStarted) -> list[PriorCall]:
+        number = caller_key(started.metadata.get("caller", ""))
+        if not number:
+            return []
+        window_ms = int(self.cfg.repeat_window_h * 3600 * 1000)
+        at = started.started_at_ms or now_ms()
+        members = await self.redis.zrangebyscore(keys.caller_history(self.cfg, number), at - window_ms, at - 1)
+        out = []
+        for m in members:
+            try:
+                d = json.loads(m)
+                if d["call_id"] != started.call_id:
+                    out.append(PriorCall(str(d["call_id"]), int(d["started_at_ms"]), str(d["intent"]), bool(d["unresolved"])))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    async def _tick(self) -> None:
+        outputs: list[Any] = []
+        now = now_ms()
+        for call_id, call in list(self.calls.items()):
+            outputs += call.tick(now)
+            if now - call.last_activity_at_ms > self.stale_call_s * 1000:
+                log.info("analytics: call %s silent for %.0f s with no call_ended; closing it", call_id, self.stale_call_s)
+                outputs += self._feed(call, CallEnded(call_id, call.last_end_ms, "stale", call.finals))
+        if outputs:
+            await self._write(outputs)
+
+    # ---------------------------------------------------------------------------------------------
+    def _routes(self, out: Any) -> tuple[str, list[str]]:
+        """(identity, destination streams) of one output."""
+        cfg = self.cfg
+        per_call = [keys.call_stream(cfg, out.call_id)] if hasattr(out, "call_id") else []
+        if isinstance(out, Alert):
+            return out.alert_id, [keys.alerts_stream(cfg), *per_call]
+        if isinstance(out, Surge):
+            return out.surge_id, [keys.alerts_stream(cfg)]
+        if isinstance(out, IntentUpdate):
+            return f"{out.call_id}/intent/{out.seq}", [keys.insights_stream(cfg), *per_call]
+        if isinstance(out, CallFlag):
+            extra = [keys.callbacks_stream(cfg)] if (out.final and out.unresolved) else []
+            return f"{out.call_id}/flag/{out.seq}", [keys.insights_stream(cfg), *extra, *per_call]
+        if isinstance(out, CallSummary):
+            return f"{out.call_id}/summary", [keys.insights_stream(cfg), *per_call]
+        raise TypeError(f"not an analytics output: {out!r}")
+
+    async def _write(self, outputs: list[Any]) -> None:
+        if not outputs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for out in outputs:
+                identity, streams = self._routes(out)
+                fields = to_fields(out)
+                argv: list[str] = [str(self._ttl_s), str(self.cfg.global_stream_maxlen)]
+                for k, v in fields.items():
+                    argv += [k, v]
+                self._script(keys=[keys.output_marker(self.cfg, identity), *streams], args=argv, client=pipe)
+            results = await pipe.execute()
+        for out, written in zip(outputs, results):
+            if written:
+                self.stats.outputs_written += 1
+                if isinstance(out, Alert):
+                    self.stats.alerts += 1
+                    log.info("alert %s %s on call %s: %s", out.category, out.rule, out.call_id, out.quote[:80])
+            else:
+                self.stats.outputs_deduped += 1
+        summaries = [o for o in outputs if isinstance(o, CallSummary)]
+        for s in summaries:
+            await self._record_caller(s)
+
+    async def _record_caller(self, s: CallSummary) -> None:
+        number = caller_key(s.caller)
+        if not number:
+            return
+        key = keys.caller_history(self.cfg, number)
+        window_ms = int(self.cfg.repeat_window_h * 3600 * 1000)
+        member = json.dumps({"call_id": s.call_id, "started_at_ms": s.started_at_ms, "intent": s.intent,
+                             "unresolved": s.unresolved}, separators=(",", ":"))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {member: s.started_at_ms or now_ms()})
+            pipe.zremrangebyscore(key, 0, now_ms() - window_ms)
+            pipe.expire(key, int(self.cfg.repeat_window_h * 3600) + 3600)
+            await pipe.execute()
