@@ -150,7 +150,7 @@ class CallAnalyzer:
         self.turn = 0
         self.finals = 0
         self.last_end_ms = 0
-        self.last_activity_at_ms = started.started_at_ms or now_ms()
+        self.last_activity_at_ms = now_ms()
         self.agent_turns = 0
         self.verified = False
         self.overtalk: set[tuple[str, str]] = set()
@@ -185,7 +185,9 @@ class CallAnalyzer:
             return []
         out: list = []
         self.finals += 1
-        self.last_activity_at_ms = max(self.last_activity_at_ms, t.emitted_at_ms or now_ms())
+        # wall time we saw speech (not the final's emitted_at: a backlog replayed after a restart must not
+        # look like a call that has been silent for an hour)
+        self.last_activity_at_ms = now_ms()
         if not self.language and t.language:
             self.language = t.language
         quote = self._quote(t)
@@ -301,6 +303,8 @@ class CallAnalyzer:
 
     def _intent(self, t: Transcript, damp: float) -> list[IntentUpdate]:
         self.intent.add_utterance(t.text, t.channel, damp)
+        if not self.intent.customer_turns:
+            return []  # the agent's greeting alone says nothing about why the customer called
         best = self.intent.best()
         if best.intent == self.intent_shown:
             return []
@@ -331,10 +335,20 @@ class CallAnalyzer:
             return []
         return [self._flag(final=False)]
 
+    def _same_problem(self) -> list[PriorCall]:
+        """Earlier calls about this call's intent; a close runner-up counts too, so that one call
+        classified a shade differently (a refund dispute heard as a complaint) still links up."""
+        best = self.intent.best()
+        intents = {best.intent}
+        if best.runner_up_score >= 0.7 * best.score:
+            intents.add(best.runner_up)
+        intents.discard("other")
+        return [p for p in self.history if p.intent in intents and p.call_id != self.call_id]
+
     def repeat_alert(self) -> list[Alert]:
         """Once the intent is known: an earlier call from this number about the same thing."""
+        same = self._same_problem()
         intent = self.intent.best().intent
-        same = [p for p in self.history if p.intent == intent and p.call_id != self.call_id]
         if not same or not self.caller:
             return []
         latest = max(same, key=lambda p: p.started_at_ms)
@@ -386,6 +400,6 @@ class CallAnalyzer:
             alerts=tuple(c for c in self.alert_categories), unresolved=flag.unresolved, reasons=flag.reasons,
             caller=self.caller, agent_id=self.started.metadata.get("agent_id", ""), language=self.language,
             started_at_ms=self.started.started_at_ms, duration_ms=ended.duration_ms, finals=self.finals,
-            repeat_of=tuple(p.call_id for p in self.history if p.intent == best.intent),
+            repeat_of=tuple(p.call_id for p in self._same_problem()),
         ))
         return out

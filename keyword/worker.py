@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from callscribe.config import Config
 from callscribe.errors import SchemaError
@@ -111,7 +111,7 @@ class AnalyticsWorker:
         self.stale_call_s = stale_call_s
         self.claim_idle_ms = int(claim_idle_s * 1000)
         self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
-        self._script = self.redis.register_script(WRITE_ONCE_LUA)
+        self._sha = ""
         self.calls: dict[str, CallAnalyzer] = {}
         self._seen: dict[str, set[str]] = {}  # call_id -> segment ids analysed (replay bookkeeping)
         self.surge = SurgeDetector(cfg.surge_window_s, cfg.surge_baseline_s, cfg.surge_min_calls, cfg.surge_ratio)
@@ -195,6 +195,7 @@ class AnalyticsWorker:
                     await self._ensure_group()
                     continue
                 log.warning("analytics worker %s: Redis error, retrying in %.1f s: %s", self.consumer, backoff, exc)
+                backlog = True  # an entry whose outputs or ack failed is still pending: redo it first
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
@@ -353,15 +354,18 @@ class AnalyticsWorker:
     async def _write(self, outputs: list[Any]) -> None:
         if not outputs:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for out in outputs:
-                identity, streams = self._routes(out)
-                fields = to_fields(out)
-                argv: list[str] = [str(self._ttl_s), str(self.cfg.global_stream_maxlen)]
-                for k, v in fields.items():
-                    argv += [k, v]
-                self._script(keys=[keys.output_marker(self.cfg, identity), *streams], args=argv, client=pipe)
-            results = await pipe.execute()
+        calls = []
+        for out in outputs:
+            identity, streams = self._routes(out)
+            argv: list[str] = [str(self._ttl_s), str(self.cfg.global_stream_maxlen)]
+            for k, v in to_fields(out).items():
+                argv += [k, v]
+            calls.append(([keys.output_marker(self.cfg, identity), *streams], argv))
+        try:
+            results = await self._run_scripts(calls)
+        except NoScriptError:  # the server restarted (or SCRIPT FLUSH): load it again, once
+            self._sha = ""
+            results = await self._run_scripts(calls)
         for out, written in zip(outputs, results):
             if written:
                 self.stats.outputs_written += 1
@@ -373,6 +377,14 @@ class AnalyticsWorker:
         summaries = [o for o in outputs if isinstance(o, CallSummary)]
         for s in summaries:
             await self._record_caller(s)
+
+    async def _run_scripts(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        if not self._sha:
+            self._sha = await self.redis.script_load(WRITE_ONCE_LUA)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k, a in calls:
+                pipe.evalsha(self._sha, len(k), *k, *a)
+            return await pipe.execute()
 
     async def _record_caller(self, s: CallSummary) -> None:
         number = caller_key(s.caller)
