@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from callscribe.events import (
     Alert,
@@ -190,7 +190,13 @@ class CallAnalyzer:
         self.last_activity_at_ms = now_ms()
         if not self.language and t.language:
             self.language = t.language
-        quote = self._quote(t)
+        cached: list[Quote] = []
+
+        def quote() -> Quote:  # redacting costs more than matching: only for finals that need a quote
+            if not cached:
+                cached.append(self._quote(t))
+            return cached[0]
+
         # silence: a gap with nobody speaking, measured on the call's audio timeline
         gap_ms = t.start_ms - self.last_end_ms
         if self.finals > 1 and gap_ms >= self.s.silence_alert_s * 1000:
@@ -207,7 +213,7 @@ class CallAnalyzer:
         for h in hits:
             if h.rule.is_alert:
                 out += self._alert(
-                    h.rule.id, h.rule.category, h.rule.severity, quote, t.segment_id, t.emitted_at_ms,
+                    h.rule.id, h.rule.category, h.rule.severity, quote(), t.segment_id, t.emitted_at_ms,
                     {"matched": redact(h.text) if self.s.redact_quotes else h.text, "by_sound": str(h.by_sound).lower()},
                 )
         if "verification" in signals:
@@ -240,54 +246,54 @@ class CallAnalyzer:
             )
         return []
 
-    def _compliance(self, t: Transcript, quote: Quote, signals: dict[str, Hit]) -> list[Alert]:
+    def _compliance(self, t: Transcript, quote: Callable[[], Quote], signals: dict[str, Hit]) -> list[Alert]:
         out: list[Alert] = []
         self.agent_turns += 1
         if self.agent_turns == 1 and "greeting" not in signals:
-            out += self._alert("compliance.no_greeting", "compliance", "medium", quote, t.segment_id, t.emitted_at_ms)
+            out += self._alert("compliance.no_greeting", "compliance", "medium", quote(), t.segment_id, t.emitted_at_ms)
         if "account_access" in signals and not self.verified:
             out += self._alert(
-                "compliance.no_verification", "compliance", "high", quote, t.segment_id, t.emitted_at_ms,
+                "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
                 {"matched": signals["account_access"].text},
             )
         return out
 
-    def _issue(self, t: Transcript, quote: Quote, signals: dict[str, Hit], escalated: bool) -> None:
+    def _issue(self, t: Transcript, quote: Callable[[], Quote], signals: dict[str, Hit], escalated: bool) -> None:
         st = self.issue
         if t.channel == "agent":
             if "transfer" in signals:
                 st.transfers += 1
                 if st.transfers >= 2:
-                    st.note("transferred more than once", quote)
+                    st.note("transferred more than once", quote())
             if "pending" in signals:
                 st.state = "pending"
-                st.note("left pending: ticket, callback or wait for notice", quote)
+                st.note("left pending: ticket, callback or wait for notice", quote())
             elif "resolved" in signals:
                 st.resolve(self.turn)
             return
         # customer (or mixed) turn
         if escalated:
             st.last_escalation_turn = self.turn
-            st.escalation_quote = quote
+            st.escalation_quote = quote()
         if "transfer_loop" in signals:
             st.transfer_loop = True
-            st.note("customer transferred around", quote)
+            st.note("customer transferred around", quote())
         if "unresolved" in signals:
             st.state = "open"
-            st.note("customer says the issue is not solved", quote)
+            st.note("customer says the issue is not solved", quote())
         elif "retry" in signals:
             if st.state in ("resolved", "none", "pending", "unconfirmed"):
                 st.state = "unconfirmed"
-                st.note("fix not confirmed; customer may call again", quote)
+                st.note("fix not confirmed; customer may call again", quote())
         elif "reject" in signals and ("accept" not in signals or signals["reject"].start > signals["accept"].start):
             st.state = "open"  # (with both in one turn, what the customer says last is the conclusion)
-            st.note("customer did not accept the answer", quote)
+            st.note("customer did not accept the answer", quote())
         elif "accept" in signals and not escalated:
             # the customer says it works / is what they wanted: resolved, even after a ticket was mentioned
             st.resolve(self.turn)
         if "hangup" in signals:
             st.state = "open"
-            st.note("customer hung up angry", quote)
+            st.note("customer hung up angry", quote())
 
     def _unresolved_now(self) -> tuple[bool, list[tuple[str, Quote | None]]]:
         """Whether the call counts as unresolved right now, with (reason, quote) pairs."""

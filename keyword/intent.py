@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from callscribe.errors import CallscribeError
 
 from .normalize import fold, is_han
@@ -159,7 +161,15 @@ class IntentClassifier:
             for t, v in cen.items():
                 postings.setdefault(t, []).append((c, v / norm))
         self.postings = {t: tuple(p) for t, p in postings.items()}
-        self.example_postings = {t: tuple(p) for t, p in example_postings.items()}
+        # example postings as index/weight arrays (one numpy update per n-gram), and each intent's
+        # examples as one contiguous slice (docs were built intent by intent) for a vectorised max
+        self.example_postings = {
+            t: (np.fromiter((e for e, _ in p), np.intp, len(p)), np.fromiter((w for _, w in p), np.float64, len(p)))
+            for t, p in example_postings.items()
+        }
+        self.example_intent_array = np.asarray(self.example_intent, np.intp)
+        self._slice_starts = np.flatnonzero(np.r_[True, np.diff(self.example_intent_array) != 0])
+        self._slice_intents = self.example_intent_array[self._slice_starts]
 
     # -----------------------------------------------------------------------------------------------
     @classmethod
@@ -200,7 +210,7 @@ class IntentClassifier:
         return cls(intents, **kwargs)
 
     # -----------------------------------------------------------------------------------------------
-    def rank(self, class_dots: list[float], example_dots: list[float], norm: float) -> IntentScore:
+    def rank(self, class_dots: list[float], example_dots: np.ndarray, norm: float) -> IntentScore:
         """Score per intent: ``centroid_weight`` x its best centroid similarity + the rest x its nearest
         example's similarity (the "most similar question")."""
         if norm <= 0:
@@ -211,10 +221,10 @@ class IntentClassifier:
             k = self.class_intent[c]
             cen[k] = max(cen[k], d / norm)
         near = [0.0] * n
-        for e, d in enumerate(example_dots):
-            k = self.example_intent[e]
-            if d > near[k]:
-                near[k] = d
+        maxima = np.maximum.reduceat(example_dots, self._slice_starts) if len(example_dots) else ()
+        for k, m in zip(self._slice_intents.tolist(), np.asarray(maxima).tolist()):
+            if m > near[k]:
+                near[k] = m
         w = self.centroid_weight
         scores = [w * cen[k] + (1 - w) * near[k] / norm for k in range(n)]
         order = sorted(range(n), key=lambda k: scores[k], reverse=True)
@@ -235,19 +245,21 @@ class IntentClassifier:
 class CallIntent:
     """The running intent evidence of one call (see the module docstring)."""
 
-    __slots__ = ("clf", "vec", "dots", "example_dots", "sq", "customer_turns")
+    __slots__ = ("clf", "vec", "dots", "example_dots", "sq", "customer_turns", "_best")
 
     def __init__(self, clf: IntentClassifier) -> None:
         self.clf = clf
         self.vec: dict[str, float] = {}
         self.dots = [0.0] * len(clf.class_intent)
-        self.example_dots = [0.0] * len(clf.example_intent)
+        self.example_dots = np.zeros(len(clf.example_intent))
         self.sq = 0.0
         self.customer_turns = 0
+        self._best: IntentScore | None = None
 
     def add(self, text: str, weight: float) -> None:
         idf, postings, vec, dots = self.clf.idf, self.clf.postings, self.vec, self.dots
         ex_postings, ex_dots = self.clf.example_postings, self.example_dots
+        self._best = None
         for t, c in features(text).items():
             w = idf.get(t)
             if w is None:
@@ -259,8 +271,8 @@ class CallIntent:
             self.sq += new * new - old * old
             for k, pw in postings[t]:
                 dots[k] += delta * pw
-            for e, pw in ex_postings[t]:
-                ex_dots[e] += delta * pw
+            idx, weights = ex_postings[t]
+            ex_dots[idx] += delta * weights  # indices within one n-gram's postings are distinct
 
     def add_utterance(self, text: str, channel: str, damp: float = 1.0) -> None:
         """A final: customer (or mixed) turns weigh 1/(1 + 0.25 n) for the n-th; agent turns 0.25 of that.
@@ -274,4 +286,6 @@ class CallIntent:
         self.customer_turns += 1
 
     def best(self) -> IntentScore:
-        return self.clf.rank(self.dots, self.example_dots, math.sqrt(max(self.sq, 0.0)))
+        if self._best is None:
+            self._best = self.clf.rank(self.dots, self.example_dots, math.sqrt(max(self.sq, 0.0)))
+        return self._best

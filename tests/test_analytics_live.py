@@ -132,18 +132,19 @@ async def test_failed_ack_is_redone_without_duplicates(redis_server, reference, 
     cfg = _config(redis_server.url, "ack")
     total = await _publish_calls(cfg, NAMES)
     worker = AnalyticsWorker(cfg, redis_server.url, consumer="w-1")
+    worker.BATCH = 10  # several batches, so acks fail at the start, the middle and twice in a row
     real_xack = worker.redis.xack
     calls = {"n": 0}
 
     async def flaky_xack(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] in (5, 40, 41):
+        if calls["n"] in (1, 3, 4):
             raise RedisConnectionError("connection reset (test)")
         return await real_xack(*args, **kwargs)
 
     monkeypatch.setattr(worker.redis, "xack", flaky_xack)
     await _run_until_drained(worker)
-    assert worker.stats.redis_errors == 3 and worker.stats.entries == total + 3  # the three were delivered again
+    assert worker.stats.redis_errors == 3 and worker.stats.entries > total  # unacknowledged batches came again
     assert Counter(await _outputs(redis_server.url, cfg)) == Counter(reference)
 
 
