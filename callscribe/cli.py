@@ -280,7 +280,7 @@ async def _demo(args: argparse.Namespace) -> int:
             for i, f in enumerate(files):
                 channels, names = load_call_audio(f, cfg)
                 call_id = f"demo-{f.stem.removeprefix('demo_call_')}-{int(time.time())}"
-                meta = {"caller_number": f"1380013{8000 + i:04d}", "agent_id": f"agent-{7 + i:03d}", "queue": "demo"}
+                meta = {"caller": f"1380013{8000 + i:04d}", "agent_id": f"agent-{7 + i:03d}", "queue": "demo"}
                 jobs.append(client.stream(channels, names, call_id=call_id, speed=args.speed, metadata=meta, on_event=on_event))
             results = await asyncio.gather(*jobs)
         wall = time.monotonic() - t0
@@ -309,10 +309,45 @@ async def _demo(args: argparse.Namespace) -> int:
             f"ASR: {stats.batches} batches, {stats.finals_decoded} finals + {stats.partials_decoded} partials decoded, "
             f"{stats.partials_skipped} partials skipped; wall {wall:.1f} s"
         )
+        if service.analytics is not None:
+            await service.analytics.drain(10)
+            await _print_analytics(console, service.redis_url, cfg, [res.call_id for res in results])
         console.print(f"Read them: redis-cli -u {service.redis_url} XRANGE {keys.finals_stream(cfg)} - +   (embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
     finally:
         await service.stop()
     return 0
+
+
+async def _print_analytics(console, redis_url: str, cfg: Config, call_ids: list[str]) -> None:
+    """The analytics of the demo calls: intent, alerts, unresolved flag (from the insights/alerts streams)."""
+    import redis.asyncio as aioredis
+    from rich.table import Table
+
+    from .events import Alert, CallSummary, from_fields
+    from .stream import keys
+
+    r = aioredis.from_url(redis_url, decode_responses=True)
+    summaries = {}
+    alerts: dict[str, list[str]] = {}
+    for _, fields in await r.xrange(keys.insights_stream(cfg)):
+        e = from_fields(fields)
+        if isinstance(e, CallSummary) and e.call_id in call_ids:
+            summaries[e.call_id] = e
+    for _, fields in await r.xrange(keys.alerts_stream(cfg)):
+        e = from_fields(fields)
+        if isinstance(e, Alert) and e.call_id in call_ids:
+            alerts.setdefault(e.call_id, []).append(f"{e.category}: {e.quote[:40]}")
+    callbacks = await r.xlen(keys.callbacks_stream(cfg))
+    await r.aclose()
+    table = Table(title=f"Analytics ({keys.alerts_stream(cfg)}, {keys.insights_stream(cfg)}, {keys.callbacks_stream(cfg)})")
+    for col in ("call", "intent", "alerts", "unresolved"):
+        table.add_column(col)
+    for cid in call_ids:
+        s = summaries.get(cid)
+        table.add_row(cid, f"{s.intent} ({s.intent_score:.2f})" if s else "?", "\n".join(alerts.get(cid, [])) or "-",
+                      ("yes: " + "; ".join(s.reasons) if s.unresolved else "no") if s else "?")
+    console.print(table)
+    console.print(f"callback queue {keys.callbacks_stream(cfg)}: {callbacks} entries")
 
 
 def main(argv: list[str] | None = None) -> int:
