@@ -177,6 +177,10 @@ class Config:
     """Playout delay of the per-stream jitter buffer: covers this much network jitter without loss."""
 
     # --- analytics (keyword/: alerts, intent, unresolved flag, surges, repeat callers) ---------------
+    redact_stored_text: bool = True
+    """Transcripts are PII-redacted (keyword/redact.py: phones, IDs, cards, emails, addresses, long digit
+    runs) before they are written to Redis, where QA, supervisors and analytics read them. The live
+    WebSocket connection that sent the audio still receives them verbatim."""
     analytics: bool = True
     """`serve` and `demo` also run the analytics worker on the transcript streams."""
     analytics_group: str = "analytics"

@@ -12,6 +12,7 @@ sink. Partials are best-effort everywhere; finals are never dropped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 from dataclasses import dataclass
@@ -299,7 +300,8 @@ class CallSession:
         )
 
     async def _emit(self, event: Event) -> None:
-        await self.pipeline.sink.publish(event)
+        stored = _redacted(event) if self.pipeline.cfg.redact_stored_text else event
+        await self.pipeline.sink.publish(stored)
         if self.listener is not None:
             try:
                 r = self.listener(event)
@@ -308,3 +310,16 @@ class CallSession:
             except Exception:
                 log.exception("call %s: listener failed", self.call_id)
 
+
+def _redacted(event: Event) -> Event:
+    """The copy of a transcript that may be stored: PII masked in the text and in the word tokens."""
+    if not isinstance(event, Transcript) or not event.text:
+        return event
+    from callscribe.keyword.redact import redact, redact_words
+
+    text = redact(event.text)
+    if text == event.text:
+        return event
+    tokens = redact_words([w.text for w in event.words])
+    words = tuple(dataclasses.replace(w, text=t) for w, t in zip(event.words, tokens))
+    return dataclasses.replace(event, text=text, words=words)

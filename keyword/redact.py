@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from .normalize import fold as _fold
 
-__all__ = ["DEFAULT_MASKS", "PiiKind", "Span", "find_pii", "redact"]
+__all__ = ["DEFAULT_MASKS", "PiiKind", "Span", "find_pii", "redact", "redact_words"]
 
 PiiKind = Literal["phone", "id_card", "bank_card", "email", "address", "digits"]
 
@@ -92,6 +92,37 @@ def redact(text: str, mask: Callable[[Span], str] | None = None) -> str:
         pos = span.end
     out.append(text[pos:])
     return "".join(out)
+
+
+def redact_words(words: Sequence[str], mask: Callable[[Span], str] | None = None) -> list[str]:
+    """Redact a tokenised text (Whisper's word timestamps): PII is found in the joined text, so a number
+    spread over several tokens ("138", " 0013", " 8000") is still one phone number. The first token that
+    overlaps a span becomes the mask (keeping its leading space); the other overlapping tokens become "".
+    Token count and order are unchanged, so word times stay aligned."""
+    mask = mask or _default_mask
+    joined = "".join(words)
+    spans = find_pii(joined)
+    if not spans:
+        return list(words)
+    out: list[str] = []
+    pos = 0
+    k = 0
+    masked_span = -1
+    for w in words:
+        start, end = pos, pos + len(w)
+        pos = end
+        while k < len(spans) and spans[k].end <= start:
+            k += 1
+        if k < len(spans) and spans[k].start < end and spans[k].end > start:
+            if masked_span == k:
+                out.append("")
+            else:
+                masked_span = k
+                lead = w[: len(w) - len(w.lstrip())]
+                out.append(lead + mask(spans[k]))
+        else:
+            out.append(w)
+    return out
 
 
 def _default_mask(span: Span) -> str:

@@ -420,7 +420,7 @@ def test_mixed_utterance_keeps_everything_else():
 
 
 def test_fold_falls_back_per_character_when_opencc_changes_length(monkeypatch):
-    import callscribe.keyword.redact as mod
+    import callscribe.keyword.normalize as mod
 
     class LengthChanging:
         def convert(self, text: str) -> str:
@@ -428,7 +428,7 @@ def test_fold_falls_back_per_character_when_opencc_changes_length(monkeypatch):
 
     monkeypatch.setattr(mod, "_t2s", lambda: LengthChanging())
     text = "電話１３８００１３８０００，門牌88號"
-    assert len(mod._fold(text)) == len(text)
+    assert len(mod.fold(text)) == len(text)
     assert redact(text) == "電話[PHONE]，門牌88號"
 
 
@@ -579,3 +579,28 @@ def test_no_catastrophic_backtracking(hostile):
     t0 = time.perf_counter()
     find_pii(hostile)
     assert time.perf_counter() - t0 < 0.5
+
+
+# --- tokens and stored transcripts ------------------------------------------------------------------
+def test_redact_words_masks_a_number_spread_over_tokens():
+    from callscribe.keyword.redact import redact_words
+
+    tokens = [" My", " number", " is", " 138", " 0013", " 8000", " thanks"]
+    out = redact_words(tokens)
+    assert out == [" My", " number", " is", " [PHONE]", "", "", " thanks"]
+    assert len(out) == len(tokens)
+    assert redact_words(["今天", "花了", "128", "元"]) == ["今天", "花了", "128", "元"]  # prices stay
+
+
+def test_stored_copy_of_a_transcript_is_redacted_and_aligned():
+    from callscribe.events import Transcript, Word
+    from callscribe.pipeline import _redacted
+
+    words = (Word("我的", 0, 300, 0.9), Word("手机", 300, 600, 0.9), Word("13800138000", 600, 1800, 0.8), Word("。", 1800, 1900, 0.9))
+    t = Transcript("c", "customer", "c/customer/0", 0, True, "我的手机13800138000。", 0, 1900, "zh", 0.9, words)
+    stored = _redacted(t)
+    assert stored.text == "我的手机[PHONE]。"
+    assert [w.text for w in stored.words] == ["我的", "手机", "[PHONE]", "。"]
+    assert [w.start_ms for w in stored.words] == [w.start_ms for w in words]
+    plain = Transcript("c", "customer", "c/customer/1", 0, True, "套餐128元", 0, 900, "zh", 0.9)
+    assert _redacted(plain) is plain
