@@ -164,7 +164,7 @@ async def _analyze(args: argparse.Namespace) -> int:
     from .keyword.dialogue import analyze_paths
     from .keyword.worker import analytics_from_config
 
-    cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents)
+    cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents, silence_alert_s=args.silence_s)
     analytics = analytics_from_config(cfg)
     result = analyze_paths(analytics, args.paths)
     if args.labels:
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", help="labels.json to score against (adds precision/recall/accuracy)")
     p.add_argument("--rules", help="rule pack files or directories, comma-separated (default: the bundled packs)")
     p.add_argument("--intents", help="intent catalog YAML (default: the bundled telecom catalog)")
+    p.add_argument("--silence-s", type=float, help="a gap this long or longer is a silence alert (default 30)")
     p.add_argument("--compact", action="store_true", help="one-line JSON")
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 

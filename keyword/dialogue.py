@@ -38,7 +38,7 @@ __all__ = ["DialogueError", "Utterance", "Dialogue", "parse_dialogue", "analyze_
 ROLES = {"customer": "customer", "客户": "customer", "用户": "customer", "caller": "customer",
          "agent": "agent", "坐席": "agent", "客服": "agent"}
 _GAP = re.compile(
-    r"^\[\s*(hold|silence|静音|保持|等待)\s*(?:(\d+(?:\.\d+)?)\s*(?:m|min|分钟?)\s*)?(?:(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds|秒)?)?\s*\]$",
+    r"^\[\s*(hold|silence|静音|保持|等待)\s*[:：]?\s*(?:(\d+(?:\.\d+)?)\s*(?:m|min|分钟?)\s*)?(?:(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds|秒)?)?\s*\]$",
     re.IGNORECASE,
 )
 _EN_WORD = re.compile(r"[A-Za-z0-9']+")
@@ -72,9 +72,9 @@ def parse_dialogue(text: str, call_id: str, source: str = "<text>") -> Dialogue:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        m = re.match(r"^(caller|主叫|来电号码)\s*[:：]\s*(\S+)$", line, re.IGNORECASE)
+        m = re.match(r"^(caller|caller number|主叫|主叫号码|来电号码)\s*[:：]\s*(\+?[0-9][0-9 ()\-]*)$", line, re.IGNORECASE)
         if m and not utterances:
-            caller = m.group(2)
+            caller = re.sub(r"[^0-9+]", "", m.group(2))
             continue
         if "\t" in raw:
             role, _, content = raw.partition("\t")
