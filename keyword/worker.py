@@ -125,14 +125,15 @@ class AnalyticsWorker:
         await self._ensure_group()
         self._task = asyncio.create_task(self.run(), name=f"analytics-{self.consumer}")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Finish the batch in hand and stop (reads block <= 200 ms); cancel if that takes longer than
+        ``timeout_s``, and never wait forever on a cancelled read (the client is closed right after)."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+            if not done:
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=timeout_s)
             self._task = None
         await self.redis.aclose()
 

@@ -86,6 +86,10 @@ async def _run_until_drained(worker: AnalyticsWorker, timeout_s: float = 60.0) -
     await worker.stop()
 
 
+class Crash(BaseException):
+    """Stands for the process dying: nothing in the worker catches it."""
+
+
 NAMES = ["zh_001", "zh_002", "zh_008", "zh_022", "zh_028", "en_002", "en_008", "en_018", "en_023", "en_030", "zh_013", "en_011"]
 
 
@@ -109,10 +113,19 @@ async def test_restart_mid_stream_skips_nothing_and_writes_nothing_twice(redis_s
     cfg = _config(redis_server.url, "rst")
     total = await _publish_calls(cfg, NAMES)
     first = AnalyticsWorker(cfg, redis_server.url, consumer="w-1")
+    first.BATCH = 10
+    real_xack = first.redis.xack
+
+    async def die_before_ack(*args, **kwargs):
+        if first.stats.entries >= total // 2:
+            raise Crash  # the process dies after writing a batch's outputs, before acknowledging it
+        return await real_xack(*args, **kwargs)
+
+    first.redis.xack = die_before_ack
     await first.start()
-    while first.stats.entries < total // 2:
-        await asyncio.sleep(0.001)
-    await first.stop()  # cancelled wherever it was: mid-batch, between writing outputs and acking
+    done, _ = await asyncio.wait({first._task}, timeout=30)
+    assert done and isinstance(first._task.exception(), Crash)
+    await first.stop()
     assert first.stats.entries < total
     second = AnalyticsWorker(cfg, redis_server.url, consumer="w-1" if same_name else "w-2", claim_idle_s=0.2)
     if not same_name:

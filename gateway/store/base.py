@@ -1,0 +1,87 @@
+"""The store's interface and rows. Backends (SQLite now, PostgreSQL next) implement :class:`TranscriptStore`
+so the gateway's search API and the ingest consumer never know which one is behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One final as stored (already redacted upstream: the pipeline stores redacted text)."""
+
+    call_id: str
+    segment_id: str
+    channel: str
+    start_ms: int
+    end_ms: int
+    text: str
+    at_ms: int  # wall time of the call start + start_ms: what date filters use
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A call as search shows it: started / ended / analysed (each update fills in more)."""
+
+    call_id: str
+    started_at_ms: int = 0
+    duration_ms: int = 0
+    ended: bool = False
+    agent_id: str = ""
+    queue: str = ""
+    caller: str = ""
+    language: str = ""
+    intent: str = ""
+    intent_score: float = 0.0
+    unresolved: bool = False
+    alerts: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    text: str = ""
+    """Query: words / 词 (AND), ``OR``, ``"a phrase"``, ``-excluded``. Empty = filters only."""
+    since_ms: int | None = None
+    until_ms: int | None = None
+    agent_id: str | None = None
+    queue: str | None = None
+    intent: str | None = None
+    unresolved: bool | None = None
+    alert: str | None = None  # an alert category the call has
+    channel: str | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    utterance: Utterance
+    call: CallRecord
+    highlighted: str  # the text with <mark>...</mark> around what matched (HTML-escaped otherwise)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: tuple[Hit, ...]
+    total: int
+    offset: int
+    limit: int
+    took_ms: float = 0.0
+    terms: tuple[str, ...] = field(default_factory=tuple)
+
+
+class TranscriptStore(Protocol):
+    def add_utterances(self, rows: Sequence[Utterance]) -> int:
+        """Insert finals (a segment already stored is ignored); returns how many were new."""
+
+    def upsert_call(self, call: CallRecord) -> None:
+        """Create or update a call (non-empty fields of ``call`` win)."""
+
+    def search(self, query: SearchQuery) -> SearchPage: ...
+
+    def call(self, call_id: str) -> tuple[CallRecord, list[Utterance]] | None:
+        """A call and its whole transcript in time order; None when unknown."""
+
+    def close(self) -> None: ...

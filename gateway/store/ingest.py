@@ -1,0 +1,146 @@
+"""Fills a TranscriptStore from Redis: consumer group ``store`` on the finals stream (calls and their
+finals, already redacted by the pipeline) and on the insights stream (call summaries: intent, flag,
+alerts). Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
+acknowledged only after it is in the store, so a restart redoes at most one batch and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from callscribe.config import Config
+from callscribe.errors import SchemaError
+from callscribe.events import CallEnded, CallStarted, CallSummary, Transcript, from_fields
+from callscribe.stream import keys
+
+from .base import CallRecord, TranscriptStore, Utterance
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StoreIngest"]
+
+
+class StoreIngest:
+    BATCH = 500
+    BLOCK_MS = 200
+
+    def __init__(self, cfg: Config, redis_url: str, store: TranscriptStore, group: str = "store", consumer: str | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.streams = [keys.finals_stream(cfg), keys.insights_stream(cfg)]
+        self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
+        self._started: dict[str, int] = {}  # call_id -> started_at_ms, for utterance times
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.entries = 0
+
+    async def start(self) -> None:
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._task = asyncio.create_task(self._run(), name="store-ingest")
+
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Finish the batch in hand and stop (the loop checks between reads, which block <= 200 ms);
+        cancel only if that takes longer than ``timeout_s``."""
+        self._stopping = True
+        if self._task is not None:
+            await _finish(self._task, timeout_s)
+            self._task = None
+        await self.redis.aclose()
+
+    async def drain(self, timeout_s: float = 10.0) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            done = True
+            for stream in self.streams:
+                info = await self.redis.xinfo_groups(stream)
+                g = next((g for g in info if g.get("name") == self.group), None)
+                if g is None or g.get("pending") or g.get("lag"):
+                    done = False
+            if done:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _run(self) -> None:
+        backlog = True
+        while not self._stopping:
+            try:
+                ids = {s: "0" if backlog else ">" for s in self.streams}
+                reply = await self.redis.xreadgroup(self.group, self.consumer, ids, count=self.BATCH,
+                                                    block=None if backlog else self.BLOCK_MS)
+                entries = [(s, e) for s, batch in (reply or []) for e in batch]
+                if backlog and not entries:
+                    backlog = False
+                    continue
+                if entries:
+                    await asyncio.to_thread(self._apply, [e for _, e in entries])
+                    for stream in self.streams:
+                        done = [eid for s, (eid, _) in entries if s == stream]
+                        if done:
+                            await self.redis.xack(stream, self.group, *done)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("store ingest: Redis error, retrying: %s", exc)
+                backlog = True
+                await asyncio.sleep(0.5)
+
+    def _apply(self, entries: list[tuple[str, Any]]) -> None:
+        utterances: list[Utterance] = []
+        for entry_id, fields in entries:
+            self.entries += 1
+            if fields is None:
+                continue
+            try:
+                e = from_fields(fields)
+            except SchemaError as exc:
+                log.warning("store ingest: skipping %s: %s", entry_id, exc)
+                continue
+            if isinstance(e, CallStarted):
+                self._started[e.call_id] = e.started_at_ms
+                md = e.metadata
+                self.store.upsert_call(CallRecord(
+                    e.call_id, started_at_ms=e.started_at_ms, agent_id=md.get("agent_id", ""), queue=md.get("queue", ""),
+                    caller=md.get("caller", ""), language=e.language if e.language != "auto" else "",
+                ))
+            elif isinstance(e, Transcript) and e.is_final and e.text:
+                base = self._started.get(e.call_id) or e.emitted_at_ms - e.end_ms
+                utterances.append(Utterance(e.call_id, e.segment_id, e.channel, e.start_ms, e.end_ms, e.text, base + e.start_ms))
+            elif isinstance(e, CallEnded):
+                self.store.add_utterances(utterances)
+                utterances = []
+                self.store.upsert_call(CallRecord(e.call_id, duration_ms=e.duration_ms, ended=True))
+                self._started.pop(e.call_id, None)
+            elif isinstance(e, CallSummary):
+                self.store.add_utterances(utterances)
+                utterances = []
+                self.store.upsert_call(CallRecord(
+                    e.call_id, intent=e.intent, intent_score=e.intent_score, unresolved=e.unresolved,
+                    alerts=e.alerts, reasons=e.reasons, language=e.language,
+                ))
+        self.store.add_utterances(utterances)
+
+
+async def _finish(task: asyncio.Task, timeout_s: float) -> None:
+    """Wait for a loop that was asked to stop; cancel it if it does not, and never wait forever (a
+    cancelled redis-py read can hang on its connection: the client is closed right after anyway)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=timeout_s)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.error("store ingest loop failed: %r", task.exception())

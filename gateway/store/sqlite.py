@@ -1,0 +1,184 @@
+"""The default transcript store: one SQLite file, FTS5 over pre-tokenised text (see query.py), WAL mode.
+
+Why SQLite by default: it needs no server, a 100,000-utterance index answers in milliseconds (measured
+by benchmarks/search.py), and a contact center can start with it and move to PostgreSQL behind the same
+interface. Tables: ``calls`` (one row per call, filled in as start, end and analytics arrive),
+``utterances`` (one row per final; ``segment_id`` unique, so a redelivered final is a no-op) and the
+contentless FTS5 table ``utterances_fts`` (columns ``bi`` and ``uni``, rowid = utterance id).
+Thread-safe: one connection guarded by a lock (calls are short; the API runs them in a thread).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import CallRecord, Hit, SearchPage, SearchQuery, Utterance
+from .query import highlight, index_tokens, parse_query, to_fts
+
+__all__ = ["SqliteStore"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY, started_at_ms INTEGER NOT NULL DEFAULT 0, duration_ms INTEGER NOT NULL DEFAULT 0,
+    ended INTEGER NOT NULL DEFAULT 0, agent_id TEXT NOT NULL DEFAULT '', queue TEXT NOT NULL DEFAULT '',
+    caller TEXT NOT NULL DEFAULT '', language TEXT NOT NULL DEFAULT '', intent TEXT NOT NULL DEFAULT '',
+    intent_score REAL NOT NULL DEFAULT 0, unresolved INTEGER NOT NULL DEFAULT 0,
+    alerts TEXT NOT NULL DEFAULT '[]', reasons TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at_ms);
+CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent_id);
+CREATE TABLE IF NOT EXISTS utterances (
+    id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, segment_id TEXT NOT NULL UNIQUE, channel TEXT NOT NULL,
+    start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, text TEXT NOT NULL, at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS utterances_call ON utterances(call_id, start_ms);
+CREATE INDEX IF NOT EXISTS utterances_at ON utterances(at_ms);
+CREATE VIRTUAL TABLE IF NOT EXISTS utterances_fts USING fts5(bi, uni, content='', tokenize='unicode61 remove_diacritics 0');
+"""
+
+_CALL_COLS = [f.name for f in fields(CallRecord)]
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- writes --------------------------------------------------------------------------------------
+    def add_utterances(self, rows: Sequence[Utterance]) -> int:
+        added = 0
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for u in rows:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO utterances(call_id, segment_id, channel, start_ms, end_ms, text, at_ms)"
+                        " VALUES (?,?,?,?,?,?,?)",
+                        (u.call_id, u.segment_id, u.channel, u.start_ms, u.end_ms, u.text, u.at_ms),
+                    )
+                    if cur.rowcount:
+                        bi, uni = index_tokens(u.text)
+                        self._db.execute("INSERT INTO utterances_fts(rowid, bi, uni) VALUES (?,?,?)", (cur.lastrowid, bi, uni))
+                        added += 1
+                    self._db.execute("INSERT OR IGNORE INTO calls(call_id) VALUES (?)", (u.call_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    def upsert_call(self, call: CallRecord) -> None:
+        with self._lock:
+            old = self._call_row(call.call_id)
+            merged = call if old is None else _merge(old, call)
+            values = [_to_sql(getattr(merged, c)) for c in _CALL_COLS]
+            self._db.execute(
+                f"INSERT OR REPLACE INTO calls({', '.join(_CALL_COLS)}) VALUES ({', '.join('?' * len(_CALL_COLS))})", values
+            )
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def _call_row(self, call_id: str) -> CallRecord | None:
+        row = self._db.execute(f"SELECT {', '.join(_CALL_COLS)} FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+        return _call_from_row(row) if row else None
+
+    def call(self, call_id: str) -> tuple[CallRecord, list[Utterance]] | None:
+        with self._lock:
+            rec = self._call_row(call_id)
+            if rec is None:
+                return None
+            rows = self._db.execute(
+                "SELECT call_id, segment_id, channel, start_ms, end_ms, text, at_ms FROM utterances"
+                " WHERE call_id = ? ORDER BY start_ms, id", (call_id,)
+            ).fetchall()
+        return rec, [Utterance(*r) for r in rows]
+
+    def search(self, q: SearchQuery) -> SearchPage:
+        t0 = time.perf_counter()
+        terms = parse_query(q.text) if q.text.strip() else []
+        where: list[str] = []
+        args: list[Any] = []
+        if terms:
+            where.append("u.id IN (SELECT rowid FROM utterances_fts WHERE utterances_fts MATCH ?)")
+            args.append(to_fts(terms))
+        for column, value in (("c.agent_id", q.agent_id), ("c.queue", q.queue), ("c.intent", q.intent), ("u.channel", q.channel)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if q.since_ms is not None:
+            where.append("u.at_ms >= ?")
+            args.append(q.since_ms)
+        if q.until_ms is not None:
+            where.append("u.at_ms < ?")
+            args.append(q.until_ms)
+        if q.unresolved is not None:
+            where.append("c.unresolved = ?")
+            args.append(int(q.unresolved))
+        if q.alert:
+            where.append("EXISTS (SELECT 1 FROM json_each(c.alerts) WHERE value = ?)")
+            args.append(q.alert)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        base = f"FROM utterances u JOIN calls c ON c.call_id = u.call_id {clause}"
+        limit = max(1, min(q.limit, 200))
+        offset = max(0, q.offset)
+        with self._lock:
+            total = self._db.execute(f"SELECT count(*) {base}", args).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT u.call_id, u.segment_id, u.channel, u.start_ms, u.end_ms, u.text, u.at_ms, "
+                f"{', '.join('c.' + c for c in _CALL_COLS)} {base} ORDER BY u.at_ms DESC, u.id DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        hits = []
+        for r in rows:
+            u = Utterance(*r[:7])
+            hits.append(Hit(u, _call_from_row(r[7:]), highlight(u.text, terms)))
+        return SearchPage(tuple(hits), total, offset, limit, round((time.perf_counter() - t0) * 1000, 2),
+                          tuple(t.text for t in terms if not t.negated))
+
+
+def _to_sql(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return json.dumps(list(value), ensure_ascii=False)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _call_from_row(row: Sequence[Any]) -> CallRecord:
+    d = dict(zip(_CALL_COLS, row))
+    d["ended"] = bool(d["ended"])
+    d["unresolved"] = bool(d["unresolved"])
+    d["alerts"] = tuple(json.loads(d["alerts"] or "[]"))
+    d["reasons"] = tuple(json.loads(d["reasons"] or "[]"))
+    return CallRecord(**d)
+
+
+def _merge(old: CallRecord, new: CallRecord) -> CallRecord:
+    """Fields ``new`` sets (non-default) win; a call summary's verdict replaces the earlier one."""
+    changes = {}
+    defaults = CallRecord(call_id=old.call_id)
+    for name in _CALL_COLS:
+        value = getattr(new, name)
+        if value != getattr(defaults, name):
+            changes[name] = value
+    if new.intent:  # a summary: its unresolved/alerts are the call's verdict, even when false/empty
+        changes.setdefault("unresolved", new.unresolved)
+        changes.setdefault("alerts", new.alerts)
+        changes.setdefault("reasons", new.reasons)
+    return replace(old, **changes)
