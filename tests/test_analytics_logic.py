@@ -357,3 +357,18 @@ def test_analyze_dialogue_json_shape(analytics):
     assert r["alerts"][0]["category"] == "escalation"
     assert "11010519491231002X" not in str(r) and "[ID]" in r["utterances"][1]["text"]
     assert isinstance(r["unresolved"], bool) and r["intent"] in analytics.classifier.ids
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["customer", "agent", "客户", "boss", "caller: 138", ""]),
+                          st.sampled_from(["\t", ": ", "："]),
+                          st.one_of(st.text(max_size=40), st.sampled_from(["[hold 45s]", "[silence 1m]", "[hold]", "我要投诉", "I guarantee"]))),
+                max_size=12))
+def test_any_dialogue_text_is_analysed_or_refused_cleanly(analytics, lines):
+    text = "\r\n".join(f"{role}{sep}{body}" for role, sep, body in lines)
+    try:
+        d = parse_dialogue(text, "fuzz")
+    except DialogueError:
+        return
+    r = analyze_dialogue(analytics, d)
+    assert isinstance(r["unresolved"], bool) and r["intent"] in analytics.classifier.ids
