@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 
 from callscribe.config import Config
 from callscribe.errors import SchemaError
+from callscribe.stream.groups import ensure_group as ensure_stream_group
 
 from .engine import DecodeRequest, DecodeResult
 from .jobs import GROUP, SegmentJob, SegmentResult, jobs_stream, results_stream
@@ -180,8 +181,4 @@ class RemoteScheduler:
 
 
 async def ensure_group(client: aioredis.Redis, cfg: Config) -> None:
-    try:
-        await client.xgroup_create(jobs_stream(cfg), GROUP, id="0", mkstream=True)
-    except aioredis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    await ensure_stream_group(client, jobs_stream(cfg), GROUP)

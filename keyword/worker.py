@@ -52,6 +52,7 @@ from callscribe.events import (
     to_fields,
 )
 from callscribe.stream import keys
+from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 
 from .analyzer import Analytics, AnalyticsSettings, CallAnalyzer, PriorCall
 from .repeat import caller_key
@@ -126,37 +127,19 @@ class AnalyticsWorker:
         self._task = asyncio.create_task(self.run(), name=f"analytics-{self.consumer}")
 
     async def stop(self, timeout_s: float = 2.0) -> None:
-        """Finish the batch in hand and stop (reads block <= 200 ms); cancel if that takes longer than
-        ``timeout_s``, and never wait forever on a cancelled read (the client is closed right after)."""
+        """Finish the batch in hand and stop (reads block <= 200 ms); see ``stream.groups.stop_loop``."""
         self._stopping = True
         if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
-            if not done:
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=timeout_s)
+            await stop_loop(self._task, timeout_s, f"analytics {self.consumer}")
             self._task = None
         await self.redis.aclose()
 
     async def drain(self, timeout_s: float = 5.0) -> bool:
         """Wait until the group has nothing undelivered or unacknowledged (shutdown, tests); True if so."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                info = await self.redis.xinfo_groups(self.stream)
-            except (RedisError, OSError):
-                return False
-            mine = next((g for g in info if g.get("name") == self.group), None)
-            if mine is not None and not mine.get("pending") and not mine.get("lag"):
-                return True
-            await asyncio.sleep(0.05)
-        return False
+        return await group_drained(self.redis, [self.stream], self.group, timeout_s)
 
     async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_group(self.redis, self.stream, self.group)
 
     async def run(self) -> None:
         """Pending entries first, then new ones; timers in between. Redis outages are waited out."""

@@ -12,12 +12,13 @@ import socket
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from callscribe.config import Config
 from callscribe.errors import SchemaError
 from callscribe.events import CallEnded, CallStarted, CallSummary, Transcript, from_fields
 from callscribe.stream import keys
+from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 
 from .base import CallRecord, TranscriptStore, Utterance
 
@@ -44,36 +45,20 @@ class StoreIngest:
 
     async def start(self) -> None:
         for stream in self.streams:
-            try:
-                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self.redis, stream, self.group)
         self._task = asyncio.create_task(self._run(), name="store-ingest")
 
     async def stop(self, timeout_s: float = 2.0) -> None:
-        """Finish the batch in hand and stop (the loop checks between reads, which block <= 200 ms);
-        cancel only if that takes longer than ``timeout_s``."""
+        """Finish the batch in hand and stop (reads block <= 200 ms); see ``stream.groups.stop_loop``."""
         self._stopping = True
         if self._task is not None:
-            await _finish(self._task, timeout_s)
+            await stop_loop(self._task, timeout_s, "store ingest")
             self._task = None
         await self.redis.aclose()
 
     async def drain(self, timeout_s: float = 10.0) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            done = True
-            for stream in self.streams:
-                info = await self.redis.xinfo_groups(stream)
-                g = next((g for g in info if g.get("name") == self.group), None)
-                if g is None or g.get("pending") or g.get("lag"):
-                    done = False
-            if done:
-                return True
-            await asyncio.sleep(0.05)
-        return False
+        """Wait until both streams are read and acknowledged by the group (tests, shutdown)."""
+        return await group_drained(self.redis, self.streams, self.group, timeout_s)
 
     async def _run(self) -> None:
         backlog = True
@@ -134,13 +119,3 @@ class StoreIngest:
                 ))
         self.store.add_utterances(utterances)
 
-
-async def _finish(task: asyncio.Task, timeout_s: float) -> None:
-    """Wait for a loop that was asked to stop; cancel it if it does not, and never wait forever (a
-    cancelled redis-py read can hang on its connection: the client is closed right after anyway)."""
-    done, _ = await asyncio.wait({task}, timeout=timeout_s)
-    if not done:
-        task.cancel()
-        await asyncio.wait({task}, timeout=timeout_s)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        log.error("store ingest loop failed: %r", task.exception())
