@@ -172,8 +172,9 @@ async def _analyze(args: argparse.Namespace) -> int:
 
         with open(args.labels, encoding="utf-8") as f:
             labels = json.load(f)
-        calls = result["calls"] if isinstance(result, dict) and "calls" in result else [result]
-        result = {"scores": score(calls, labels), **(result if "calls" in result else {"calls": calls})}
+        single = "calls" not in result  # one file: the call itself
+        calls = [result] if single else result["calls"]
+        result = {"scores": score(calls, labels), **({"calls": calls} if single else result)}
     print(json.dumps(result, ensure_ascii=False, indent=None if args.compact else 1))
     return 0
 

@@ -152,7 +152,6 @@ class CallAnalyzer:
         self.last_end_ms = 0
         self.last_activity_at_ms = now_ms()
         self.agent_turns = 0
-        self.customer_turns = 0
         self.verified = False
         self.overtalk: set[tuple[str, str]] = set()
         self.turns: dict[str, list[tuple[int, int, str]]] = {"customer": [], "agent": []}
@@ -272,8 +271,7 @@ class CallAnalyzer:
             elif "resolved" in signals:
                 st.resolve(self.turn)
             return
-        # customer (or mixed) turn
-        self.customer_turns += 1
+        # customer (or mixed) turn; self.intent.customer_turns counts the earlier ones (intent runs after)
         if escalated:
             st.last_escalation_turn = self.turn
             st.escalation_quote = quote()
@@ -287,7 +285,7 @@ class CallAnalyzer:
             if st.state in ("resolved", "none", "pending", "unconfirmed"):
                 st.state = "unconfirmed"
                 st.note("fix not confirmed; customer may call again", quote())
-        elif "reject" in signals and self.customer_turns > 1 and (
+        elif "reject" in signals and self.intent.customer_turns > 0 and (
             "accept" not in signals or signals["reject"].start > signals["accept"].start
         ):  # (the first turn states the problem: "this is ridiculous" there rejects no answer yet)
             st.state = "open"  # (with both in one turn, what the customer says last is the conclusion)

@@ -203,19 +203,18 @@ def analyze_dialogue(
     }
 
 
-def analyze_paths(analytics: Analytics, paths: Iterable[str | Path], spacing_s: float = 300.0) -> dict[str, Any] | list:
+def analyze_paths(analytics: Analytics, paths: Iterable[str | Path], spacing_s: float = 300.0) -> dict[str, Any]:
     """Files and directories -> one result (a single file) or {"calls": [...], "surges": [...]}."""
+    paths = [Path(p) for p in paths]
     files: list[Path] = []
-    single = False
-    for p in paths:
-        path = Path(p)
+    for path in paths:
         if path.is_dir():
             files.extend(sorted(f for f in path.iterdir() if f.is_file() and f.suffix in (".txt", ".tsv", "")))
         elif path.exists():
             files.append(path)
         else:
             raise DialogueError(f"{path}: no such file or directory")
-    single = len(files) == 1 and not Path(next(iter(paths))).is_dir() if files else False
+    single = len(files) == 1 and not paths[0].is_dir()
     repeat = RepeatIndex(window_s=analytics.settings.repeat_window_s)
     surge = SurgeDetector()
     results = []

@@ -159,8 +159,7 @@ class Matcher:
         key = "|" + "|".join(parts) + "|"
         for end_idx, (length, entries) in self._sound.iter(key):
             first = bisect_right(offsets, end_idx + 1 - length + 1) - 1  # token starting right after the '|'
-            n = entries[0][1].__len__()
-            start, end = first, first + n
+            start, end = first, first + len(entries[0][1])  # one syllable per character
             if start < 0 or end > len(folded):
                 continue
             for rule, phrase in entries:

@@ -263,14 +263,14 @@ class AnalyticsWorker:
         return [surge] if surge else []
 
     def _missed_before(self, t: Transcript) -> bool:
-        """A gap in this channel's segment numbers: another consumer had the ones in between."""
+        """The previous segment of this channel is unseen: another consumer had it. Checking the one
+        before is enough: when that one arrived, its own predecessor was checked (or replayed)."""
+        prefix, _, last = t.segment_id.rpartition("/")
         try:
-            seq = int(t.segment_id.rsplit("/", 1)[1])
-        except (IndexError, ValueError):
+            seq = int(last)
+        except ValueError:
             return False
-        prefix = t.segment_id.rsplit("/", 1)[0] + "/"
-        seen = self._seen.get(t.call_id, set())
-        return any(f"{prefix}{i}" not in seen for i in range(max(0, seq - 50), seq)) and seq > 0
+        return seq > 0 and f"{prefix}/{seq - 1}" not in self._seen.get(t.call_id, ())
 
     async def _replay(self, upto: Transcript | CallEnded) -> list[Any]:
         """Feed the call's earlier events from its per-call stream (state after a restart / hand-over)."""
