@@ -208,6 +208,33 @@ class Config:
     surge_ratio: float = 3.0
     """... and at least this many times the baseline rate."""
 
+    # --- web gateway (gateway/web: HTTP + WebSocket API, the agent / wallboard / QA pages) ------------
+    web: bool = True
+    """`serve` and `demo` also run the web gateway (pages, API, search store). `callscribe gateway` runs it alone."""
+    web_host: str = "127.0.0.1"
+    """Interface the web gateway listens on."""
+    web_port: int = 8080
+    """HTTP port of the web gateway (pages, REST, WebSockets, /metrics); 0 = any free port."""
+    store_url: str = ""
+    """Transcript store for search: a SQLite path, or `postgresql://user@host/db` (needs the `postgres`
+    extra). Empty = SQLite at `{data_dir}/transcripts.sqlite3`."""
+    store_group: str = "store"
+    """Redis consumer group that fills the store. Gateways sharing one PostgreSQL store share the group;
+    give each gateway with its own SQLite file a group of its own."""
+    auth_secret: str = ""
+    """HMAC secret signing API tokens (JWT HS256). Empty = generated once into `{data_dir}/auth.secret`.
+    Set the same value on every gateway behind a load balancer."""
+    api_tokens: tuple[str, ...] = ()
+    """Static tokens, each `role:subject:token` (for an agent the subject is the agent id), e.g. for a
+    wallboard screen. Prefer signed tokens from `callscribe token`, which expire."""
+    token_ttl_h: float = 12.0
+    """Lifetime of tokens minted by `callscribe token` and `POST /api/v1/tokens` unless asked otherwise."""
+    metrics_public: bool = False
+    """Serve `/metrics` without a token (for a Prometheus on a private network); else an admin token."""
+    board_replay_s: float = 7200.0
+    """On start the gateway rebuilds its live board (calls, alerts, callbacks, chart) from this much Redis
+    history, so a restarted gateway shows the same wallboard."""
+
     def __post_init__(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
         _check(self.final_window in ("full", "dynamic"), "final_window", "must be full or dynamic")
@@ -237,6 +264,14 @@ class Config:
         _check(self.surge_window_s > 0 and self.surge_baseline_s > 0, "surge_window_s", "windows must be > 0")
         _check(self.surge_min_calls >= 1 and self.surge_ratio >= 1.0, "surge_min_calls", "need min_calls >= 1 and ratio >= 1")
         _check(bool(self.analytics_group.strip()), "analytics_group", "must not be empty")
+        _check(0 <= self.web_port <= 65535, "web_port", "must be a TCP port or 0")
+        _check(self.token_ttl_h > 0, "token_ttl_h", "must be > 0")
+        _check(self.board_replay_s >= 0, "board_replay_s", "must be >= 0")
+        _check(bool(self.store_group.strip()), "store_group", "must not be empty")
+        for entry in self.api_tokens:
+            role, _, rest = entry.partition(":")
+            _check(role in ("agent", "supervisor", "qa", "admin") and ":" in rest and len(rest.split(":", 1)[1]) >= 16,
+                   "api_tokens", "each entry is role:subject:token with a role of agent, supervisor, qa, admin and a token of 16+ characters")
         for ch in self.channel_map:
             _check(ch in _CHANNELS, "channel_map", f"unknown channel {ch!r}; use {', '.join(_CHANNELS)}")
 

@@ -219,11 +219,23 @@ class Surge:
     emitted_at_ms: int = field(default_factory=now_ms)
 
 
-Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge]
+@dataclass(frozen=True, slots=True)
+class CallbackDone:
+    """A supervisor took a call off the callback queue (web gateway). Written to the callbacks stream so
+    every gateway's wallboard drops it, and kept there as the audit trail of who handled it."""
+
+    TYPE: ClassVar[str] = "callback_done"
+    call_id: str
+    by: str
+    note: str = ""
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge, CallbackDone]
 _TYPES: dict[str, type] = {
-    c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge)
+    c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge, CallbackDone)
 }
-_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, Surge)
+_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, Surge, CallbackDone)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -408,6 +420,6 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 
 __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
-    "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "Surge",
+    "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "Surge", "CallbackDone",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -1,0 +1,508 @@
+"""The gateway's HTTP and WebSocket API (FastAPI), and the pages. The contract is docs/gateway.md.
+
+Every data route declares its roles with :func:`Api.allow` (admin may do everything); WebSockets check the
+same through :meth:`Api.ws_principal`, which reads the token from the ``bearer.<token>`` subprotocol that
+browsers can send. Blocking store calls run in a thread so a slow search never stalls live captions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from callscribe.errors import SchemaError
+from callscribe.events import CallbackDone, Transcript, from_fields, to_dict, to_fields
+from callscribe.gateway.store import QueryError, SearchQuery
+from callscribe.gateway.store.query import highlight, parse_query
+from callscribe.keyword.redact import redact
+from callscribe.stream import keys
+
+from .auth import AuthError, Principal
+from .board import mask_caller
+
+if False:  # typing only; avoids an import cycle with server.py
+    from .server import WebGateway
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html"}
+_STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+_CALL_ID = re.compile(r"^[\w.:@+-]{1,128}$")
+DETAIL_EVENTS = ("alert", "intent_update", "call_flag", "call_summary", "dtmf")
+WS_PROTOCOL = "callscribe.v1"
+PING_S = 15.0
+
+
+class TokenRequest(BaseModel):
+    role: str = Field(description="agent | supervisor | qa | admin")
+    sub: str = Field(description="who the token is for (a person or a screen)")
+    agent_id: str = Field("", description="agents: their agent id (default: sub)")
+    ttl_h: float | None = Field(None, description="lifetime in hours (default: token_ttl_h)")
+
+
+class WsClosed(Exception):
+    """The WebSocket was closed by us for a reason already sent to the client."""
+
+
+def create_app(gw: "WebGateway") -> FastAPI:
+    api = Api(gw)
+    app = FastAPI(title="callscribe gateway", version="1", summary="Live captions, supervisor feed and transcript search",
+                  description="See docs/gateway.md for roles, shapes and WebSocket messages.")
+    api.mount(app)
+    return app
+
+
+class Api:
+    def __init__(self, gw: "WebGateway") -> None:
+        self.gw = gw
+        self.cfg = gw.cfg
+        self._bearer = HTTPBearer(auto_error=False)
+
+    # --- auth --------------------------------------------------------------------------------------------
+    def allow(self, *roles: str) -> Callable[..., Awaitable[Principal]]:
+        """A dependency that admits these roles (and admin): 401 without a valid token, 403 for another role."""
+
+        async def dependency(creds: HTTPAuthorizationCredentials | None = Depends(self._bearer)) -> Principal:
+            try:
+                who = self.gw.auth.verify(creds.credentials if creds else None)
+            except AuthError as exc:
+                raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+            if who.role != "admin" and who.role not in roles:
+                raise HTTPException(403, f"role {who.role} may not use this")
+            return who
+
+        return dependency
+
+    async def ws_principal(self, ws: WebSocket, *roles: str) -> Principal:
+        """Accept the socket (so the client sees our close code), then check its token and role."""
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        token = next((p[len("bearer."):] for p in offered if p.startswith("bearer.")), None)
+        header = ws.headers.get("authorization", "")
+        if token is None and header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
+        try:
+            who = self.gw.auth.verify(token)
+        except AuthError as exc:
+            await _close(ws, 4401, str(exc))
+            raise WsClosed from exc
+        if who.role != "admin" and who.role not in roles:
+            await _close(ws, 4403, f"role {who.role} may not use this")
+            raise WsClosed
+        return who
+
+    async def call_owner(self, call_id: str) -> str | None:
+        """The agent of a call (board, else store); None when the call is unknown."""
+        info = self.gw.board.state.calls.get(call_id)
+        if info is not None:
+            return info.agent_id
+        found = await asyncio.to_thread(self.gw.store.call, call_id)
+        if found is not None:
+            return found[0].agent_id
+        if await self.gw.redis.exists(keys.call_stream(self.cfg, call_id)):
+            return await self._owner_from_stream(call_id)
+        return None
+
+    async def _owner_from_stream(self, call_id: str) -> str:
+        first = await self.gw.redis.xrange(keys.call_stream(self.cfg, call_id), count=1)
+        for _, fields in first:
+            if fields.get("type") == "call_started":
+                return json.loads(fields.get("metadata") or "{}").get("agent_id", "")
+        return ""
+
+    def may_see(self, who: Principal, owner: str) -> bool:
+        return who.role != "agent" or (bool(owner) and owner == who.agent_id)
+
+    def for_reader(self, who: Principal, text: str) -> str:
+        """QA reads redacted text only: already so in storage by default, else redacted here."""
+        if who.role == "qa" and not self.cfg.redact_stored_text:
+            return redact(text)
+        return text
+
+    # --- routes ----------------------------------------------------------------------------------------------
+    def mount(self, app: FastAPI) -> None:
+        gw = self.gw
+        any_role = self.allow("agent", "supervisor", "qa")
+        supervisors = self.allow("supervisor")
+        readers = self.allow("qa", "supervisor")
+        details = self.allow("qa", "supervisor", "agent")
+
+        @app.get("/health", tags=["ops"])
+        async def health() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/ready", tags=["ops"])
+        async def ready() -> JSONResponse:
+            detail = await gw.not_ready()
+            if detail:
+                return JSONResponse({"status": "not ready", "detail": detail}, status_code=503)
+            return JSONResponse({"status": "ok"})
+
+        @app.get("/metrics", tags=["ops"], response_class=Response)
+        async def metrics(request: Request) -> Response:
+            if not self.cfg.metrics_public:
+                header = request.headers.get("authorization", "")
+                try:
+                    who = gw.auth.verify(header[7:].strip() if header.lower().startswith("bearer ") else None)
+                except AuthError as exc:
+                    raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+                if who.role != "admin":
+                    raise HTTPException(403, f"role {who.role} may not use this")
+            body, content_type = gw.metrics.render()
+            return Response(body, media_type=content_type)
+
+        @app.get("/api/v1/me", tags=["auth"])
+        async def me(who: Principal = Depends(any_role)) -> dict[str, Any]:
+            return who.to_dict()
+
+        @app.post("/api/v1/tokens", tags=["auth"])
+        async def mint(body: TokenRequest, who: Principal = Depends(self.allow())) -> dict[str, Any]:
+            try:
+                token, exp = gw.auth.mint(body.role, body.sub, body.agent_id, body.ttl_h)
+            except AuthError as exc:
+                raise HTTPException(400, str(exc)) from exc
+            log.info("token minted by %s for %s (%s)", who.sub, body.sub, body.role)
+            return {"token": token, "exp": exp}
+
+        @app.get("/api/v1/intents", tags=["calls"])
+        async def intents(who: Principal = Depends(any_role)) -> dict[str, Any]:
+            return {"intents": [{"id": i, "name": n} for i, n in gw.intent_names.items()]}
+
+        @app.get("/api/v1/calls/live", tags=["supervisor"])
+        async def live_calls(who: Principal = Depends(supervisors)) -> dict[str, Any]:
+            return {"calls": gw.board.state.live_calls()}
+
+        @app.get("/api/v1/agents/me/call", tags=["agent"])
+        async def my_call(who: Principal = Depends(self.allow("agent"))) -> dict[str, Any]:
+            return {"call": gw.board.state.agent_call(who.agent_id) if who.agent_id else None}
+
+        @app.get("/api/v1/alerts", tags=["supervisor"])
+        async def alerts(limit: int = Query(100, ge=1, le=500), who: Principal = Depends(supervisors)) -> dict[str, Any]:
+            return {"alerts": list(gw.board.state.alerts)[:limit]}
+
+        @app.get("/api/v1/callbacks", tags=["supervisor"])
+        async def callbacks(who: Principal = Depends(supervisors)) -> dict[str, Any]:
+            return {"callbacks": gw.board.state.callback_list()}
+
+        @app.post("/api/v1/callbacks/{call_id}/done", tags=["supervisor"])
+        async def callback_done(call_id: str, who: Principal = Depends(supervisors)) -> dict[str, Any]:
+            if call_id not in gw.board.state.callbacks:
+                raise HTTPException(404, f"call {call_id} is not in the callback queue")
+            event = CallbackDone(call_id, who.sub)
+            try:
+                await gw.redis.xadd(keys.callbacks_stream(self.cfg), to_fields(event),
+                                    maxlen=self.cfg.global_stream_maxlen, approximate=True)
+            except RedisError as exc:
+                raise HTTPException(503, f"Redis unavailable: {exc}") from exc
+            return {"ok": True}
+
+        @app.get("/api/v1/stats/intents", tags=["supervisor"])
+        async def intent_stats(window_s: int = Query(3600, ge=60, le=86400), bucket_s: int = Query(300, ge=60, le=3600),
+                               who: Principal = Depends(supervisors)) -> dict[str, Any]:
+            return gw.board.state.intent_series(window_s, bucket_s)
+
+        @app.get("/api/v1/search", tags=["search"])
+        async def search(
+            q: str = Query("", max_length=500, description='words (AND), OR, "phrase", -exclude, prefix*'),
+            since: str | None = None, until: str | None = None, agent: str | None = None, queue: str | None = None,
+            intent: str | None = None, flag: str | None = Query(None, pattern="^(unresolved|resolved)$"),
+            alert: str | None = None, channel: str | None = Query(None, pattern="^(customer|agent|mixed)$"),
+            limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=100_000),
+            who: Principal = Depends(readers),
+        ) -> dict[str, Any]:
+            query = SearchQuery(
+                text=q, since_ms=_when(since, "since"), until_ms=_when(until, "until"), agent_id=agent or None,
+                queue=queue or None, intent=intent or None, unresolved=None if flag is None else flag == "unresolved",
+                alert=alert or None, channel=channel, limit=limit, offset=offset,
+            )
+            t0 = time.perf_counter()
+            try:
+                page = await asyncio.to_thread(gw.store.search, query)
+            except QueryError as exc:
+                raise HTTPException(400, str(exc)) from exc
+            finally:
+                gw.metrics.search_seconds.observe(time.perf_counter() - t0)
+            terms = parse_query(q) if page.terms else []
+            hits = []
+            for h in page.hits:
+                text = self.for_reader(who, h.utterance.text)
+                hits.append({
+                    "call_id": h.utterance.call_id, "segment_id": h.utterance.segment_id, "channel": h.utterance.channel,
+                    "start_ms": h.utterance.start_ms, "end_ms": h.utterance.end_ms, "at_ms": h.utterance.at_ms,
+                    "text": text, "highlighted": h.highlighted if text == h.utterance.text else highlight(text, terms),
+                    "call": _record(h.call, who),
+                })
+            return {"total": page.total, "offset": page.offset, "limit": page.limit, "took_ms": page.took_ms,
+                    "terms": list(page.terms), "hits": hits}
+
+        @app.get("/api/v1/calls/{call_id}", tags=["search"])
+        async def call_detail(call_id: str, who: Principal = Depends(details)) -> dict[str, Any]:
+            if not _CALL_ID.match(call_id):
+                raise HTTPException(404, "no such call")
+            owner = await self.call_owner(call_id)
+            if owner is None:
+                raise HTTPException(404, f"no call {call_id}")
+            if not self.may_see(who, owner):
+                raise HTTPException(403, "not your call")
+            return await self.detail(who, call_id)
+
+        @app.websocket("/ws/v1/calls/{call_id}/captions")
+        async def captions(ws: WebSocket, call_id: str, after: str = "0") -> None:
+            await self.guarded(ws, self.captions(ws, call_id, after))
+
+        @app.websocket("/ws/v1/agent")
+        async def agent_feed(ws: WebSocket, agent_id: str = "") -> None:
+            await self.guarded(ws, self.agent_feed(ws, agent_id))
+
+        @app.websocket("/ws/v1/supervisor")
+        async def supervisor_feed(ws: WebSocket) -> None:
+            await self.guarded(ws, self.supervisor_feed(ws))
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+        for path, name in PAGES.items():
+            app.add_api_route(path, _page(name), include_in_schema=False, methods=["GET"])
+        if STATIC.is_dir():
+            app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/favicon.ico", include_in_schema=False)
+        async def favicon() -> RedirectResponse:
+            return RedirectResponse("/static/favicon.svg")
+
+    # --- call detail -------------------------------------------------------------------------------------------
+    async def detail(self, who: Principal, call_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(self.gw.store.call, call_id)
+        try:
+            entries = await self.gw.redis.xrange(keys.call_stream(self.cfg, call_id), count=self.cfg.call_stream_maxlen)
+        except RedisError as exc:
+            log.warning("call detail %s: Redis unavailable, transcript from the store only: %s", call_id, exc)
+            entries = []
+        events, stream_finals = [], []
+        for entry_id, fields in entries:
+            try:
+                e = from_fields(fields)
+            except SchemaError:
+                continue
+            d = {"id": entry_id, **to_dict(e)}
+            if d["type"] in DETAIL_EVENTS:
+                if "quote" in d:
+                    d["quote"] = self.for_reader(who, d["quote"])
+                for q in d.get("quotes", []):
+                    q["text"] = self.for_reader(who, q["text"])
+                events.append(d)
+            elif isinstance(e, Transcript) and e.is_final and e.text:
+                stream_finals.append({"segment_id": e.segment_id, "channel": e.channel, "start_ms": e.start_ms,
+                                      "end_ms": e.end_ms, "text": e.text, "at_ms": e.emitted_at_ms})
+        if found is not None:
+            record, rows = found
+            call = _record(record, who)
+            utterances = [{"segment_id": u.segment_id, "channel": u.channel, "start_ms": u.start_ms, "end_ms": u.end_ms,
+                           "text": u.text, "at_ms": u.at_ms} for u in rows]
+            stored = {u["segment_id"] for u in utterances}
+            utterances += [u for u in stream_finals if u["segment_id"] not in stored]  # live: not ingested yet
+        else:
+            info = self.gw.board.state.calls.get(call_id)
+            call = _record_from_info(call_id, info)
+            utterances = stream_finals
+        utterances.sort(key=lambda u: (u["start_ms"], u["segment_id"]))
+        for u in utterances:
+            u["text"] = self.for_reader(who, u["text"])
+        return {"call": call, "utterances": utterances, "events": events}
+
+    # --- WebSockets ------------------------------------------------------------------------------------------
+    async def guarded(self, ws: WebSocket, handler: Awaitable[None]) -> None:
+        """Run a socket handler until it ends or the client leaves; registered so a gateway stop can close it."""
+        task = asyncio.current_task()
+        self.gw.ws_tasks.add(task)
+        self.gw.metrics.ws_clients.inc()
+        try:
+            await handler
+        except (WsClosed, WebSocketDisconnect):
+            pass
+        except asyncio.CancelledError:
+            # Cancelled by a gateway stop (the page reconnects and resumes) or by the server when the client
+            # vanished. Either way this socket's task ends here; there is nothing above it to unwind.
+            await _close(ws, 1012, "gateway restarting")
+        except RedisError as exc:
+            log.warning("websocket %s: Redis error: %s", ws.url.path, exc)
+            await _close(ws, 1011, "Redis unavailable, reconnect")
+        finally:
+            self.gw.metrics.ws_clients.dec()
+            self.gw.ws_tasks.discard(task)
+
+    async def captions(self, ws: WebSocket, call_id: str, after: str) -> None:
+        who = await self.ws_principal(ws, "agent", "supervisor")
+        if not _STREAM_ID.match(after) or not _CALL_ID.match(call_id):
+            await _close(ws, 4400, "after must be a stream id like 1763880012345-0")
+            return
+        owner = await self.call_owner(call_id)
+        if owner is None:
+            await _close(ws, 4404, f"no call {call_id}")
+            return
+        if not self.may_see(who, owner):
+            await _close(ws, 4403, "not your call")
+            return
+        stream = keys.call_stream(self.cfg, call_id)
+        redis = self.gw.stream_redis
+
+        async def pump() -> None:
+            last = after
+            while True:
+                reply = await redis.xread({stream: last}, count=200, block=int(PING_S * 1000))
+                if not reply:
+                    await ws.send_text('{"type":"ping"}')
+                    continue
+                for _, batch in reply:
+                    for entry_id, fields in batch:
+                        last = entry_id
+                        try:
+                            event = to_dict(from_fields(fields))
+                        except SchemaError as exc:
+                            log.warning("captions %s: skipping %s: %s", call_id, entry_id, exc)
+                            continue
+                        await ws.send_text(json.dumps({"id": entry_id, **event}, ensure_ascii=False, separators=(",", ":")))
+
+        await _until_client_leaves(ws, pump())
+
+    async def agent_feed(self, ws: WebSocket, agent_id: str) -> None:
+        who = await self.ws_principal(ws, "agent", "supervisor")
+        agent = who.agent_id if who.role == "agent" else agent_id
+        if not agent:
+            await _close(ws, 4400, "supervisors name the agent: ?agent_id=...")
+            return
+        board = self.gw.board
+
+        async def pump() -> None:
+            sub = board.subscribe(maxsize=200)
+            try:
+                sent: Any = object()
+                while True:
+                    current = board.state.agent_call(agent)
+                    if current != sent:
+                        await ws.send_text(json.dumps({"type": "current_call", "call": current}, ensure_ascii=False))
+                        sent = current
+                    await _next(sub, ws)
+            finally:
+                board.unsubscribe(sub)
+
+        await _until_client_leaves(ws, pump())
+
+    async def supervisor_feed(self, ws: WebSocket) -> None:
+        await self.ws_principal(ws, "supervisor")
+        board = self.gw.board
+        await board.ready.wait()
+
+        async def pump() -> None:
+            sub = board.subscribe()  # subscribe and snapshot in one step: nothing can fall between them
+            snapshot = board.state.snapshot()
+            try:
+                await ws.send_text(json.dumps(snapshot, ensure_ascii=False))
+                while True:
+                    msg = await _next(sub, ws)
+                    if msg is not None:
+                        await ws.send_text(json.dumps(msg, ensure_ascii=False))
+            finally:
+                board.unsubscribe(sub)
+
+        await _until_client_leaves(ws, pump())
+
+
+async def _next(sub, ws: WebSocket) -> dict[str, Any] | None:
+    """The subscriber's next message; a ping after a quiet spell (None); a 1013 close if it fell behind."""
+    if sub.overflowed:
+        await _close(ws, 1013, "too far behind, reconnect for a fresh snapshot")
+        raise WsClosed
+    try:
+        return await asyncio.wait_for(sub.queue.get(), PING_S)
+    except asyncio.TimeoutError:
+        if sub.overflowed:
+            await _close(ws, 1013, "too far behind, reconnect for a fresh snapshot")
+            raise WsClosed from None
+        await ws.send_text('{"type":"ping"}')
+        return None
+
+
+async def _until_client_leaves(ws: WebSocket, pump: Awaitable[None]) -> None:
+    """Run ``pump`` until it ends or the client disconnects (we never expect client messages; we read them
+    only to notice the close while the pump is blocked on Redis)."""
+    pump_task = asyncio.ensure_future(pump)
+
+    async def listen() -> None:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+
+    listen_task = asyncio.ensure_future(listen())
+    try:
+        done, _ = await asyncio.wait({pump_task, listen_task}, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is pump_task and not t.cancelled():
+                t.result()
+    finally:
+        for t in (pump_task, listen_task):
+            t.cancel()
+        await asyncio.gather(pump_task, listen_task, return_exceptions=True)
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
+        try:
+            await ws.close(code, reason[:120])
+        except (RuntimeError, OSError):  # the client left first
+            pass
+
+
+def _page(name: str):
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+def _when(value: str | None, name: str) -> int | None:
+    """Epoch ms from epoch ms or an ISO date/time (local time when no zone is given)."""
+    if value is None or not value.strip():
+        return None
+    v = value.strip()
+    if v.isdigit():
+        return int(v)
+    try:
+        return int(datetime.fromisoformat(v).timestamp() * 1000)
+    except ValueError as exc:
+        raise HTTPException(400, f"{name}: not a date/time or epoch ms: {value!r}") from exc
+
+
+def _record(r, who: Principal) -> dict[str, Any]:
+    """A stored call as JSON; QA sees the caller's number masked like everything else it reads."""
+    caller = mask_caller(r.caller) if who.role == "qa" else r.caller
+    return {"call_id": r.call_id, "started_at_ms": r.started_at_ms, "duration_ms": r.duration_ms, "ended": r.ended,
+            "agent_id": r.agent_id, "queue": r.queue, "caller": caller, "language": r.language, "intent": r.intent,
+            "intent_score": r.intent_score, "unresolved": r.unresolved, "alerts": list(r.alerts), "reasons": list(r.reasons)}
+
+
+def _record_from_info(call_id: str, info) -> dict[str, Any]:
+    if info is None:
+        return {"call_id": call_id, "started_at_ms": 0, "duration_ms": 0, "ended": False, "agent_id": "", "queue": "",
+                "caller": "", "language": "", "intent": "", "intent_score": 0.0, "unresolved": False, "alerts": [], "reasons": []}
+    return {"call_id": call_id, "started_at_ms": info.started_at_ms, "duration_ms": info.duration_ms,
+            "ended": info.state == "ended", "agent_id": info.agent_id, "queue": info.queue, "caller": info.caller,
+            "language": info.language, "intent": info.intent, "intent_score": info.intent_score,
+            "unresolved": bool(info.unresolved), "alerts": list(info.alerts), "reasons": list(info.flag_reasons)}
