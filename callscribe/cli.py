@@ -1,4 +1,4 @@
-"""``callscribe`` command line: serve, transcribe, stream, demo, analyze, analytics, redact, ..."""
+"""``callscribe`` command line: serve, transcribe, stream, demo, analyze, analytics, gateway, token, redact, ..."""
 
 from __future__ import annotations
 
@@ -254,6 +254,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
     from .filerun import load_call_audio
     from .gateway.client import IngestClient
+    from .gateway.store import SearchQuery
     from .service import Service
     from .stream import read_call, read_finals
     from .tui import CaptionBoard
@@ -265,9 +266,13 @@ async def _demo(args: argparse.Namespace) -> int:
         console.print("[red]no demo audio found[/red]")
         return 2
     service = Service(cfg)
+    web_port = cfg.web_port if _port_free(cfg.web_host, cfg.web_port) else 0
     with console.status("starting callscribe") as status:
-        await service.start(progress=lambda s: status.update(s), port=0)
+        await service.start(progress=lambda s: status.update(s), port=0, web_port=web_port)
     console.print(f"[bold]callscribe demo[/bold]: {service.engine.description}; ingest {service.ingest.url}; Redis {service.redis_url}")
+    agents = [f"agent-{7 + i:03d}" for i in range(len(files))]
+    if service.web is not None:
+        _print_pages(console, service.web, agents)
     board = CaptionBoard()
     client = IngestClient(service.ingest.url)
     t0 = time.monotonic()
@@ -281,7 +286,7 @@ async def _demo(args: argparse.Namespace) -> int:
             for i, f in enumerate(files):
                 channels, names = load_call_audio(f, cfg)
                 call_id = f"demo-{f.stem.removeprefix('demo_call_')}-{int(time.time())}"
-                meta = {"caller": f"1380013{8000 + i:04d}", "agent_id": f"agent-{7 + i:03d}", "queue": "demo"}
+                meta = {"caller": f"1380013{8000 + i:04d}", "agent_id": agents[i], "queue": "demo"}
                 jobs.append(client.stream(channels, names, call_id=call_id, speed=args.speed, metadata=meta, on_event=on_event))
             results = await asyncio.gather(*jobs)
         wall = time.monotonic() - t0
@@ -313,9 +318,84 @@ async def _demo(args: argparse.Namespace) -> int:
         if service.analytics is not None:
             await service.analytics.drain(10)
             await _print_analytics(console, service.redis_url, cfg, [res.call_id for res in results])
+        if service.web is not None:
+            await service.web.ingest.drain(10)
+            hits = await asyncio.to_thread(service.web.store.search, SearchQuery(limit=1))
+            console.print(f"transcript store: {hits.total} utterances searchable at {service.web.url}/qa")
+        if args.keep_open and service.web is not None:
+            console.print(f"[bold]pages stay up[/bold] at {service.web.url} (links above); Ctrl-C to stop")
+            await _wait_for_signal()
         console.print(f"Read them: redis-cli -u {service.redis_url} XRANGE {keys.finals_stream(cfg)} - +   (embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
     finally:
         await service.stop()
+    return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_pages(console, web, agents: list[str]) -> None:
+    """The three pages with demo tokens (8 h), so the demo can be watched in a browser while it runs."""
+    sup, _ = web.auth.mint("supervisor", "demo-supervisor", ttl_h=8)
+    qa, _ = web.auth.mint("qa", "demo-qa", ttl_h=8)
+    console.print("[bold]Open in a browser[/bold] (tokens are in the #fragment, valid 8 h):")
+    for agent in agents:
+        token, _ = web.auth.mint("agent", agent, ttl_h=8)
+        console.print(f"  agent desktop ({agent}): {web.page_url('agent', token)}", soft_wrap=True)
+    console.print(f"  supervisor wallboard: {web.page_url('wallboard', sup)}", soft_wrap=True)
+    console.print(f"  QA search: {web.page_url('qa', qa)}", soft_wrap=True)
+    console.print(f"  OpenAPI: {web.url}/openapi.json", soft_wrap=True)
+
+
+async def _wait_for_signal() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# --- gateway and tokens --------------------------------------------------------------------------
+async def _gateway(args: argparse.Namespace) -> int:
+    from .gateway.web import WebGateway
+
+    cfg = _config(args, web_host=args.web_host, web_port=args.web_port, store_url=args.store)
+    if not cfg.redis_url:
+        print("callscribe gateway: set REDIS_URL (or --redis-url) to the Redis the transcripts go to", file=sys.stderr)
+        return 2
+    gateway = WebGateway(cfg, cfg.redis_url)
+    await gateway.start()
+    print(f"callscribe gateway: pages and API on {gateway.url} (OpenAPI {gateway.url}/openapi.json); "
+          f"tokens: callscribe token --role supervisor --sub NAME --page wallboard", file=sys.stderr, flush=True)
+    try:
+        await _wait_for_signal()
+    finally:
+        await gateway.stop()
+    return 0
+
+
+async def _token(args: argparse.Namespace) -> int:
+    from .gateway.web import TokenAuthority
+
+    cfg = _config(args)
+    token, exp = TokenAuthority.from_config(cfg).mint(args.role, args.sub, args.agent_id or "", args.ttl_h)
+    if args.page:
+        print(f"http://{cfg.web_host}:{cfg.web_port}/{args.page}#token={token}")
+    else:
+        print(token)
+    print(f"callscribe token: {args.role} token for {args.sub}, expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(exp))}",
+          file=sys.stderr)
     return 0
 
 
@@ -421,11 +501,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="*", help="recordings to stream instead of the bundled demo calls")
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--keep-open", action="store_true", help="after the calls, keep the pages and API up until Ctrl-C")
+
+    p = sub.add_parser("gateway", help="the web gateway alone: pages, API, transcript search, on a Redis")
+    p.add_argument("--redis-url")
+    p.add_argument("--web-host")
+    p.add_argument("--web-port", type=int)
+    p.add_argument("--store", help="transcript store: SQLite path or postgresql://... (default {data_dir}/transcripts.sqlite3)")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+
+    p = sub.add_parser("token", help="mint an API token (signed with auth_secret) for a role")
+    p.add_argument("--role", required=True, choices=["agent", "supervisor", "qa", "admin"])
+    p.add_argument("--sub", required=True, help="who it is for (agents: their agent id)")
+    p.add_argument("--agent-id", help="agents: the agent id, when it differs from --sub")
+    p.add_argument("--ttl-h", type=float, help="hours until it expires (default token_ttl_h, 12)")
+    p.add_argument("--page", choices=["agent", "wallboard", "qa"], help="print that page's URL with the token instead")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
-              "sip-pcap": _sip_pcap, "redact": _redact, "analyze": _analyze, "analytics": _analytics}[args.cmd]
+              "sip-pcap": _sip_pcap, "redact": _redact, "analyze": _analyze, "analytics": _analytics,
+              "gateway": _gateway, "token": _token}[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

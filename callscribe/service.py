@@ -1,5 +1,6 @@
 """Wires the stages into a running service: Redis (external or embedded) -> publisher -> model ->
-pipeline -> WebSocket ingest and SIP/SIPREC (RTP) ingest, plus the analytics worker on the transcript streams. Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
+pipeline -> WebSocket ingest and SIP/SIPREC (RTP) ingest, plus the analytics worker on the transcript streams
+and the web gateway (pages, API, search store). Used by ``callscribe serve`` and ``callscribe demo``; tests use it too."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ class Service:
         self.ingest: IngestServer | None = None
         self.sip = None  # a callscribe.gateway.sip.server.SipServer when cfg.sip
         self.analytics = None  # a callscribe.keyword.worker.AnalyticsWorker when cfg.analytics
+        self.web = None  # a callscribe.gateway.web.WebGateway when cfg.web
 
-    async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None) -> None:
+    async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None,
+                    web_port: int | None = None) -> None:
         progress("starting Redis" if not self.cfg.redis_url else f"connecting to {self.cfg.redis_url}")
         self.redis_url, self._embedded = await ensure_redis(self.cfg)
         self.publisher = RedisPublisher(self.cfg, self.redis_url)
@@ -59,6 +62,13 @@ class Service:
         self.ingest.metrics = ServiceCollector(self.pipeline, self.publisher, self.ingest)
         await self.ingest.start(port=port)
         progress(f"listening on {self.ingest.url}")
+        if self.cfg.web:
+            from callscribe.gateway.web import WebGateway
+
+            progress("starting the web gateway (pages, API, transcript search)")
+            self.web = WebGateway(self.cfg, self.redis_url, service_metrics=self.ingest.metrics)
+            await self.web.start(port=web_port)
+            progress(f"pages and API on {self.web.url}")
         if self.cfg.sip:
             from callscribe.gateway.sip.server import SipServer
 
@@ -80,6 +90,9 @@ class Service:
         if self.analytics is not None:
             await self.analytics.drain()
             await self.analytics.stop()
+        if self.web is not None:
+            await self.web.ingest.drain(5)  # the last finals and summaries into the search store
+            await self.web.stop()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 

@@ -62,7 +62,8 @@ class WsClosed(Exception):
 def create_app(gw: "WebGateway") -> FastAPI:
     api = Api(gw)
     app = FastAPI(title="callscribe gateway", version="1", summary="Live captions, supervisor feed and transcript search",
-                  description="See docs/gateway.md for roles, shapes and WebSocket messages.")
+                  description="See docs/gateway.md for roles, shapes and WebSocket messages.",
+                  docs_url=None, redoc_url=None)  # their UIs load from a CDN; pages must work offline
     api.mount(app)
     return app
 
