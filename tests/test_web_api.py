@@ -375,3 +375,63 @@ async def test_metrics(env):
         text = (await client.get("/metrics", headers=env.headers("admin"))).text
     assert 'callscribe_group_lag{group="store",stream="web:finals"}' in text
     assert 'callscribe_stream_length{stream="web:alerts"}' in text
+
+
+# --- command line ------------------------------------------------------------------------------------------------------
+async def test_token_and_gateway_commands(tmp_path):
+    import os
+    import signal
+    import sys
+
+    from callscribe.gateway.web import TokenAuthority
+
+    env = {**os.environ, "CALLSCRIBE_DATA_DIR": str(tmp_path)}
+    out = await asyncio.create_subprocess_exec(sys.executable, "-m", "callscribe.cli", "token", "--role", "qa", "--sub", "quinn",
+                                               "--page", "qa", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await out.communicate()
+    assert out.returncode == 0 and b"qa token for quinn" in stderr
+    url = stdout.decode().strip()
+    assert url.startswith("http://127.0.0.1:8080/qa#token=")
+    assert TokenAuthority.from_config(Config(data_dir=str(tmp_path))).verify(url.split("#token=")[1]).sub == "quinn"
+    bad = await asyncio.create_subprocess_exec(sys.executable, "-m", "callscribe.cli", "gateway", env={**env, "REDIS_URL": ""},
+                                               stderr=asyncio.subprocess.PIPE)
+    assert await bad.wait() == 2 and b"REDIS_URL" in await bad.stderr.read()
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callscribe.cli", "gateway", "--redis-url", server.url,
+                                                "--web-port", str(port), env=env, stderr=asyncio.subprocess.PIPE)
+    try:
+        line = await asyncio.wait_for(proc.stderr.readline(), 60)
+        assert f"pages and API on http://127.0.0.1:{port}".encode() in line, line
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/ready")).json() == {"status": "ok"}
+            assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {url.split('#token=')[1]}"})).json()["sub"] == "quinn"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        server.kill()
+
+
+async def test_dead_redis_makes_the_gateway_not_ready_and_it_still_stops_cleanly(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    cfg = Config(data_dir=str(tmp_path), redis_url=server.url, web_port=0, key_prefix="dead")
+    gw = WebGateway(cfg, server.url)
+    await gw.start()
+    token = gw.auth.mint("supervisor", "s")[0]
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await client.get("/ready")).status_code == 200
+        server.kill()
+        resp = await client.get("/ready")
+        assert resp.status_code == 503 and resp.json()["detail"].startswith("Redis")
+        assert (await client.get("/health")).status_code == 200  # alive, just not ready
+        # the board keeps what it had; search still answers from the store
+        assert (await client.get("/api/v1/calls/live", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+        assert (await client.get("/api/v1/search", params={"q": "x"}, headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    await asyncio.wait_for(gw.stop(), 20)

@@ -180,3 +180,12 @@ def test_snapshot_has_everything_a_wallboard_needs():
     assert snap["type"] == "snapshot" and set(snap) == {"type", "calls", "alerts", "surges", "callbacks", "intent_series"}
     assert snap["surges"][0]["id"] == "2-0" and snap["surges"][0]["topic"] == "billing_dispute"
     assert b.apply("3-0", Transcript("c1", "agent", "c1/agent/0", 0, True, "您好", 0, 900, "zh", 0.9)) == []
+
+
+async def test_a_viewer_that_falls_behind_is_marked_not_buffered_without_limit():
+    from callscribe.gateway.web.board import Subscription
+
+    sub = Subscription(maxsize=3)
+    for i in range(10):
+        sub.offer({"n": i})
+    assert sub.overflowed and sub.queue.qsize() == 3  # the handler closes it with 1013; the page gets a fresh snapshot
