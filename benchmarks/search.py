@@ -1,11 +1,13 @@
-"""Search benchmark: load N utterances (zh + en) into the SQLite transcript store, report the ingest rate,
-then time a query mix (2-character Chinese words, longer Chinese words, English words and phrases, OR,
-exclusions, with and without filters) and report p50/p95/p99.
+"""Search benchmark: load N utterances (zh + en) into the transcript store (SQLite, or PostgreSQL with
+``--store postgresql://...``), report the ingest rate, then time a query mix (2-character Chinese words,
+longer Chinese words, English words and phrases, OR, exclusions, with and without filters) and report
+p50/p95/p99.
 
 Utterances come from the labelled dialogues in tests/data (real contact-center wording in both
 languages), spread over ``--calls`` calls, 40 agents, 6 queues and 30 days, with a per-call number
-suffix so texts are not all identical. Run: ``python -m benchmarks.search [--utterances 100000]``.
-Output: benchmarks/results/search-*.json.
+suffix so texts are not all identical. Run: ``python -m benchmarks.search [--utterances 100000]
+[--store postgresql://user@host/db]``. PostgreSQL runs in a throwaway schema (dropped at the end) and is
+ANALYZEd after the load, as autovacuum would do within a minute. Output: benchmarks/results/search-*.json.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import json
 import os
 import platform
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from callscribe.gateway.store import CallRecord, SearchQuery, SqliteStore, Utterance
+from callscribe.gateway.store import CallRecord, SearchQuery, SqliteStore, TranscriptStore, Utterance
+from callscribe.gateway.store.base import masked
 from callscribe.keyword.dialogue import read_dialogue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,13 +56,24 @@ def main() -> None:
     ap.add_argument("--utterances", type=int, default=100_000)
     ap.add_argument("--calls", type=int, default=8_000)
     ap.add_argument("--repeat", type=int, default=20, help="times each query is run")
+    ap.add_argument("--store", metavar="URL", default="",
+                    help="postgresql://... to benchmark PostgresStore on that server (default: SQLite in a temp dir)")
     args = ap.parse_args()
+    if args.store and not args.store.startswith(("postgresql://", "postgres://")):
+        ap.error("--store takes a postgresql:// URL (SQLite is the default)")
     rng = random.Random(7)
     lines = corpus()
     now_ms = int(time.time() * 1000)
     day = 86_400_000
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "bench.db")
+        pg_schema = f"bench_{os.getpid()}"
+        store: TranscriptStore
+        if args.store:
+            from callscribe.gateway.store.postgres import PostgresStore
+
+            store = PostgresStore(args.store, schema=pg_schema)
+        else:
+            store = SqliteStore(Path(tmp) / "bench.db")
         calls = []
         for i in range(args.calls):
             calls.append(CallRecord(
@@ -86,7 +101,10 @@ def main() -> None:
                 batch = []
         store.add_utterances(batch)
         ingest_s = time.perf_counter() - t0
-        db_mb = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
+        if args.store:
+            db_mb, backend = _postgres_finish_load(args.store, pg_schema)
+        else:
+            db_mb, backend = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6, f"SQLite {sqlite3.sqlite_version}"
         timings: dict[str, list[float]] = {}
         totals: dict[str, int] = {}
         for _ in range(args.repeat):
@@ -100,6 +118,8 @@ def main() -> None:
                 timings.setdefault(key, []).append((time.perf_counter() - t) * 1000)
                 totals[key] = page.total
         store.close()
+        if args.store:
+            _postgres_drop(args.store, pg_schema)
     all_ms = sorted(x for v in timings.values() for x in v)
 
     def pct(p: float) -> float:
@@ -108,7 +128,9 @@ def main() -> None:
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": f"python -m benchmarks.search --utterances {args.utterances}",
+        "command": f"python -m benchmarks.search --utterances {args.utterances}"
+                   + (f" --store {masked(args.store)}" if args.store else ""),
+        "store": backend,
         "utterances": n, "calls": args.calls, "db_mb": round(db_mb, 1),
         "ingest_s": round(ingest_s, 2), "ingest_utterances_per_s": round(n / ingest_s),
         "query_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": round(all_ms[-1], 2)},
@@ -120,6 +142,26 @@ def main() -> None:
     out = RESULTS / f"search-{dt.datetime.now():%Y%m%d-%H%M}.json"
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"saved {out.relative_to(ROOT)}")
+
+
+def _postgres_finish_load(url: str, schema: str) -> tuple[float, str]:
+    """ANALYZE the loaded tables (query plans need statistics; autovacuum would gather them within a
+    minute of a bulk load); returns (tables + indexes in MB, server version)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'ANALYZE "{schema}".calls, "{schema}".utterances')
+        size = db.execute("SELECT sum(pg_total_relation_size(format('%%I.%%I', schemaname, tablename)::regclass))"
+                          " FROM pg_tables WHERE schemaname = %s", (schema,)).fetchone()
+        version = db.execute("SHOW server_version").fetchone()
+    return float(size[0] if size else 0) / 1e6, f"PostgreSQL {version[0] if version else '?'}"
+
+
+def _postgres_drop(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

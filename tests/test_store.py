@@ -1,18 +1,25 @@
 """Transcript store and search (gateway/store): Chinese bigram indexing, query syntax, highlights, filters,
-and the Redis consumer that fills it (real Redis, with the analytics worker's summaries)."""
+and the Redis consumer that fills it (real Redis, with the analytics worker's summaries). Every store test
+runs on both backends: SQLite, and PostgreSQL on a real server the session starts (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callscribe.config import Config
-from callscribe.gateway.store import CallRecord, QueryError, SearchQuery, SqliteStore, Utterance, parse_query
+from callscribe.gateway.store import (CallRecord, PostgresStore, QueryError, SearchQuery, SqliteStore, StoreError,
+                                      TranscriptStore, Utterance, open_store, parse_query)
 from callscribe.gateway.store.ingest import StoreIngest
+from callscribe.gateway.store.postgres import _lexeme
 from callscribe.gateway.store.query import highlight, index_tokens, to_fts
 
 DIALOGUES = Path(__file__).parent / "data" / "dialogues"
@@ -39,9 +46,30 @@ def test_highlight_escapes_html_and_marks_every_hit():
     assert highlight("Manager, managers", parse_query("manager")) == "<mark>Manager</mark>, managers"
 
 
+def _pg_store(dsn: str) -> PostgresStore:
+    """A PostgresStore in a schema of its own: tests share the session's server, not each other's rows."""
+    return PostgresStore(dsn, schema=f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request, tmp_path):
+    """Opens empty stores of the backend the test runs on (closed afterwards)."""
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else ""
+    opened: list[TranscriptStore] = []
+
+    def make() -> TranscriptStore:
+        s = _pg_store(dsn) if dsn else SqliteStore(tmp_path / f"store-{len(opened)}.db")
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
 @pytest.fixture
-def store():
-    s = SqliteStore()
+def store(new_store):
+    s = new_store()
     s.upsert_call(CallRecord("c1", started_at_ms=1_000, agent_id="a7", queue="broadband"))
     s.upsert_call(CallRecord("c2", started_at_ms=50_000, agent_id="a8", queue="billing"))
     rows = [
@@ -55,8 +83,7 @@ def store():
     assert s.add_utterances(rows[:2]) == 0  # redelivered finals are no-ops
     s.upsert_call(CallRecord("c1", intent="broadband_outage", unresolved=True, alerts=("escalation",)))
     s.upsert_call(CallRecord("c2", intent="billing_dispute", unresolved=False, alerts=()))
-    yield s
-    s.close()
+    return s
 
 
 @pytest.mark.parametrize("q, calls", [
@@ -98,20 +125,177 @@ def test_call_detail_in_time_order(store):
     assert store.call("nope") is None
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=80))
-def test_any_query_text_is_searched_or_refused_cleanly(text):
-    s = SqliteStore()
-    s.add_utterances([Utterance("c", "c/customer/0", "customer", 0, 1, 'a "quoted" 投诉 OR NOT * ( ) : ^', 1)])
-    try:
-        s.search(SearchQuery(text))
-    except QueryError:
-        pass
+def test_upsert_merges_start_end_and_summaries(new_store):
+    s = new_store()
+    s.add_utterances([Utterance("c", "c/customer/0", "customer", 0, 1, "你好", 1)])
+    assert s.call("c") == (CallRecord("c"), [Utterance("c", "c/customer/0", "customer", 0, 1, "你好", 1)])
+    s.upsert_call(CallRecord("c", started_at_ms=5, agent_id="a7", queue="q", caller="138", language="zh"))
+    s.upsert_call(CallRecord("c", duration_ms=9, ended=True))  # the end fills in, clears nothing
+    s.upsert_call(CallRecord("c", intent="billing", intent_score=0.5, unresolved=True, alerts=("escalation", "legal"),
+                             reasons=("no fix",)))
+    s.upsert_call(CallRecord("c", unresolved=False))  # not a summary: nothing to change
+    assert s.call("c")[0] == CallRecord("c", 5, 9, True, "a7", "q", "138", "zh", "billing", 0.5, True,
+                                        ("escalation", "legal"), ("no fix",))
+    s.upsert_call(CallRecord("c", intent="billing", intent_score=0.9, language="en"))  # a later summary's verdict wins
+    assert s.call("c")[0] == CallRecord("c", 5, 9, True, "a7", "q", "138", "en", "billing", 0.9, False, (), ())
+    s.upsert_call(CallRecord("new", queue="vip"))
+    assert s.call("new") == (CallRecord("new", queue="vip"), [])
+    twice = Utterance("new", "new/agent/0", "agent", 0, 1, "您好", 1)
+    assert s.add_utterances([twice, twice]) == 1 and len(s.call("new")[1]) == 1  # a repeat within one batch too
+
+
+def test_one_character_query_is_unigrams_and_longer_ones_bigram_phrases(new_store):
+    s = new_store()
+    s.add_utterances([Utterance("c", "c/0", "customer", 0, 1, "网络中断了", 1), Utterance("c", "c/1", "customer", 0, 1, "中 断", 2)])
+
+    def found(q: str) -> list[str]:
+        return [h.utterance.segment_id for h in s.search(SearchQuery(q)).hits]
+
+    assert found("断") == ["c/1", "c/0"]  # inside a word too
+    assert found("中断") == ["c/0"]
+    assert found('"中 断"') == ["c/1"]  # the phrase of the two one-character words, not two adjacent characters
+    assert found("断了") == ["c/0"] and found("断 了") == ["c/0"] and found("断 -了") == ["c/1"]
+
+
+def test_any_query_text_is_searched_or_refused_cleanly(new_store):
+    s = new_store()
+    s.add_utterances([Utterance("c", "c/customer/0", "customer", 0, 1, 'a "quoted" 投诉 OR NOT * ( ) : ^ it\'s \\', 1)])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(max_size=80))
+    def search(text: str) -> None:
+        try:
+            s.search(SearchQuery(text))
+        except QueryError:
+            pass
+
+    search()
+
+
+# --- PostgreSQL only ---------------------------------------------------------------------------------
+TRICKY = ["it's a \\ test: 'x'", "don't_stop me now", "it s 断 x 中 断", "投訴！我要投诉，WiFi 5G套餐", "refunded, refunds",
+          "a:b & c | !d <-> e:*", "哈哈哈哈", "ｆｕｌｌ－ｗｉｄｔｈ ＷＩＦＩ", "🙂 emoji 投诉🙂"]
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for f in sorted(DIALOGUES.glob("*_02*.txt")):
+        lines += [line.split("\t", 1)[1] for line in f.read_text(encoding="utf-8").splitlines() if "\t" in line]
+    return TRICKY + lines
+
+
+def _fill(s: TranscriptStore, texts: list[str]) -> None:
+    for i in range(4):
+        s.upsert_call(CallRecord(f"c{i}", started_at_ms=i * 1000, agent_id=f"a{i % 2}", queue=["q0", "q1", "q2"][i % 3],
+                                 intent=["billing", "roaming"][i % 2], unresolved=i % 3 == 0,
+                                 alerts=("escalation",) if i % 2 else ("legal", "escalation")))
+    rows = [Utterance(f"c{i % 4}", f"c{i % 4}/{['agent', 'customer'][i % 2]}/{i}", ["agent", "customer"][i % 2],
+                      i, i + 1, text, (i // 3) * 1000) for i, text in enumerate(texts)]
+    assert s.add_utterances(rows) == len(rows)
+
+
+def test_postgres_answers_every_query_like_sqlite(postgres_dsn, tmp_path):
+    """Random queries made of pieces of the stored text (so they hit), with operators, quotes and filters:
+    the same totals, hits in the same order, the same highlights and terms from both backends."""
+    texts = _corpus()
+    sqlite, pg = SqliteStore(tmp_path / "s.db"), _pg_store(postgres_dsn)
+    for s in (sqlite, pg):
+        _fill(s, texts)
+    piece = st.builds(lambda t, i, n: t[i % len(t):i % len(t) + n], st.sampled_from(texts), st.integers(0, 300), st.integers(1, 6))
+    word = st.builds(lambda neg, w, quote, star: neg + (f'"{w}"' if quote else w) + star,
+                     st.sampled_from(["", "", "-"]), piece, st.booleans(), st.sampled_from(["", "", "*"]))
+    query = st.lists(st.one_of(word, st.sampled_from(["OR", "-", '"', "'", "\\", ":", "_"])), min_size=1, max_size=5).map(" ".join)
+    filters = st.fixed_dictionaries({}, optional={
+        "agent_id": st.sampled_from(["a0", "a1"]), "queue": st.sampled_from(["q0", "q2"]), "intent": st.just("roaming"),
+        "unresolved": st.booleans(), "alert": st.sampled_from(["legal", "escalation"]), "channel": st.just("agent"),
+        "since_ms": st.integers(0, 30_000), "until_ms": st.integers(0, 30_000), "limit": st.integers(-1, 250),
+        "offset": st.integers(-1, 40)})
+
+    def answer(s: TranscriptStore, q: SearchQuery) -> object:
+        try:
+            page = s.search(q)
+        except QueryError as exc:
+            return str(exc)
+        return page.total, page.offset, page.limit, page.terms, [(h.utterance, h.call, h.highlighted) for h in page.hits]
+
+    @settings(max_examples=500, deadline=None)
+    @given(query, filters)
+    def same(text: str, f: dict) -> None:
+        q = SearchQuery(text, **f)
+        assert answer(pg, q) == answer(sqlite, q)
+
+    same()
+    assert answer(pg, SearchQuery("投诉", limit=200)) == answer(sqlite, SearchQuery("投诉", limit=200))
+    sqlite.close()
+    pg.close()
+
+
+def test_postgres_quotes_lexemes_with_quotes_backslashes_and_colons(postgres_dsn):
+    with psycopg.connect(postgres_dsn) as db:
+        for token in ["it's", "a\\b", "c:d", "'", "\\", "x':*A | !y", "投诉"]:
+            lexemes = db.execute("SELECT tsvector_to_array((%s || ':1A')::tsvector)", (_lexeme(token),)).fetchone()[0]
+            assert lexemes == [token]
+            assert db.execute("SELECT %s::tsvector @@ %s::tsquery", (_lexeme(token) + ":1A", _lexeme(token) + ":A")).fetchone()[0]
+    s = _pg_store(postgres_dsn)
+    s.add_utterances([Utterance("c", "c/0", "customer", 0, 1, "it's a \\ test: 'x'", 1)])
+    for q in ["it's", "test:", "'x'", '"a \\ test"', "it's*", "s"]:
+        assert s.search(SearchQuery(q)).total == 1, q
+    assert s.search(SearchQuery("it's")).hits[0].highlighted == "<mark>it&#x27;s</mark> a \\ test: &#x27;x&#x27;"
+    assert s.search(SearchQuery("'x y'")).total == 0
+    s.close()
+
+
+def test_postgres_reconnects_when_the_server_drops_it(postgres_dsn):
+    s = _pg_store(postgres_dsn)
+    s.add_utterances([Utterance("c", "c/0", "customer", 0, 1, "我要投诉", 1)])
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("SELECT pg_terminate_backend(%s)", (s._db.info.backend_pid,))
+    assert s.search(SearchQuery("投诉")).total == 1
+    s.close()
+
+
+def test_postgres_schema_it_cannot_create_is_a_store_error(postgres_dsn):
+    with pytest.raises(StoreError, match="cannot create the tables in schema 'pg_reserved'"):
+        PostgresStore(postgres_dsn, schema="pg_reserved")
+
+
+def test_open_store_picks_the_backend(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for url in [str(tmp_path / "a.db"), "sqlite:///b.db", f"sqlite:///{tmp_path}/c.db", ":memory:", "sqlite://"]:
+        s = open_store(url)
+        assert isinstance(s, SqliteStore)
+        s.close()
+    assert {p.name for p in tmp_path.glob("*.db")} == {"a.db", "b.db", "c.db"}
+    with pytest.raises(StoreError, match="unsupported store URL mysql://u:\\*\\*\\*@h/db"):
+        open_store("mysql://u:pw@h/db")
+
+
+def test_open_store_opens_postgres_urls(postgres_dsn):
+    for url in [postgres_dsn, postgres_dsn.replace("postgresql://", "postgres://")]:
+        s = open_store(url)
+        assert isinstance(s, PostgresStore) and s.schema == "callscribe"
+        s.close()
+
+
+def test_unreachable_postgres_is_a_store_error_and_fast():
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers: only the timeout ends it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        host, port = silent.getsockname()
+        t0 = time.monotonic()
+        with pytest.raises(StoreError, match=f"cannot connect to PostgreSQL at postgresql://u:\\*\\*\\*@{host}:{port}/db") as err:
+            PostgresStore(f"postgresql://u:s3cret@{host}:{port}/db", connect_timeout_s=1)
+        assert time.monotonic() - t0 < 5 and "s3cret" not in str(err.value)
+    with pytest.raises(StoreError, match="cannot connect") as err:
+        open_store(f"postgresql://u:s3cret@{host}:{port}/db?connect_timeout=1")  # closed now: refused at once
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(StoreError, match="invalid PostgreSQL DSN"):
+        PostgresStore("postgresql://u:s3cret@[::1/db")
 
 
 # --- filled from Redis -----------------------------------------------------------------------------
 @pytest.mark.integration
-async def test_ingest_fills_the_store_from_redis_once(redis_server, tmp_path):
+async def test_ingest_fills_the_store_from_redis_once(redis_server, new_store):
     from callscribe.keyword.worker import AnalyticsWorker
 
     from .test_analytics_live import _publish_calls
@@ -123,7 +307,7 @@ async def test_ingest_fills_the_store_from_redis_once(redis_server, tmp_path):
     await worker.start()
     assert await worker.drain(30)
     await worker.stop()
-    store = SqliteStore(tmp_path / "store.db")
+    store = new_store()
     first = StoreIngest(cfg, redis_server.url, store, consumer="s1")
     first.BATCH = 7
     await first.start()
@@ -145,4 +329,3 @@ async def test_ingest_fills_the_store_from_redis_once(redis_server, tmp_path):
                  if "\t" in line and not line.split("\t", 1)[1].startswith("["))
     assert len(utterances) == finals  # each final once, none lost
     assert store.search(SearchQuery('"speak to"', alert="escalation")).total >= 1 or store.search(SearchQuery("manager")).total >= 1
-    store.close()

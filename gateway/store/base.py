@@ -1,10 +1,25 @@
-"""The store's interface and rows. Backends (SQLite now, PostgreSQL next) implement :class:`TranscriptStore`
-so the gateway's search API and the ingest consumer never know which one is behind them."""
+"""The store's interface and rows. Backends (SQLite, PostgreSQL) implement :class:`TranscriptStore` so the
+gateway's search API and the ingest consumer never know which one is behind them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
+
+from callscribe.errors import CallscribeError
+
+
+class StoreError(CallscribeError):
+    """The store cannot be opened: an unsupported URL, a bad DSN, a server that is down or refuses the login.
+    The message names the URL (password masked) and what went wrong."""
+
+
+def masked(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (in ``user:pw@``, ``password=pw`` or ``?password=pw``),
+    so error messages and logs can name the store without leaking the credential."""
+    url = re.sub(r"(://[^:/@\s]*:)\S*@", r"\1***@", url)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", url, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +52,16 @@ class CallRecord:
     unresolved: bool = False
     alerts: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
+
+
+def fields_set_by(call: CallRecord) -> list[str]:
+    """The columns an update with ``call`` writes (both backends merge by this rule): the fields it sets
+    (non-default), and a call summary's verdict (unresolved, alerts, reasons) even when false or empty."""
+    defaults = CallRecord(call.call_id)
+    names = [f for f in CallRecord.__dataclass_fields__ if f != "call_id" and getattr(call, f) != getattr(defaults, f)]
+    if call.intent:
+        names += [f for f in ("unresolved", "alerts", "reasons") if f not in names]
+    return names
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from callscribe.errors import CallscribeError
 from callscribe.keyword.normalize import fold, is_han
 
-__all__ = ["QueryError", "Term", "parse_query", "index_tokens", "to_fts", "highlight"]
+__all__ = ["QueryError", "Term", "parse_query", "index_tokens", "to_fts", "highlight", "pieces_of", "han_tokens"]
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'_]*\*?")
 MAX_TERMS = 16
@@ -41,13 +41,13 @@ class Term:
     alternatives: tuple[str, ...] = ()  # OR-ed with text
 
 
-def _han_tokens(run: str) -> list[str]:
+def han_tokens(run: str) -> list[str]:
     if len(run) == 1:
         return [run]
     return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
-def _pieces(folded: str) -> list[tuple[str, str]]:
+def pieces_of(folded: str) -> list[tuple[str, str]]:
     """("han", run) and ("word", w) pieces in order."""
     out: list[tuple[str, str]] = []
     run: list[str] = []
@@ -76,9 +76,9 @@ def index_tokens(text: str) -> tuple[str, str]:
     """(bi, uni): the two indexed columns of an utterance (see the module docstring)."""
     bi: list[str] = []
     uni: list[str] = []
-    for kind, piece in _pieces(fold(text)):
+    for kind, piece in pieces_of(fold(text)):
         if kind == "han":
-            bi.extend(_han_tokens(piece))
+            bi.extend(han_tokens(piece))
             uni.extend(piece)
         else:
             bi.append(piece.rstrip("*"))
@@ -101,7 +101,7 @@ def parse_query(text: str) -> list[Term]:
         negated = token.startswith("-") and len(token) > 1
         body = token[1:] if negated else token
         body = fold(body.strip('"')).strip()
-        if not body or not _pieces(body):
+        if not body or not pieces_of(body):
             continue
         if pending_or and not negated and not terms[-1].negated:
             last = terms.pop()
@@ -117,14 +117,14 @@ def parse_query(text: str) -> list[Term]:
 
 
 def _fts_phrase(folded: str) -> str:
-    pieces = _pieces(folded)
+    pieces = pieces_of(folded)
     if len(pieces) == 1 and pieces[0][0] == "han" and len(pieces[0][1]) == 1:
         return f'uni : "{pieces[0][1]}"'
     tokens: list[str] = []
     prefix = False
     for kind, piece in pieces:
         if kind == "han":
-            tokens.extend(_han_tokens(piece))
+            tokens.extend(han_tokens(piece))
         else:
             prefix = piece.endswith("*")
             tokens.append(piece.rstrip("*"))

@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import CallRecord, Hit, SearchPage, SearchQuery, Utterance
+from .base import CallRecord, Hit, SearchPage, SearchQuery, Utterance, fields_set_by
 from .query import highlight, index_tokens, parse_query, to_fts
 
 __all__ = ["SqliteStore"]
@@ -170,15 +170,5 @@ def _call_from_row(row: Sequence[Any]) -> CallRecord:
 
 
 def _merge(old: CallRecord, new: CallRecord) -> CallRecord:
-    """Fields ``new`` sets (non-default) win; a call summary's verdict replaces the earlier one."""
-    changes = {}
-    defaults = CallRecord(call_id=old.call_id)
-    for name in _CALL_COLS:
-        value = getattr(new, name)
-        if value != getattr(defaults, name):
-            changes[name] = value
-    if new.intent:  # a summary: its unresolved/alerts are the call's verdict, even when false/empty
-        changes.setdefault("unresolved", new.unresolved)
-        changes.setdefault("alerts", new.alerts)
-        changes.setdefault("reasons", new.reasons)
-    return replace(old, **changes)
+    """``new`` over ``old`` by the shared rule (:func:`~.base.fields_set_by`)."""
+    return replace(old, **{name: getattr(new, name) for name in fields_set_by(new)})
