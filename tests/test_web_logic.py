@@ -189,3 +189,12 @@ async def test_a_viewer_that_falls_behind_is_marked_not_buffered_without_limit()
     for i in range(10):
         sub.offer({"n": i})
     assert sub.overflowed and sub.queue.qsize() == 3  # the handler closes it with 1013; the page gets a fresh snapshot
+
+
+async def test_a_subscription_filter_keeps_other_agents_calls_out():
+    from callscribe.gateway.web.board import Subscription
+
+    sub = Subscription(accept=lambda m: m.get("agent") == "a7")
+    for agent in ("a7", "a8", "a7"):
+        sub.offer({"agent": agent})
+    assert sub.queue.qsize() == 2

@@ -390,8 +390,11 @@ class Api:
             return
         board = self.gw.board
 
+        def mine(msg: dict[str, Any]) -> bool:
+            return (msg["type"] == "call" and msg["call"]["agent_id"] == agent) or msg["type"] == "call_removed"
+
         async def pump() -> None:
-            sub = board.subscribe(maxsize=200)
+            sub = board.subscribe(maxsize=200, accept=mine)
             try:
                 sent: Any = object()
                 while True:

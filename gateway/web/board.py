@@ -265,21 +265,21 @@ class BoardState:
 
 
 class Subscription:
-    """One viewer's bounded queue of board messages."""
+    """One viewer's bounded queue of board messages; ``accept`` keeps out what this viewer never shows
+    (an agent desk needs its own agent's calls, not every call in the building)."""
 
-    def __init__(self, maxsize: int = 1000) -> None:
+    def __init__(self, maxsize: int = 1000, accept: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self.accept = accept
         self.overflowed = False
-        self.wakeup = asyncio.Event()
 
     def offer(self, msg: dict[str, Any]) -> None:
-        if self.overflowed:
+        if self.overflowed or (self.accept is not None and not self.accept(msg)):
             return
         try:
             self.queue.put_nowait(msg)
         except asyncio.QueueFull:
-            self.overflowed = True
-            self.wakeup.set()
+            self.overflowed = True  # its handler sees this on its next message and closes with 1013
 
 
 class Board:
@@ -319,8 +319,8 @@ class Board:
             self._task = None
         await self.redis.aclose()
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        sub = Subscription(maxsize)
+    def subscribe(self, maxsize: int = 1000, accept: Callable[[dict[str, Any]], bool] | None = None) -> Subscription:
+        sub = Subscription(maxsize, accept)
         self.subscribers.add(sub)
         return sub
 
