@@ -68,7 +68,7 @@ class Service:
             progress("starting the web gateway (pages, API, transcript search)")
             self.web = WebGateway(self.cfg, self.redis_url, service_metrics=self.ingest.metrics)
             await self.web.start(port=web_port)
-            progress(f"pages and API on {self.web.url}")
+            progress(f"pages and API on {self.web.url} (sign in with a token: callscribe token --role supervisor --sub NAME --page wallboard)")
         if self.cfg.sip:
             from callscribe.gateway.sip.server import SipServer
 

@@ -114,8 +114,9 @@ function resetCall(next) {
       onFatal: (kind, reason) => {
         const note = $("captions-note");
         note.hidden = false;
-        const what = kind === "unknown" ? t("unknown_call") : kind === "forbidden" ? t("forbidden") : t("token_invalid");
-        note.textContent = t("captions_unavailable", { reason: reason ? `${what} (${reason})` : what });
+        const what = kind === "unknown" ? t("unknown_call") : kind === "forbidden" ? t("forbidden")
+          : kind === "invalid" ? t("token_invalid") : "";
+        note.textContent = t("captions_unavailable", { reason: [what, reason].filter(Boolean).join(" · ") });
       },
     },
   );
@@ -235,6 +236,8 @@ function renderAll() {
   $("waiting").hidden = has;
   $("call-info").hidden = !has;
   $("call-card").dataset.state = has ? (ended ? "ended" : "live") : "none";
+  // The big empty caption area says it too (CSS shows data-empty while it has no children).
+  $("captions").dataset.empty = has ? "" : t("waiting_call");
   if (watchedAgent) renderWatching();
   // The caption channel labels are translated text: refresh them.
   for (const who of document.querySelectorAll("#captions .utt .who")) {

@@ -24,6 +24,7 @@ export const I18N = {
     unknown_call: "未知通话",
     network_error: "无法连接服务器：{msg}",
     server_error: "服务器错误（{status}）",
+    ws_refused: "服务器拒绝连接（{code}）：{reason}",
     logout: "更换令牌",
     not_logged_in: "未登录",
     role_agent: "坐席",
@@ -57,6 +58,7 @@ export const I18N = {
     intent_unknown: "未识别",
     any: "全部",
     none_dash: "—",
+    colon: "：",
     // unresolved reasons (keyword/analyzer.py)
     "reason:transferred more than once": "多次转接",
     "reason:left pending: ticket, callback or wait for notice": "待处理：工单、回电或等通知",
@@ -198,6 +200,7 @@ export const I18N = {
     unknown_call: "Unknown call",
     network_error: "Cannot reach the server: {msg}",
     server_error: "Server error ({status})",
+    ws_refused: "The server refused the connection ({code}): {reason}",
     logout: "Change token",
     not_logged_in: "Not signed in",
     role_agent: "Agent",
@@ -229,6 +232,7 @@ export const I18N = {
     intent_unknown: "Unknown",
     any: "Any",
     none_dash: "—",
+    colon: ": ",
     "reason:transferred more than once": "Transferred more than once",
     "reason:left pending: ticket, callback or wait for notice": "Left pending: ticket, callback or wait for notice",
     "reason:customer transferred around": "Customer transferred around",
@@ -537,8 +541,9 @@ export function hideNotice() {
   if (box) box.hidden = true;
 }
 
-export function forbidden() {
-  showNotice("forbidden", t("forbidden"));
+/** 403 / close 4403: the token is fine but its role may not see this; `reason` from the server. */
+export function forbidden(reason) {
+  showNotice("forbidden", t("forbidden") + (reason ? ` (${reason})` : ""));
 }
 
 let me = null;
@@ -582,6 +587,12 @@ function wireHeader() {
     });
   }
   onLangChange(renderWho);
+  // A #token=... link opened in this same tab changes only the fragment: no page load happens.
+  window.addEventListener("hashchange", () => {
+    if (!new URLSearchParams(location.hash.replace(/^#/, "")).get("token")) return;
+    takeTokenFromFragment();
+    location.reload();
+  });
 }
 
 /**
@@ -659,7 +670,7 @@ export async function api(path, { method = "GET", body, query } = {}) {
   if (!res.ok) {
     const detail = data && typeof data.detail === "string" ? data.detail : data && data.detail ? JSON.stringify(data.detail) : "";
     if (res.status === 401) authFailed();
-    else if (res.status === 403) forbidden();
+    else if (res.status === 403) forbidden(detail);
     throw new ApiError(res.status, detail);
   }
   return data;
@@ -690,7 +701,7 @@ export function wsUrl(path) {
 
 /**
  * A WebSocket that reconnects with exponential backoff (0.5 s doubling to 5 s, reset after an open)
- * and stops for good on 4401/4403/4404.
+ * and stops for good on 4401/4403/4404 (and any other 44xx close: a request retrying cannot fix).
  *   path: string or function returning the path (called at each connect: captions resume with ?after=)
  *   onMessage(obj): each JSON message; onOpen(); onFatal(kind, reason); onState(state)
  * state: "connecting" | "open" | "reconnecting" | "closed".
@@ -767,7 +778,8 @@ export class ReconnectingSocket {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      if (ev.code in FATAL_CLOSE) {
+      // 4401/4403/4404 and any other 44xx (e.g. a bad request): retrying cannot help.
+      if (ev.code >= 4400 && ev.code <= 4499) {
         this._fatal(ev.code, ev.reason);
         return;
       }
@@ -788,9 +800,10 @@ export class ReconnectingSocket {
   _fatal(code, reason) {
     this.stopped = true;
     this._setState("closed");
-    const kind = FATAL_CLOSE[code];
+    const kind = FATAL_CLOSE[code] || "refused";
     if (kind === "invalid") authFailed();
-    else if (kind === "forbidden") forbidden();
+    else if (kind === "forbidden") forbidden(reason);
+    else if (kind === "refused") showNotice("error", t("ws_refused", { code, reason: reason || "" }));
     this.onFatal(kind, reason || "", code);
   }
 }

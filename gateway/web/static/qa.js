@@ -30,7 +30,7 @@ function start() {
     pushState();
     runSearch();
   });
-  $("reset").addEventListener("click", () => {
+  $("clear").addEventListener("click", () => {
     $("search-form").reset();
     offset = 0;
     lastPage = null;
@@ -365,7 +365,7 @@ function eventNode(ev) {
     case "alert":
       label = `${t("ev_alert")} · ${categoryName(ev.category)} · ${severityName(ev.severity)}`;
       when = fmtOffset(ev.start_ms);
-      if (alertText(ev)) body = [el("span.q-who", { text: channelName(ev.channel) + "：" }), alertText(ev)];
+      if (alertText(ev)) body = [el("span.q-who", { text: channelName(ev.channel) + t("colon") }), alertText(ev)];
       break;
     case "intent":
     case "intent_update":
@@ -376,7 +376,7 @@ function eventNode(ev) {
       label = `${t("ev_flag")} · ${t(ev.unresolved ? "flag_unresolved" : "flag_resolved")} · ${t(ev.final ? "ev_flag_final" : "flag_provisional")}`;
       body = [
         ...(ev.reasons || []).map((r) => el("div.reason", { text: reasonName(r) })),
-        ...(ev.quotes || []).map((q) => el("div.quote", null, el("span.q-who", { text: `${channelName(q.channel)} ${fmtOffset(q.start_ms)}：` }), q.text)),
+        ...(ev.quotes || []).map((q) => el("div.quote", null, el("span.q-who", { text: `${channelName(q.channel)} ${fmtOffset(q.start_ms)}${t("colon")}` }), q.text)),
       ];
       break;
     case "call_summary":
@@ -386,6 +386,11 @@ function eventNode(ev) {
         ...(ev.alerts || []).map((cat) => el("span.badge.cat", { dataset: { category: cat }, text: categoryName(cat) })),
         ...(ev.reasons || []).map((r) => el("div.reason", { text: reasonName(r) })),
       ];
+      break;
+    case "dtmf":
+      label = t("dtmf", { d: ev.digit });
+      when = fmtOffset(ev.at_ms);
+      body = [channelName(ev.channel)];
       break;
     case "call_started":
       label = t("ev_call_started");

@@ -95,7 +95,7 @@ function addAlert(a) {
   if (c && !(c.alerts || []).includes(a.category)) c.alerts = [...(c.alerts || []), a.category];
   markFresh(key);
   beep(a.severity);
-  renderAlerts();
+  prependAlert(a);
   renderCalls();
   renderCounters();
 }
@@ -204,6 +204,17 @@ function renderAlerts() {
   box.replaceChildren(...alerts.map(alertNode));
 }
 
+/** Put one live alert on top without rebuilding the feed (other alerts keep their flash running). */
+function prependAlert(a) {
+  const box = $("alerts");
+  const key = alertKey(a);
+  for (const node of [...box.children]) {
+    if (!node.classList.contains("alert") || node.dataset.alertId === key) node.remove();
+  }
+  box.prepend(alertNode(a));
+  while (box.children.length > MAX_ALERTS) box.lastElementChild.remove();
+}
+
 function alertNode(a) {
   const key = alertKey(a);
   return el(
@@ -219,7 +230,7 @@ function alertNode(a) {
       el("span.mono", { text: a.call_id }),
       a.agent_id ? el("span", { text: `${t("agent")} ${a.agent_id}` }) : null,
       a.channel ? el("span", { text: channelName(a.channel) }) : null,
-      el("span.mono", { text: fmtOffset(a.start_ms) })),
+      a.start_ms || a.end_ms ? el("span.mono", { text: fmtOffset(a.start_ms) }) : null),
     alertText(a) ? el("div.quote", { class: alertText(a) === a.quote ? null : "derived", title: a.quote || null, text: alertText(a) }) : null,
   );
 }
@@ -274,7 +285,7 @@ function callbackNode(cb) {
     el("div.cb-reasons", null,
       cb.intent ? el("span.cb-intent", { dataset: { intent: cb.intent }, text: intentName(cb.intent) }) : null,
       (cb.reasons || []).map((r) => el("span.reason", { dataset: { reason: r }, text: reasonName(r) }))),
-    quote ? el("div.quote", null, el("span.q-who", { text: channelName(quote.channel) + "：" }), quote.text) : null,
+    quote ? el("div.quote", null, el("span.q-who", { text: channelName(quote.channel) + t("colon") }), quote.text) : null,
     error,
   );
 }
