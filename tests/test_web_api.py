@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from callscribe.config import Config
-from callscribe.events import Alert, CallEnded, CallFlag, CallStarted, Quote, Transcript, to_fields
+from callscribe.events import Alert, CallEnded, CallFlag, CallStarted, IntentUpdate, Quote, Transcript, to_fields
 from callscribe.gateway.web import WebGateway
 from callscribe.gateway.web.app import PAGES
 from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
@@ -80,6 +80,9 @@ async def env(tmp_path_factory):
                   segment_id="c-own/customer/0", trigger_at_ms=T0 + 3000, emitted_at_ms=T0 + 3010)
     for stream in (keys.alerts_stream(cfg), keys.call_stream(cfg, "c-own")):
         await r.xadd(stream, to_fields(alert))
+    intent = IntentUpdate("c-own", 1, "broadband_outage", "Broadband outage", 0.42, "other", 0.1, 1)
+    for stream in (keys.insights_stream(cfg), keys.call_stream(cfg, "c-own")):
+        await r.xadd(stream, to_fields(intent))
     await r.aclose()
     gw = WebGateway(cfg, server.url)
     await gw.start()
@@ -309,9 +312,11 @@ async def test_search_and_call_detail(env):
         assert (await client.get("/api/v1/search", params={"q": "投诉", "agent": "nobody"}, headers=qa)).json()["total"] == 0
         detail = (await client.get("/api/v1/calls/c-own", headers=qa)).json()
         assert [u["segment_id"] for u in detail["utterances"]] == ["c-own/customer/0", "c-own/agent/1", "c-own/customer/2"]
-        assert any(e["type"] == "alert" and e["category"] == "escalation" for e in detail["events"])
+        assert {e["type"] for e in detail["events"]} == {"alert", "intent"}
         sup = (await client.get("/api/v1/calls/c-own", headers=env.headers("supervisor"))).json()
         assert sup["call"]["caller"] == "13812345678"
+        intent = next(e for e in sup["events"] if e["type"] == "intent")
+        assert (intent["intent"], intent["score"]) == ("broadband_outage", 0.42)
 
 
 async def test_qa_reads_redacted_text_even_when_storage_is_raw(tmp_path):

@@ -43,7 +43,7 @@ STATIC = Path(__file__).parent / "static"
 PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html"}
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 _CALL_ID = re.compile(r"^[\w.:@+-]{1,128}$")
-DETAIL_EVENTS = ("alert", "intent_update", "call_flag", "call_summary", "dtmf")
+DETAIL_EVENTS = ("alert", "intent", "call_flag", "call_summary", "dtmf")
 WS_PROTOCOL = "callscribe.v1"
 PING_S = 15.0
 
