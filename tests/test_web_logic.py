@@ -25,19 +25,26 @@ def test_minted_tokens_verify_with_role_and_agent():
     assert (sup.role, sup.agent_id) == ("supervisor", "")
 
 
-@pytest.mark.parametrize("token, why", [
-    (None, "no token"),
-    ("", "no token"),
-    ("not-a-jwt", "invalid token"),
-    (jwt.encode({"sub": "x", "role": "admin", "exp": int(time.time()) + 60, "iss": "callscribe"}, b"o" * 32, algorithm="HS256"), "invalid token"),
-    (jwt.encode({"sub": "x", "role": "admin", "exp": int(time.time()) - 60, "iss": "callscribe"}, SECRET, algorithm="HS256"), "expired"),
-    (jwt.encode({"sub": "x", "role": "root", "exp": int(time.time()) + 60, "iss": "callscribe"}, SECRET, algorithm="HS256"), "unknown role"),
-    (jwt.encode({"sub": "x", "role": "agent", "exp": int(time.time()) + 60, "iss": "callscribe"}, SECRET, algorithm="HS256"), "without agent_id"),
-    (jwt.encode({"sub": "x", "role": "admin", "iss": "callscribe"}, SECRET, algorithm="HS256"), "invalid token"),
-    (jwt.encode({"sub": "x", "role": "admin", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"), "invalid token"),
-    (jwt.encode({"sub": "x", "role": "admin", "exp": int(time.time()) + 60, "iss": "callscribe"}, SECRET, algorithm="HS512"), "invalid token"),
-])
-def test_bad_tokens_are_refused_with_a_reason(token, why):
+FUTURE, PAST = 3600, -60  # expiry offsets, applied when the test runs (not at collection: the suite takes minutes)
+
+
+@pytest.mark.parametrize("claims, key, alg, why", [
+    (None, None, None, "no token"),
+    ("", None, None, "no token"),
+    ("not-a-jwt", None, None, "invalid token"),
+    ({"sub": "x", "role": "admin", "exp": FUTURE, "iss": "callscribe"}, b"o" * 64, "HS256", "invalid token"),
+    ({"sub": "x", "role": "admin", "exp": PAST, "iss": "callscribe"}, SECRET, "HS256", "expired"),
+    ({"sub": "x", "role": "root", "exp": FUTURE, "iss": "callscribe"}, SECRET, "HS256", "unknown role"),
+    ({"sub": "x", "role": "agent", "exp": FUTURE, "iss": "callscribe"}, SECRET, "HS256", "without agent_id"),
+    ({"sub": "x", "role": "admin", "iss": "callscribe"}, SECRET, "HS256", "invalid token"),
+    ({"sub": "x", "role": "admin", "exp": FUTURE}, SECRET, "HS256", "invalid token"),
+    ({"sub": "x", "role": "admin", "exp": FUTURE, "iss": "callscribe"}, SECRET, "HS512", "invalid token"),
+], ids=["none", "empty", "garbage", "other-secret", "expired", "unknown-role", "agent-without-id", "no-exp", "no-issuer", "other-alg"])
+def test_bad_tokens_are_refused_with_a_reason(claims, key, alg, why):
+    token = claims
+    if isinstance(claims, dict):
+        body = {**claims, **({"exp": int(time.time()) + claims["exp"]} if "exp" in claims else {})}
+        token = jwt.encode(body, key, algorithm=alg)
     with pytest.raises(AuthError, match=why):
         TokenAuthority(SECRET).verify(token)
 
