@@ -80,6 +80,22 @@ class SearchQuery:
     offset: int = 0
 
 
+def filter_clauses(q: SearchQuery, ph: str) -> tuple[list[str], list[object]]:
+    """WHERE clauses and arguments of the filters both backends share (``u`` = utterances, ``c`` = calls;
+    ``ph`` is the driver's placeholder). Text match and the alert filter are each backend's own."""
+    where: list[str] = []
+    args: list[object] = []
+    for column, value in (("c.agent_id", q.agent_id), ("c.queue", q.queue), ("c.intent", q.intent), ("u.channel", q.channel)):
+        if value:
+            where.append(f"{column} = {ph}")
+            args.append(value)
+    for clause, value in (("u.at_ms >= ", q.since_ms), ("u.at_ms < ", q.until_ms), ("c.unresolved = ", q.unresolved)):
+        if value is not None:
+            where.append(clause + ph)
+            args.append(value)
+    return where, args
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     utterance: Utterance

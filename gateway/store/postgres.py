@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .base import CallRecord, Hit, SearchPage, SearchQuery, StoreError, Utterance, fields_set_by, masked
+from .base import CallRecord, Hit, SearchPage, SearchQuery, StoreError, Utterance, fields_set_by, filter_clauses, masked
 from .query import Term, han_tokens, pieces_of, highlight, index_tokens, parse_query
 
 __all__ = ["PostgresStore"]
@@ -171,24 +171,10 @@ class PostgresStore:
     def search(self, q: SearchQuery) -> SearchPage:
         t0 = time.perf_counter()
         terms = parse_query(q.text) if q.text.strip() else []
-        where: list[str] = []
-        args: list[Any] = []
+        where, args = filter_clauses(q, "%s")
         if terms:
             where.append("u.tsv @@ %s::tsquery")
             args.append(_tsquery(terms))
-        for column, value in (("c.agent_id", q.agent_id), ("c.queue", q.queue), ("c.intent", q.intent), ("u.channel", q.channel)):
-            if value:
-                where.append(f"{column} = %s")
-                args.append(value)
-        if q.since_ms is not None:
-            where.append("u.at_ms >= %s")
-            args.append(q.since_ms)
-        if q.until_ms is not None:
-            where.append("u.at_ms < %s")
-            args.append(q.until_ms)
-        if q.unresolved is not None:
-            where.append("c.unresolved = %s")
-            args.append(q.unresolved)
         if q.alert:
             where.append("%s = ANY(c.alerts)")
             args.append(q.alert)

@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import CallRecord, Hit, SearchPage, SearchQuery, Utterance, fields_set_by
+from .base import CallRecord, Hit, SearchPage, SearchQuery, Utterance, fields_set_by, filter_clauses
 from .query import highlight, index_tokens, parse_query, to_fts
 
 __all__ = ["SqliteStore"]
@@ -112,24 +112,10 @@ class SqliteStore:
     def search(self, q: SearchQuery) -> SearchPage:
         t0 = time.perf_counter()
         terms = parse_query(q.text) if q.text.strip() else []
-        where: list[str] = []
-        args: list[Any] = []
+        where, args = filter_clauses(q, "?")
         if terms:
             where.append("u.id IN (SELECT rowid FROM utterances_fts WHERE utterances_fts MATCH ?)")
             args.append(to_fts(terms))
-        for column, value in (("c.agent_id", q.agent_id), ("c.queue", q.queue), ("c.intent", q.intent), ("u.channel", q.channel)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if q.since_ms is not None:
-            where.append("u.at_ms >= ?")
-            args.append(q.since_ms)
-        if q.until_ms is not None:
-            where.append("u.at_ms < ?")
-            args.append(q.until_ms)
-        if q.unresolved is not None:
-            where.append("c.unresolved = ?")
-            args.append(int(q.unresolved))
         if q.alert:
             where.append("EXISTS (SELECT 1 FROM json_each(c.alerts) WHERE value = ?)")
             args.append(q.alert)
