@@ -172,17 +172,21 @@ async def test_live_captions_alert_on_wallboard_and_qa_search(stack, browser):
     assert 0 <= latency_ms < 2000, latency_ms
     await board_page.wait_for_selector('#calls tr[data-call-id="page-en"]', timeout=5_000)
     await _shot(board_page, "wallboard")
+    await board_page.click("#lang")  # Chinese and English UI
+    await board_page.wait_for_selector("html[lang=en]", timeout=5_000)
+    assert "Alerts" in await board_page.inner_text("body")
+    await _shot(board_page, "wallboard-en")
     # QA: the stored transcripts, by a 2-character Chinese word and by an English phrase
     assert await web.ingest.drain(15)
     qa_page, qa_errors = await _page(browser, web.page_url("qa", web.auth.mint("qa", "quinn")[0]), "qa", ready="#q")
-    for query, call_id, marked in (("股市", "page-zh", "股市"), ('"great sorrow"', "page-en", "great sorrow")):
+    for query, call_id, marked, shot in (("股市", "page-zh", "股市", "qa-zh-word"), ('"great sorrow"', "page-en", "great sorrow", "qa-en-phrase")):
         await qa_page.fill("#q", query)
         await qa_page.press("#q", "Enter")
         hit = qa_page.locator(f'#results .hit[data-call-id="{call_id}"]').first
         await hit.wait_for(timeout=10_000)
         marks = [m.lower() for m in await hit.locator(".hl mark").all_text_contents()]
         assert marked in marks, (query, marks)
-    await _shot(qa_page, "qa-results")
+        await _shot(qa_page, shot)
     await qa_page.locator('#results .hit[data-call-id="page-en"]').first.click()
     await qa_page.wait_for_selector("#call-detail .utt", timeout=10_000)
     texts = " ".join(await qa_page.locator("#call-detail .utt").all_text_contents()).lower()
