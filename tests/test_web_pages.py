@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from callscribe.events import Alert, Transcript, from_fields
+from callscribe.events import Alert, from_fields
 from callscribe.gateway.client import IngestClient
 from callscribe.gateway.web import WebGateway
 from callscribe.keyword.packs import bundled_pack_paths

@@ -14,7 +14,7 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -34,7 +34,7 @@ from callscribe.stream import keys
 from .auth import AuthError, Principal
 from .board import mask_caller
 
-if False:  # typing only; avoids an import cycle with server.py
+if TYPE_CHECKING:  # server.py imports this module
     from .server import WebGateway
 
 log = logging.getLogger(__name__)
