@@ -14,9 +14,9 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Query, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from callscribe.errors import SchemaError
-from callscribe.events import CallbackDone, Transcript, from_fields, to_dict, to_fields
-from callscribe.gateway.store import QueryError, SearchQuery
+from callscribe.events import CallbackDone, CallStarted, Transcript, from_fields, to_dict, to_fields
+from callscribe.gateway.store import CallRecord, QueryError, SearchQuery, Utterance
 from callscribe.gateway.store.query import highlight, parse_query
 from callscribe.keyword.redact import redact
 from callscribe.stream import keys
@@ -46,6 +46,9 @@ _CALL_ID = re.compile(r"^[\w.:@+-]{1,128}$")
 DETAIL_EVENTS = ("alert", "intent", "call_flag", "call_summary", "dtmf")
 WS_PROTOCOL = "callscribe.v1"
 PING_S = 15.0
+PING = '{"type":"ping"}'
+StoredCall = Optional[tuple[CallRecord, list[Utterance]]]  # what TranscriptStore.call answers
+_UNREAD: Any = object()
 
 
 class TokenRequest(BaseModel):
@@ -57,6 +60,10 @@ class TokenRequest(BaseModel):
 
 class WsClosed(Exception):
     """The WebSocket was closed by us for a reason already sent to the client."""
+
+
+class RoleError(Exception):
+    """A valid token whose role may not use this (HTTP 403, WebSocket 4403)."""
 
 
 def create_app(gw: "WebGateway") -> FastAPI:
@@ -75,17 +82,27 @@ class Api:
         self._bearer = HTTPBearer(auto_error=False)
 
     # --- auth --------------------------------------------------------------------------------------------
+    def authorize(self, token: str | None, roles: tuple[str, ...]) -> Principal:
+        """Who holds ``token``, if one of ``roles`` (admin always is): :class:`AuthError` or :class:`RoleError`."""
+        who = self.gw.auth.verify(token)
+        if who.role != "admin" and who.role not in roles:
+            raise RoleError(f"role {who.role} may not use this")
+        return who
+
+    def http_principal(self, creds: HTTPAuthorizationCredentials | None, roles: tuple[str, ...]) -> Principal:
+        """:meth:`authorize` for HTTP: 401 without a valid token, 403 for another role."""
+        try:
+            return self.authorize(creds.credentials if creds else None, roles)
+        except AuthError as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+        except RoleError as exc:
+            raise HTTPException(403, str(exc)) from exc
+
     def allow(self, *roles: str) -> Callable[..., Awaitable[Principal]]:
-        """A dependency that admits these roles (and admin): 401 without a valid token, 403 for another role."""
+        """A dependency that admits these roles (and admin)."""
 
         async def dependency(creds: HTTPAuthorizationCredentials | None = Depends(self._bearer)) -> Principal:
-            try:
-                who = self.gw.auth.verify(creds.credentials if creds else None)
-            except AuthError as exc:
-                raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-            if who.role != "admin" and who.role not in roles:
-                raise HTTPException(403, f"role {who.role} may not use this")
-            return who
+            return self.http_principal(creds, roles)
 
         return dependency
 
@@ -98,33 +115,35 @@ class Api:
             token = header[7:].strip()
         await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         try:
-            who = self.gw.auth.verify(token)
+            return self.authorize(token, roles)
         except AuthError as exc:
             await _close(ws, 4401, str(exc))
             raise WsClosed from exc
-        if who.role != "admin" and who.role not in roles:
-            await _close(ws, 4403, f"role {who.role} may not use this")
-            raise WsClosed
-        return who
+        except RoleError as exc:
+            await _close(ws, 4403, str(exc))
+            raise WsClosed from exc
 
-    async def call_owner(self, call_id: str) -> str | None:
-        """The agent of a call (board, else store); None when the call is unknown."""
+    async def stored_call(self, call_id: str) -> StoredCall:
+        return await asyncio.to_thread(self.gw.store.call, call_id)
+
+    async def call_owner(self, call_id: str, stored: StoredCall = _UNREAD) -> str | None:
+        """The agent of a call (board, else store, else its stream's call_started); None when the call is
+        unknown. ``stored``: the store's answer, when the caller has already asked it."""
         info = self.gw.board.state.calls.get(call_id)
         if info is not None:
             return info.agent_id
-        found = await asyncio.to_thread(self.gw.store.call, call_id)
-        if found is not None:
-            return found[0].agent_id
-        if await self.gw.redis.exists(keys.call_stream(self.cfg, call_id)):
-            return await self._owner_from_stream(call_id)
-        return None
-
-    async def _owner_from_stream(self, call_id: str) -> str:
+        if stored is _UNREAD:
+            stored = await self.stored_call(call_id)
+        if stored is not None:
+            return stored[0].agent_id
         first = await self.gw.redis.xrange(keys.call_stream(self.cfg, call_id), count=1)
-        for _, fields in first:
-            if fields.get("type") == "call_started":
-                return json.loads(fields.get("metadata") or "{}").get("agent_id", "")
-        return ""
+        if not first:
+            return None
+        try:
+            started = from_fields(first[0][1])
+        except SchemaError:
+            return ""
+        return started.metadata.get("agent_id", "") if isinstance(started, CallStarted) else ""
 
     def may_see(self, who: Principal, owner: str) -> bool:
         return who.role != "agent" or (bool(owner) and owner == who.agent_id)
@@ -155,15 +174,9 @@ class Api:
             return JSONResponse({"status": "ok"})
 
         @app.get("/metrics", tags=["ops"], response_class=Response)
-        async def metrics(request: Request) -> Response:
+        async def metrics(creds: HTTPAuthorizationCredentials | None = Depends(self._bearer)) -> Response:
             if not self.cfg.metrics_public:
-                header = request.headers.get("authorization", "")
-                try:
-                    who = gw.auth.verify(header[7:].strip() if header.lower().startswith("bearer ") else None)
-                except AuthError as exc:
-                    raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-                if who.role != "admin":
-                    raise HTTPException(403, f"role {who.role} may not use this")
+                self.http_principal(creds, ())  # admin only
             body, content_type = gw.metrics.render()
             return Response(body, media_type=content_type)
 
@@ -243,10 +256,9 @@ class Api:
             for h in page.hits:
                 text = self.for_reader(who, h.utterance.text)
                 hits.append({
-                    "call_id": h.utterance.call_id, "segment_id": h.utterance.segment_id, "channel": h.utterance.channel,
-                    "start_ms": h.utterance.start_ms, "end_ms": h.utterance.end_ms, "at_ms": h.utterance.at_ms,
-                    "text": text, "highlighted": h.highlighted if text == h.utterance.text else highlight(text, terms),
-                    "call": _record(h.call, who),
+                    "call_id": h.utterance.call_id, **_utterance(h.utterance), "text": text,
+                    "highlighted": h.highlighted if text == h.utterance.text else highlight(text, terms),
+                    "call": _record(h.call, mask=who.role == "qa"),
                 })
             return {"total": page.total, "offset": page.offset, "limit": page.limit, "took_ms": page.took_ms,
                     "terms": list(page.terms), "hits": hits}
@@ -255,12 +267,13 @@ class Api:
         async def call_detail(call_id: str, who: Principal = Depends(details)) -> dict[str, Any]:
             if not _CALL_ID.match(call_id):
                 raise HTTPException(404, "no such call")
-            owner = await self.call_owner(call_id)
+            stored = await self.stored_call(call_id)
+            owner = await self.call_owner(call_id, stored)
             if owner is None:
                 raise HTTPException(404, f"no call {call_id}")
             if not self.may_see(who, owner):
                 raise HTTPException(403, "not your call")
-            return await self.detail(who, call_id)
+            return await self.detail(who, call_id, stored)
 
         @app.websocket("/ws/v1/calls/{call_id}/captions")
         async def captions(ws: WebSocket, call_id: str, after: str = "0") -> None:
@@ -288,8 +301,7 @@ class Api:
             return RedirectResponse("/static/favicon.svg")
 
     # --- call detail -------------------------------------------------------------------------------------------
-    async def detail(self, who: Principal, call_id: str) -> dict[str, Any]:
-        found = await asyncio.to_thread(self.gw.store.call, call_id)
+    async def detail(self, who: Principal, call_id: str, found: StoredCall) -> dict[str, Any]:
         try:
             entries = await self.gw.redis.xrange(keys.call_stream(self.cfg, call_id), count=self.cfg.call_stream_maxlen)
         except RedisError as exc:
@@ -309,22 +321,17 @@ class Api:
                     q["text"] = self.for_reader(who, q["text"])
                 events.append(d)
             elif isinstance(e, Transcript) and e.is_final and e.text:
-                stream_finals.append({"segment_id": e.segment_id, "channel": e.channel, "start_ms": e.start_ms,
-                                      "end_ms": e.end_ms, "text": e.text, "at_ms": e.emitted_at_ms})
+                stream_finals.append(Utterance(call_id, e.segment_id, e.channel, e.start_ms, e.end_ms, e.text, e.emitted_at_ms))
         if found is not None:
             record, rows = found
-            call = _record(record, who)
-            utterances = [{"segment_id": u.segment_id, "channel": u.channel, "start_ms": u.start_ms, "end_ms": u.end_ms,
-                           "text": u.text, "at_ms": u.at_ms} for u in rows]
-            stored = {u["segment_id"] for u in utterances}
-            utterances += [u for u in stream_finals if u["segment_id"] not in stored]  # live: not ingested yet
+            call = _record(record, mask=who.role == "qa")
+            stored = {u.segment_id for u in rows}
+            rows = rows + [u for u in stream_finals if u.segment_id not in stored]  # live: not ingested yet
         else:
-            info = self.gw.board.state.calls.get(call_id)
-            call = _record_from_info(call_id, info)
-            utterances = stream_finals
-        utterances.sort(key=lambda u: (u["start_ms"], u["segment_id"]))
-        for u in utterances:
-            u["text"] = self.for_reader(who, u["text"])
+            call = _record(_record_from_info(call_id, self.gw.board.state.calls.get(call_id)), mask=False)  # board masks
+            rows = stream_finals
+        rows.sort(key=lambda u: (u.start_ms, u.segment_id))
+        utterances = [{**_utterance(u), "text": self.for_reader(who, u.text)} for u in rows]
         return {"call": call, "utterances": utterances, "events": events}
 
     # --- WebSockets ------------------------------------------------------------------------------------------
@@ -368,7 +375,7 @@ class Api:
             while True:
                 reply = await redis.xread({stream: last}, count=200, block=int(PING_S * 1000))
                 if not reply:
-                    await ws.send_text('{"type":"ping"}')
+                    await ws.send_text(PING)
                     continue
                 for _, batch in reply:
                     for entry_id, fields in batch:
@@ -435,11 +442,8 @@ async def _next(sub, ws: WebSocket) -> dict[str, Any] | None:
         raise WsClosed
     try:
         return await asyncio.wait_for(sub.queue.get(), PING_S)
-    except asyncio.TimeoutError:
-        if sub.overflowed:
-            await _close(ws, 1013, "too far behind, reconnect for a fresh snapshot")
-            raise WsClosed from None
-        await ws.send_text('{"type":"ping"}')
+    except asyncio.TimeoutError:  # (an overflowed queue is full: its get() never times out)
+        await ws.send_text(PING)
         return None
 
 
@@ -494,19 +498,24 @@ def _when(value: str | None, name: str) -> int | None:
         raise HTTPException(400, f"{name}: not a date/time or epoch ms: {value!r}") from exc
 
 
-def _record(r, who: Principal) -> dict[str, Any]:
-    """A stored call as JSON; QA sees the caller's number masked like everything else it reads."""
-    caller = mask_caller(r.caller) if who.role == "qa" else r.caller
+def _utterance(u: Utterance) -> dict[str, Any]:
+    return {"segment_id": u.segment_id, "channel": u.channel, "start_ms": u.start_ms, "end_ms": u.end_ms,
+            "text": u.text, "at_ms": u.at_ms}
+
+
+def _record(r: CallRecord, mask: bool) -> dict[str, Any]:
+    """A call as JSON; ``mask`` (QA) shows the caller's number masked like everything else QA reads."""
     return {"call_id": r.call_id, "started_at_ms": r.started_at_ms, "duration_ms": r.duration_ms, "ended": r.ended,
-            "agent_id": r.agent_id, "queue": r.queue, "caller": caller, "language": r.language, "intent": r.intent,
-            "intent_score": r.intent_score, "unresolved": r.unresolved, "alerts": list(r.alerts), "reasons": list(r.reasons)}
+            "agent_id": r.agent_id, "queue": r.queue, "caller": mask_caller(r.caller) if mask else r.caller,
+            "language": r.language, "intent": r.intent, "intent_score": r.intent_score, "unresolved": r.unresolved,
+            "alerts": list(r.alerts), "reasons": list(r.reasons)}
 
 
-def _record_from_info(call_id: str, info) -> dict[str, Any]:
+def _record_from_info(call_id: str, info) -> CallRecord:
+    """A live call the store has not seen yet, from the board."""
     if info is None:
-        return {"call_id": call_id, "started_at_ms": 0, "duration_ms": 0, "ended": False, "agent_id": "", "queue": "",
-                "caller": "", "language": "", "intent": "", "intent_score": 0.0, "unresolved": False, "alerts": [], "reasons": []}
-    return {"call_id": call_id, "started_at_ms": info.started_at_ms, "duration_ms": info.duration_ms,
-            "ended": info.state == "ended", "agent_id": info.agent_id, "queue": info.queue, "caller": info.caller,
-            "language": info.language, "intent": info.intent, "intent_score": info.intent_score,
-            "unresolved": bool(info.unresolved), "alerts": list(info.alerts), "reasons": list(info.flag_reasons)}
+        return CallRecord(call_id)
+    return CallRecord(call_id, started_at_ms=info.started_at_ms, duration_ms=info.duration_ms, ended=info.state == "ended",
+                      agent_id=info.agent_id, queue=info.queue, caller=info.caller, language=info.language,
+                      intent=info.intent, intent_score=info.intent_score, unresolved=bool(info.unresolved),
+                      alerts=tuple(info.alerts), reasons=tuple(info.flag_reasons))
