@@ -273,13 +273,16 @@ class Subscription:
         self.accept = accept
         self.overflowed = False
 
-    def offer(self, msg: dict[str, Any]) -> None:
+    def offer(self, msg: dict[str, Any]) -> bool:
+        """Queue ``msg`` if this viewer wants it; True when this message was one too many (it just overflowed)."""
         if self.overflowed or (self.accept is not None and not self.accept(msg)):
-            return
+            return False
         try:
             self.queue.put_nowait(msg)
         except asyncio.QueueFull:
             self.overflowed = True  # its handler sees this on its next message and closes with 1013
+            return True
+        return False
 
 
 class Board:
@@ -330,10 +333,7 @@ class Board:
     def _publish(self, messages: Iterable[dict[str, Any]]) -> None:
         for msg in messages:
             for sub in list(self.subscribers):
-                if sub.overflowed:
-                    continue
-                sub.offer(msg)
-                if sub.overflowed:
+                if sub.offer(msg):
                     self.dropped_viewers += 1
 
     async def _replay(self) -> None:
