@@ -371,6 +371,8 @@ class Board:
                 break
             except (RedisError, OSError) as exc:
                 log.warning("board: Redis unavailable, retrying replay: %s", exc)
+                # start over on a clean state: a replay cut short must not count its alerts twice
+                self.state = BoardState(self.state.intent_names, self.state.clock)
                 await asyncio.sleep(1.0)
         if self._observers is not None:
             self.state.observe_final_latency, self.state.observe_alert_latency = self._observers
