@@ -32,7 +32,7 @@ from callscribe.errors import CallscribeError
 
 from .normalize import fold, is_han
 
-__all__ = ["CallIntent", "Intent", "IntentCatalogError", "IntentClassifier", "IntentScore", "bundled_catalog_path"]
+__all__ = ["CallIntent", "Intent", "IntentCatalogError", "IntentClassifier", "IntentScore", "bundled_catalog_path", "load_catalog"]
 
 CATALOG_VERSION = 1
 FALLBACK = "other"
@@ -115,6 +115,44 @@ def features(text: str) -> Counter[str]:
     return out
 
 
+def load_catalog(path: str | os.PathLike[str] | None = None) -> list[Intent]:
+    """The intents of a catalog (schema: version 1, intents: [{id, name: {zh, en}, examples: {zh: [...],
+    en: [...]}}]), validated; no model is built (the web gateway only needs the names)."""
+    import yaml
+
+    where = str(path or bundled_catalog_path())
+    try:
+        with open(where, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeError, yaml.YAMLError) as exc:
+        raise IntentCatalogError(f"intent catalog {where}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("version") != CATALOG_VERSION:
+        raise IntentCatalogError(f"intent catalog {where}: needs version: {CATALOG_VERSION} at the top level")
+    raw = data.get("intents")
+    if not isinstance(raw, list) or not raw:
+        raise IntentCatalogError(f"intent catalog {where}: intents must be a non-empty list")
+    intents: list[Intent] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise IntentCatalogError(f"intent catalog {where}: intents[{i}] needs an id")
+        iid = item["id"]
+        if iid in seen:
+            raise IntentCatalogError(f"intent catalog {where}: duplicate intent id {iid!r}")
+        seen.add(iid)
+        name = item.get("name") or {}
+        examples = item.get("examples") or {}
+        if isinstance(examples, list):
+            examples = {"any": examples}
+        if not isinstance(examples, dict) or not isinstance(name, dict):
+            raise IntentCatalogError(f"intent catalog {where}: intent {iid}: name and examples must be mappings")
+        texts = tuple(str(e) for lang in examples.values() for e in (lang or []) if str(e).strip())
+        if not texts:
+            raise IntentCatalogError(f"intent catalog {where}: intent {iid} has no examples")
+        intents.append(Intent(iid, str(name.get("zh", iid)), str(name.get("en", iid)), texts))
+    return intents
+
+
 class IntentClassifier:
     """TF-IDF centroids of an intent catalog; :meth:`score` ranks intents for a text or a feature sum."""
 
@@ -174,40 +212,8 @@ class IntentClassifier:
     # -----------------------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str] | None = None, **kwargs) -> "IntentClassifier":
-        """Load a catalog (schema: version 1, intents: [{id, name: {zh, en}, examples: {zh: [...], en: [...]}}])."""
-        import yaml
-
-        where = str(path or bundled_catalog_path())
-        try:
-            with open(where, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
-        except (OSError, UnicodeError, yaml.YAMLError) as exc:
-            raise IntentCatalogError(f"intent catalog {where}: {exc}") from exc
-        if not isinstance(data, dict) or data.get("version") != CATALOG_VERSION:
-            raise IntentCatalogError(f"intent catalog {where}: needs version: {CATALOG_VERSION} at the top level")
-        raw = data.get("intents")
-        if not isinstance(raw, list) or not raw:
-            raise IntentCatalogError(f"intent catalog {where}: intents must be a non-empty list")
-        intents: list[Intent] = []
-        seen: set[str] = set()
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                raise IntentCatalogError(f"intent catalog {where}: intents[{i}] needs an id")
-            iid = item["id"]
-            if iid in seen:
-                raise IntentCatalogError(f"intent catalog {where}: duplicate intent id {iid!r}")
-            seen.add(iid)
-            name = item.get("name") or {}
-            examples = item.get("examples") or {}
-            if isinstance(examples, list):
-                examples = {"any": examples}
-            if not isinstance(examples, dict) or not isinstance(name, dict):
-                raise IntentCatalogError(f"intent catalog {where}: intent {iid}: name and examples must be mappings")
-            texts = tuple(str(e) for lang in examples.values() for e in (lang or []) if str(e).strip())
-            if not texts:
-                raise IntentCatalogError(f"intent catalog {where}: intent {iid} has no examples")
-            intents.append(Intent(iid, str(name.get("zh", iid)), str(name.get("en", iid)), texts))
-        return cls(intents, **kwargs)
+        """A classifier over the catalog at ``path`` (default: the bundled one); see :func:`load_catalog`."""
+        return cls(load_catalog(path), **kwargs)
 
     # -----------------------------------------------------------------------------------------------
     def rank(self, class_dots: list[float], example_dots: np.ndarray, norm: float) -> IntentScore:

@@ -142,7 +142,6 @@ class WebGateway:
 
 def _intent_names(cfg: Config) -> dict[str, dict[str, str]]:
     """Intent id -> {zh, en} display names from the configured catalog (pages show names, not ids)."""
-    from callscribe.keyword.intent import IntentClassifier
+    from callscribe.keyword.intent import load_catalog
 
-    clf = IntentClassifier.from_yaml(cfg.intent_catalog or None)
-    return {i.id: {"zh": i.name_zh, "en": i.name_en} for i in clf.intents}
+    return {i.id: {"zh": i.name_zh, "en": i.name_en} for i in load_catalog(cfg.intent_catalog or None)}
