@@ -103,18 +103,12 @@ class _progress:
 async def _serve(args: argparse.Namespace) -> int:
     from .service import Service
 
-    import signal
-
     cfg = _config(args)
     service = Service(cfg)
     await service.start(progress=lambda s: print(f"callscribe: {s}", file=sys.stderr, flush=True))
     print(f"callscribe: Redis at {service.redis_url}; Ctrl-C or SIGTERM to stop", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await _wait_for_signal()
         print("callscribe: stopping: ending live calls and writing their finals", file=sys.stderr, flush=True)
     finally:
         await service.stop()
@@ -180,8 +174,6 @@ async def _analyze(args: argparse.Namespace) -> int:
 
 
 async def _analytics(args: argparse.Namespace) -> int:
-    import signal
-
     from .keyword.worker import AnalyticsWorker
 
     cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents)
@@ -190,12 +182,8 @@ async def _analytics(args: argparse.Namespace) -> int:
         return 2
     worker = AnalyticsWorker(cfg, cfg.redis_url)
     await worker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     print(f"callscribe analytics {worker.consumer}: group {cfg.analytics_group} on {cfg.redis_url}", file=sys.stderr, flush=True)
-    await stop.wait()
+    await _wait_for_signal()
     await worker.stop()
     return 0
 
@@ -357,6 +345,7 @@ def _print_pages(console, web, agents: list[str]) -> None:
 
 
 async def _wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM: how the long-running commands (serve, analytics, gateway, demo --keep-open) stop."""
     import signal
 
     stop = asyncio.Event()

@@ -7,7 +7,6 @@ import csv
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from callscribe.stream.server import free_port
 
 AUDIO_DIR = Path(__file__).parent / "data" / "audio"
 
@@ -109,9 +110,7 @@ def postgres_dsn():
                                "-E", "UTF8", "--locale=C", "--no-sync"], capture_output=True, text=True, check=False)
         if init.returncode:
             raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         with open(log, "wb") as out:
             server = subprocess.Popen([*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
                                        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from callscribe.events import Alert, CallEnded, CallFlag, CallStarted, IntentUpd
 from callscribe.gateway.web import WebGateway
 from callscribe.gateway.web.app import PAGES
 from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
+from callscribe.stream.server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -231,16 +231,10 @@ async def test_captions_resume_from_the_last_id_without_gap_or_duplicate(env):
     assert [m["kind"] for m in first + rest if m["type"] == "transcript"] == ["partial", "final"] * 6
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def fixed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def test_gateway_restart_mid_call_resumes_with_no_gap_or_duplicate(env, fixed_port):
+async def test_gateway_restart_mid_call_resumes_with_no_gap_or_duplicate(env):
     """A second gateway on a fixed port is restarted while a call is published; the client follows the page's
     rule (reconnect with ?after=<last id>) and ends with exactly the call's stream."""
+    fixed_port = free_port()
     cfg = env.cfg.replace(web_port=fixed_port)
     events = _events("c-restart", "a7", [("customer" if i % 2 == 0 else "agent", f"句子{i}") for i in range(10)])
     await _publish(cfg, events[:1])
@@ -404,9 +398,7 @@ async def test_token_and_gateway_commands(tmp_path):
 
     server = EmbeddedRedis(tmp_path / "redis")
     server.start()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callscribe.cli", "gateway", "--redis-url", server.url,
                                                 "--web-port", str(port), env=env, stderr=asyncio.subprocess.PIPE)
     try:
