@@ -4,10 +4,13 @@ gateway's search API and the ingest consumer never know which one is behind them
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from callscribe.errors import CallscribeError
+
+from .query import Term, highlight, parse_query
 
 
 class StoreError(CallscribeError):
@@ -111,6 +114,29 @@ class SearchPage:
     limit: int
     took_ms: float = 0.0
     terms: tuple[str, ...] = field(default_factory=tuple)
+
+
+def query_terms(q: SearchQuery) -> list[Term]:
+    """The parsed query (:class:`~.query.QueryError` if it cannot run); no terms for a filters-only search."""
+    return parse_query(q.text) if q.text.strip() else []
+
+
+def page_bounds(q: SearchQuery) -> tuple[int, int]:
+    """(limit, offset) as both backends serve them: 1..200 hits a page."""
+    return max(1, min(q.limit, 200)), max(0, q.offset)
+
+
+def search_page(rows: Sequence[Sequence[Any]], total: int, terms: list[Term], q: SearchQuery, started: float,
+                call_from_row: Callable[[Sequence[Any]], CallRecord]) -> SearchPage:
+    """The answer of a search: ``rows`` are the 7 utterance columns then the call's (backend-decoded by
+    ``call_from_row``); ``started`` is the ``time.perf_counter()`` the search began at."""
+    hits = []
+    for r in rows:
+        u = Utterance(*r[:7])
+        hits.append(Hit(u, call_from_row(r[7:]), highlight(u.text, terms)))
+    limit, offset = page_bounds(q)
+    return SearchPage(tuple(hits), total, offset, limit, round((time.perf_counter() - started) * 1000, 2),
+                      tuple(t.text for t in terms if not t.negated))
 
 
 class TranscriptStore(Protocol):

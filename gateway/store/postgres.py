@@ -27,8 +27,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .base import CallRecord, Hit, SearchPage, SearchQuery, StoreError, Utterance, fields_set_by, filter_clauses, masked
-from .query import Term, han_tokens, pieces_of, highlight, index_tokens, parse_query
+from .base import (CallRecord, SearchPage, SearchQuery, StoreError, Utterance, fields_set_by, filter_clauses, masked,
+                   page_bounds, query_terms, search_page)
+from .query import Term, han_tokens, index_tokens, pieces_of
 
 __all__ = ["PostgresStore"]
 
@@ -170,7 +171,7 @@ class PostgresStore:
 
     def search(self, q: SearchQuery) -> SearchPage:
         t0 = time.perf_counter()
-        terms = parse_query(q.text) if q.text.strip() else []
+        terms = query_terms(q)
         where, args = filter_clauses(q, "%s")
         if terms:
             where.append("u.tsv @@ %s::tsquery")
@@ -182,8 +183,7 @@ class PostgresStore:
         # LEFT JOIN gives the rows of a JOIN (every utterance has its call row: add_utterances writes both
         # in one statement) but lets PostgreSQL skip the calls table when no filter needs it
         base = f"FROM {{s}}.utterances u LEFT JOIN {{s}}.calls c ON c.call_id = u.call_id {clause}"
-        limit = max(1, min(q.limit, 200))
-        offset = max(0, q.offset)
+        limit, offset = page_bounds(q)
         count_q = self._sql(f"SELECT count(*) {base}")
         page_q = self._sql(f"SELECT {_UTTERANCE_COLS}, {', '.join('c.' + c for c in _CALL_COLS)} {base}"
                            " ORDER BY u.at_ms DESC, u.id DESC LIMIT %s OFFSET %s")
@@ -193,12 +193,7 @@ class PostgresStore:
             return (total[0] if total else 0), db.execute(page_q, [*args, limit, offset]).fetchall()
 
         total, rows = self._run(work)
-        hits = []
-        for r in rows:
-            u = Utterance(*r[:7])
-            hits.append(Hit(u, _call_from_row(r[7:]), highlight(u.text, terms)))
-        return SearchPage(tuple(hits), total, offset, limit, round((time.perf_counter() - t0) * 1000, 2),
-                          tuple(t.text for t in terms if not t.negated))
+        return search_page(rows, total, terms, q, t0, _call_from_row)
 
 
 def _call_from_row(row: Sequence[Any]) -> CallRecord:

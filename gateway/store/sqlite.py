@@ -18,8 +18,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import CallRecord, Hit, SearchPage, SearchQuery, Utterance, fields_set_by, filter_clauses
-from .query import highlight, index_tokens, parse_query, to_fts
+from .base import (CallRecord, SearchPage, SearchQuery, Utterance, fields_set_by, filter_clauses, page_bounds, query_terms,
+                   search_page)
+from .query import index_tokens, to_fts
 
 __all__ = ["SqliteStore"]
 
@@ -111,7 +112,7 @@ class SqliteStore:
 
     def search(self, q: SearchQuery) -> SearchPage:
         t0 = time.perf_counter()
-        terms = parse_query(q.text) if q.text.strip() else []
+        terms = query_terms(q)
         where, args = filter_clauses(q, "?")
         if terms:
             where.append("u.id IN (SELECT rowid FROM utterances_fts WHERE utterances_fts MATCH ?)")
@@ -121,8 +122,7 @@ class SqliteStore:
             args.append(q.alert)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         base = f"FROM utterances u JOIN calls c ON c.call_id = u.call_id {clause}"
-        limit = max(1, min(q.limit, 200))
-        offset = max(0, q.offset)
+        limit, offset = page_bounds(q)
         with self._lock:
             total = self._db.execute(f"SELECT count(*) {base}", args).fetchone()[0]
             rows = self._db.execute(
@@ -130,12 +130,7 @@ class SqliteStore:
                 f"{', '.join('c.' + c for c in _CALL_COLS)} {base} ORDER BY u.at_ms DESC, u.id DESC LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
-        hits = []
-        for r in rows:
-            u = Utterance(*r[:7])
-            hits.append(Hit(u, _call_from_row(r[7:]), highlight(u.text, terms)))
-        return SearchPage(tuple(hits), total, offset, limit, round((time.perf_counter() - t0) * 1000, 2),
-                          tuple(t.text for t in terms if not t.negated))
+        return search_page(rows, total, terms, q, t0, _call_from_row)
 
 
 def _to_sql(value: Any) -> Any:
