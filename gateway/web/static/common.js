@@ -944,6 +944,12 @@ export function el(spec, attrs, ...children) {
   return node;
 }
 
+/** Fill a list container with one node per item, or the translated "nothing here" line when empty. */
+export function fillList(box, items, nodeFn, emptyKey) {
+  if (!items.length) box.replaceChildren(el("div.empty", { text: t(emptyKey) }));
+  else box.replaceChildren(...items.map(nodeFn));
+}
+
 /** Is a scroll container (nearly) at its bottom? */
 export function atBottom(box, slack = 40) {
   return box.scrollHeight - box.scrollTop - box.clientHeight <= slack;

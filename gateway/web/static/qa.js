@@ -3,7 +3,7 @@
 import {
   boot, t, el, api, ApiError, onLangChange, intentList, intentName, categoryName, severityName, channelName,
   reasonName, fmtDateTime, fmtTime, fmtDuration, fmtOffset, fmtPercent, toLocalInput, fromLocalInput,
-  uttNode, reportError, alertText,
+  uttNode, reportError, alertText, fillList,
 } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -167,9 +167,7 @@ function renderResults(data) {
   const took = Number(data.took_ms || 0);
   $("total").textContent = t("total_line", { total: data.total ?? 0, ms: took < 10 ? took.toFixed(1) : Math.round(took) });
   const hits = data.hits || [];
-  const box = $("results");
-  if (!hits.length) box.replaceChildren(el("div.empty", { text: t("no_hits") }));
-  else box.replaceChildren(...hits.map(hitNode));
+  fillList($("results"), hits, hitNode, "no_hits");
   if (detail) markSelected(detail.data.call?.call_id);
   renderPaging();
 }
@@ -346,12 +344,7 @@ function scrollToTarget() {
 }
 
 function renderEvents(events) {
-  const box = $("events");
-  if (!events.length) {
-    box.replaceChildren(el("div.empty", { text: t("no_events") }));
-    return;
-  }
-  box.replaceChildren(...events.map(eventNode));
+  fillList($("events"), events, eventNode, "no_events");
 }
 
 /** One line per call event: what it is, when (call offset or wall clock), and its gist. */

@@ -4,7 +4,7 @@
 import {
   boot, t, el, onLangChange, intentName, intentList, categoryName, severityName, channelName, stateName,
   reasonName, ruleName, fmtDuration, fmtTime, fmtHM, fmtAge, fmtOffset, api, getToken, ReconnectingSocket,
-  ConnIndicator, ApiError, alertText,
+  ConnIndicator, ApiError, alertText, fillList,
 } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -196,12 +196,7 @@ function callRow(c) {
 }
 
 function renderAlerts() {
-  const box = $("alerts");
-  if (!alerts.length) {
-    box.replaceChildren(el("div.empty", { text: t("no_alerts_feed") }));
-    return;
-  }
-  box.replaceChildren(...alerts.map(alertNode));
+  fillList($("alerts"), alerts, alertNode, "no_alerts_feed");
 }
 
 /** Put one live alert on top without rebuilding the feed (other alerts keep their flash running). */
@@ -260,12 +255,7 @@ function renderSurges() {
 }
 
 function renderCallbacks() {
-  const box = $("callbacks");
-  if (!callbacks.size) {
-    box.replaceChildren(el("div.empty", { text: t("no_callbacks") }));
-    return;
-  }
-  box.replaceChildren(...[...callbacks.values()].map(callbackNode));
+  fillList($("callbacks"), [...callbacks.values()], callbackNode, "no_callbacks");
 }
 
 function callbackNode(cb) {
