@@ -158,9 +158,10 @@ class Config:
     """Retry-After sent with 503 when a call is refused for capacity."""
     sip_user_agent: str = "callscribe"
     """Server / User-Agent header value."""
-    sip_codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
-    """Codecs we accept, in our preference order (the offerer's order wins among these); G722 only when
-    the optional `g722` package is installed."""
+    sip_codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722", "OPUS")
+    """Codecs we accept (the offerer's order decides among them); G722 only when the optional `g722`
+    package is installed, OPUS only with `opuslib-next` and the system libopus (Debian `libopus0`). On
+    lossy networks prefer Opus with in-band FEC: see docs/sip.md."""
     siprec_agent_patterns: tuple[str, ...] = ()
     """SIPREC: participants whose AoR or name matches one of these globs are the agent (e.g. `sip:8*@*`,
     `*@agents.example.com`); the rest are customers. Without a match the metadata's role hints decide,

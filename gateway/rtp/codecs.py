@@ -5,6 +5,13 @@ G.711 (PCMU/PCMA) reuses callscribe.audio's tables. G.722 uses the optional PyPI
 int16 samples and keeps the ADPCM state between calls); it is not a dependency of callscribe, so G722 is in
 SUPPORTED only where that package imports. G.722's RTP clock is 8000 although it samples at 16 kHz (RFC 3551
 section 4.5.2), which is why Codec keeps the two rates apart.
+
+Opus (RFC 7587, ``opus/48000/2``) uses the optional PyPI package ``opuslib-next`` (ctypes bindings to the
+system libopus: Debian ``libopus0``). Its RTP clock is always 48 kHz; we ask libopus for 16 kHz mono
+directly, which is what the ASR wants, so there is no resampling. Opus is the codec to prefer on lossy
+networks: libopus conceals a lost frame from its own model, and when the sender enables in-band FEC
+(``useinbandfec=1``, which our SDP answer asks for) the next packet carries a low-bitrate copy of the
+lost one, which the jitter buffer hands over with the lost slot (``Playout.next_payload``).
 """
 
 from __future__ import annotations
@@ -25,24 +32,34 @@ try:  # optional: pip install g722
 except ImportError:  # pragma: no cover - depends on the environment
     _g722 = None
 
+try:  # optional: pip install opuslib-next (and the system libopus, Debian libopus0)
+    import opuslib_next as _opus
+except Exception:  # pragma: no cover - ImportError, or the library could not find libopus
+    _opus = None
+
 
 @dataclass(frozen=True, slots=True)
 class Codec:
     """A payload format as negotiated in SDP (``a=rtpmap:<payload_type> <name>/<clock_rate>``)."""
 
-    name: str  # "PCMU" | "PCMA" | "G722"
+    name: str  # "PCMU" | "PCMA" | "G722" | "OPUS"
     payload_type: int
-    clock_rate: int  # RTP timestamp clock: 8000 for all three
-    sample_rate_hz: int  # audio actually carried: 8000 for G.711, 16000 for G.722
+    clock_rate: int  # RTP timestamp clock: 8000, but 48000 for Opus
+    sample_rate_hz: int  # audio we decode to: 8000 for G.711, 16000 for G.722 and Opus
 
 
 PCMU = Codec("PCMU", 0, 8000, 8000)
 PCMA = Codec("PCMA", 8, 8000, 8000)
 G722 = Codec("G722", 9, 8000, 16000)
+OPUS = Codec("OPUS", 111, 48000, 16000)  # dynamic payload type: 111 is only what we use when we pick one
 
 SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}  # codec name -> its static-PT definition
 if _g722 is not None:
     SUPPORTED["G722"] = G722
+if _opus is not None:
+    SUPPORTED["OPUS"] = OPUS
+_HINTS = {"G722": " (install the optional `g722` package)",
+          "OPUS": " (install the optional `opuslib-next` package and the system libopus, Debian `libopus0`)"}
 
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int]] = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
 COMFORT_NOISE_PT = 13  # RFC 3389: a noise level, no speech; decoded as silence
@@ -54,9 +71,42 @@ def codec_for(name: str, payload_type: int) -> Codec:
     decode it (G722 needs the optional ``g722`` package)."""
     base = SUPPORTED.get(name.upper())
     if base is None:
-        hint = " (install the optional `g722` package)" if name.upper() == "G722" else ""
+        hint = _HINTS.get(name.upper(), "")
         raise AudioFormatError(f"cannot decode RTP payload {name!r}{hint}; supported: {', '.join(SUPPORTED)}")
     return Codec(base.name, payload_type, base.clock_rate, base.sample_rate_hz)
+
+
+# RFC 6716 section 3.1: frame length of each TOC configuration, in 48 kHz samples.
+_OPUS_FRAME = [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
+OPUS_MAX_SAMPLES = 5760  # 120 ms at 48 kHz: the longest packet RFC 6716 allows
+
+
+def opus_samples(payload: bytes) -> int:
+    """48 kHz samples an Opus packet covers, from its TOC byte (RFC 6716 section 3.1); 0 for a packet
+    that is empty or malformed (a code-3 packet without its frame count, zero frames, over 120 ms)."""
+    if not payload:
+        return 0
+    toc = payload[0]
+    frame, code = _OPUS_FRAME[toc >> 3], toc & 3
+    if code == 0:
+        count = 1
+    elif code in (1, 2):
+        count = 2
+    else:
+        if len(payload) < 2:
+            return 0
+        count = payload[1] & 0x3F
+    total = frame * count
+    return total if 0 < total <= OPUS_MAX_SAMPLES else 0
+
+
+def payload_duration(codec: Codec):
+    """``duration_of(payload_type, payload)`` for a stream's JitterBuffer: RTP timestamp units a packet
+    covers. One byte per unit for G.711/G.722 (8 kHz clock); Opus packets say it in their TOC byte."""
+    if codec.name == "OPUS":
+        opus_pt = codec.payload_type
+        return lambda pt, payload: opus_samples(payload) if pt == opus_pt else len(payload)
+    return lambda _pt, payload: len(payload)
 
 
 @functools.cache
@@ -77,7 +127,10 @@ def _resampler_lag(rate_hz: int) -> int:
 class DecoderStats:
     slots: int = 0
     concealed_ms: float = 0.0  # lost slots filled by concealment (including the faded-to-zero part)
+    fec_ms: float = 0.0  # Opus lost slots decoded from the next packet (its in-band FEC if the sender added
+    # any; libopus conceals from it otherwise)
     unknown_payloads: int = 0  # audio slots of a payload type we cannot decode (played as zeros)
+    corrupt_payloads: int = 0  # audio slots the codec refused (a malformed Opus packet; played as zeros)
     underrun_samples: int = 0  # zeros padded because the resampler had not caught up (codec switch)
 
 
@@ -93,7 +146,10 @@ class StreamAudioDecoder:
     ITU-T G.711 Appendix I: the last pitch period of the decoded history is repeated, at full level for
     10 ms, then fading linearly to zero at 60 ms of consecutive loss; the first 4 ms after a loss are
     cross-faded from the concealment into the real audio. Short losses thus sound like the speech going on
-    (which is what VAD and Whisper should hear); long ones become silence rather than a buzz.
+    (which is what VAD and Whisper should hear); long ones become silence rather than a buzz. Opus streams
+    are concealed by libopus itself, or rebuilt from the next packet's in-band FEC when the jitter buffer
+    has that packet (``slot.next_payload``): with FEC, 5% random loss costs Mandarin CER about half a
+    point instead of four (docs/sip.md).
     """
 
     HISTORY_MS = 30
@@ -109,6 +165,7 @@ class StreamAudioDecoder:
         self.codec = codec
         self._others = dict(others or {})
         self._g722: dict[int, object] = {}  # payload type -> stateful G.722 decoder
+        self._opus: dict[int, object] = {}  # payload type -> stateful Opus decoder (16 kHz mono)
         self.stats = DecoderStats()
         self._units = 0  # stream time decoded, in RTP timestamp units
         self._out = 0  # samples returned
@@ -129,8 +186,12 @@ class StreamAudioDecoder:
                 samples, rate = decoded
                 self._push(self._resume(samples, rate), rate)
         elif slot.kind == "lost":
-            self.stats.concealed_ms += slot.duration * 1000 / self.codec.clock_rate
-            self._push(self._conceal(self._native(slot.duration, self._rate)), self._rate)
+            rebuilt = self._opus_recover(slot)
+            if rebuilt is not None:
+                self._push(self._resume(rebuilt, TARGET_RATE_HZ), TARGET_RATE_HZ)
+            else:
+                self.stats.concealed_ms += slot.duration * 1000 / self.codec.clock_rate
+                self._push(self._conceal(self._native(slot.duration, self._rate)), self._rate)
         else:
             self._push(self._silence(slot.duration, self._rate), self._rate)
         return self._take(n)
@@ -164,11 +225,48 @@ class StreamAudioDecoder:
             return None
         if codec.name in _G711:
             return pcm16_to_float(decode_bytes(payload, _G711[codec.name])), 8000
+        if codec.name == "OPUS":
+            try:
+                pcm = self._opus_decoder(payload_type).decode(bytes(payload), OPUS_MAX_SAMPLES // 3)
+            except _opus.OpusError:
+                self.stats.corrupt_payloads += 1
+                return None
+            return pcm16_to_float(np.frombuffer(pcm, dtype=np.int16)), TARGET_RATE_HZ
         dec = self._g722.get(payload_type)
         if dec is None:
             dec = self._g722[payload_type] = _g722.G722(16000, 64000)
         pcm = np.frombuffer(dec.decode(bytes(payload)), dtype=np.int16)
         return pcm16_to_float(pcm), 16000
+
+    def _opus_decoder(self, payload_type: int):
+        dec = self._opus.get(payload_type)
+        if dec is None:
+            dec = self._opus[payload_type] = _opus.Decoder(TARGET_RATE_HZ, 1)
+        return dec
+
+    def _opus_recover(self, slot: Playout) -> np.ndarray | None:
+        """A lost slot of an Opus stream, rebuilt by libopus: from the in-band FEC of the packet after the
+        gap when we have it, else by libopus's own concealment. None when the stream is not Opus or the
+        slot's length is not one libopus can conceal (a multiple of 2.5 ms, at most 120 ms)."""
+        codec = self._codec_of(slot.payload_type)
+        if codec is None or codec.name != "OPUS" or "OPUS" not in SUPPORTED:
+            return None
+        n = slot.duration * TARGET_RATE_HZ // codec.clock_rate
+        if n <= 0 or n % (TARGET_RATE_HZ // 400) or n > OPUS_MAX_SAMPLES // 3 or slot.duration % 3:
+            return None
+        dec = self._opus_decoder(slot.payload_type)
+        fec = bool(slot.next_payload)
+        try:
+            pcm = dec.decode(bytes(slot.next_payload), n, decode_fec=fec)
+        except _opus.OpusError:  # a malformed next packet: plain concealment instead
+            fec = False
+            pcm = dec.decode(b"", n)
+        ms = slot.duration * 1000 / codec.clock_rate
+        if fec:
+            self.stats.fec_ms += ms
+        else:
+            self.stats.concealed_ms += ms
+        return pcm16_to_float(np.frombuffer(pcm, dtype=np.int16))
 
     # --- signal path -------------------------------------------------------------------------------
     def _reset_signal(self, rate: int) -> None:
@@ -262,7 +360,10 @@ __all__ = [
     "PCMU",
     "PCMA",
     "G722",
+    "OPUS",
     "SUPPORTED",
+    "opus_samples",
+    "payload_duration",
     "STATIC_PAYLOAD_TYPES",
     "COMFORT_NOISE_PT",
     "codec_for",

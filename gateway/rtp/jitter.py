@@ -6,7 +6,10 @@ stream time covered, so the decoder behind it can keep one continuous 16 kHz tim
 
 * ``audio`` - a received packet, played ``depth_ms`` after its expected arrival;
 * ``lost`` - a packet that never came (or came after its slot), emitted once its playout time has passed,
-  so the decoder can conceal it instead of the ASR seeing a jump;
+  so the decoder can conceal it instead of the ASR seeing a jump; the last lost slot before a held packet
+  carries that packet's payload (``next_payload``), from which a codec with in-band FEC (Opus) rebuilds
+  the lost frame. A lost slot is only ever emitted because a later packet is held, so with the usual
+  one-packet losses the decoder always gets it;
 * ``silence`` - a timestamp gap the sender left on purpose (silence suppression/DTX: the sequence numbers
   run on across the gap, or the marker bit starts a new talkspurt), a capped long pause, or the wall-time
   gap between an old and a new stream of the same call.
@@ -60,6 +63,7 @@ class Playout:
     payload: bytes  # b"" unless kind == "audio"
     payload_type: int  # for audio the packet's PT, else the stream's last audio PT
     duration: int  # > 0
+    next_payload: bytes = b""  # lost slots only: the payload of the packet right after the gap, same PT
 
 
 @dataclass(slots=True)
@@ -118,7 +122,7 @@ class JitterBuffer:
         self.max_gap = max(1, clock_rate * max_gap_ms // 1000)  # timestamp units
         self._min_frame = max(1, clock_rate // 100)  # 10 ms: size bounds of one lost/silence piece
         self._max_frame = max(1, clock_rate * 120 // 1000)
-        self._duration_of = duration_of or (lambda _pt, payload: len(payload))
+        self.duration_of = duration_of or (lambda _pt, payload: len(payload))  # may be swapped on a codec change
         self.stats = JitterStats()
         self._ready: list[Playout] = []
         self._last_now = float("-inf")
@@ -215,7 +219,7 @@ class JitterBuffer:
         return self._max_seq + delta, self._ref_ts + _signed(packet.timestamp - self._ref_ts, 32)
 
     def _accept(self, packet: RtpPacket, arrival: float, seq: int, ts: int) -> None:
-        duration = self._duration_of(packet.payload_type, packet.payload)
+        duration = self.duration_of(packet.payload_type, packet.payload)
         if duration <= 0:
             self.stats.empty += 1
             return
@@ -365,7 +369,9 @@ class JitterBuffer:
                 if self._head < silence_end:
                     self._fill("silence", min(frame, silence_end - self._head))
                 else:
-                    self._fill("lost", min(frame, h.ts - self._head))
+                    d = min(frame, h.ts - self._head)
+                    follows = self._head + d == h.ts and h.packet.payload_type == self._last_pt
+                    self._fill("lost", d, next_payload=h.packet.payload if follows else b"")
 
     def _take(self) -> _Held:
         h = self._held.pop(0)
@@ -384,8 +390,9 @@ class JitterBuffer:
         if len(self._played) > _MEMORY:
             self._played_set.discard(self._played.popleft())
 
-    def _fill(self, kind: Literal["lost", "silence"], duration: int, advance: bool = True) -> None:
-        self._emit(Playout(kind, b"", self._last_pt if self._last_pt is not None else 0, duration))
+    def _fill(self, kind: Literal["lost", "silence"], duration: int, advance: bool = True,
+              next_payload: bytes = b"") -> None:
+        self._emit(Playout(kind, b"", self._last_pt if self._last_pt is not None else 0, duration, next_payload))
         if advance:
             assert self._head is not None
             self._head += duration

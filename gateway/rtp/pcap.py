@@ -23,6 +23,7 @@ from callscribe.audio import encode_g711, float_to_pcm16, resample
 from .packet import build_rtp, build_telephone_event
 
 G711 = {"PCMU": (0, "mulaw"), "PCMA": (8, "alaw")}
+OPUS_PT = 111  # the dynamic payload type the sipp scenarios map to opus/48000/2
 DTMF_PT = 101
 
 
@@ -39,17 +40,37 @@ class Leg:
     audio: np.ndarray  # 16 kHz float32 mono
     port_offset: int  # 0 for the first stream, 2 for the second, ...
     ssrc: int
-    codec: str = "PCMU"
+    codec: str = "PCMU"  # "PCMU" | "PCMA" | "OPUS"
     dtmf: tuple[tuple[float, str], ...] = ()  # (time s, symbol) key presses sent as RFC 4733 events
+    opus_fec_loss_pct: int = 10  # Opus only: the loss the encoder plans its in-band FEC for (0: no FEC)
+    opus_bitrate: int = 24000  # Opus only: bit/s (wideband voice; WebRTC phones use 24-32 kbit/s)
+
+
+def _frames(leg: Leg, ptime_ms: int) -> tuple[int, int, list[bytes]]:
+    """(payload type, RTP timestamp units per packet, payloads) of a leg's audio: G.711 at 8 kHz, or Opus
+    from the 16 kHz audio (RTP clock 48 kHz, RFC 7587) with in-band FEC as a WebRTC phone sends it."""
+    if leg.codec == "OPUS":
+        import opuslib_next  # optional: only to build Opus captures
+
+        enc = opuslib_next.Encoder(16000, 1, "voip")
+        enc.bitrate = leg.opus_bitrate
+        enc.inband_fec = 1 if leg.opus_fec_loss_pct else 0
+        enc.packet_loss_perc = leg.opus_fec_loss_pct
+        pcm = float_to_pcm16(leg.audio.astype(np.float32))
+        step = 16 * ptime_ms
+        return OPUS_PT, 48 * ptime_ms, [enc.encode(pcm[i * step:(i + 1) * step].tobytes(), step)
+                                        for i in range(len(pcm) // step)]
+    pt, law = G711[leg.codec]
+    pcm8 = float_to_pcm16(resample(leg.audio.astype(np.float32), 16000, 8000))
+    step = 8 * ptime_ms
+    return pt, step, [encode_g711(pcm8[i * step:(i + 1) * step], law) for i in range(len(pcm8) // step)]
 
 
 def leg_packets(leg: Leg, ptime_ms: int = 20) -> list[tuple[float, bytes]]:
-    """(send time s, RTP packet) of one leg, in order: G.711 at 8 kHz, RFC 4733 events replacing the
-    audio packets they overlap (as phones do), each event 6 packets + 3 end packets."""
-    pt, enc = G711[leg.codec]
-    pcm8 = float_to_pcm16(resample(leg.audio.astype(np.float32), 16000, 8000))
-    step = 8 * ptime_ms
-    n = len(pcm8) // step
+    """(send time s, RTP packet) of one leg, in order, RFC 4733 events replacing the audio packets they
+    overlap (as phones do), each event 6 packets + 3 end packets."""
+    pt, step, frames = _frames(leg, ptime_ms)
+    n = len(frames)
     events = {int(t * 1000 // ptime_ms): sym for t, sym in leg.dtmf}
     out: list[tuple[float, bytes]] = []
     seq = random.Random(leg.ssrc).randrange(0, 65536)
@@ -68,8 +89,7 @@ def leg_packets(leg: Leg, ptime_ms: int = 20) -> list[tuple[float, bytes]]:
                 seq += 1
             i += 6
             continue
-        frame = pcm8[i * step:(i + 1) * step]
-        out.append((t, build_rtp(pt, seq % 65536, (ts0 + i * step) % 2**32, leg.ssrc, encode_g711(frame, enc), marker=i == 0)))
+        out.append((t, build_rtp(pt, seq % 65536, (ts0 + i * step) % 2**32, leg.ssrc, frames[i], marker=i == 0)))
         seq += 1
         i += 1
     return out
@@ -125,4 +145,4 @@ def duration_s(packets: Sequence[tuple[float, int, bytes]]) -> float:
     return packets[-1][0] if packets else 0.0
 
 
-__all__ = ["Impairment", "Leg", "leg_packets", "schedule", "write_pcap", "duration_s", "DTMF_PT"]
+__all__ = ["Impairment", "Leg", "leg_packets", "schedule", "write_pcap", "duration_s", "DTMF_PT", "OPUS_PT"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from callscribe.errors import RtpError
 
-from .codecs import Codec, StreamAudioDecoder
+from .codecs import Codec, StreamAudioDecoder, payload_duration
 from .jitter import JitterBuffer
 from .packet import DtmfDetector, is_rtcp, parse_rtp
 
@@ -54,7 +54,8 @@ class RtpStream(asyncio.DatagramProtocol):
         self.codec = codec
         self.dtmf_payload_type = dtmf_payload_type
         self.label = label
-        self.jitter = JitterBuffer(clock_rate=codec.clock_rate, depth_ms=depth_ms)
+        self.depth_ms = depth_ms
+        self.jitter = JitterBuffer(clock_rate=codec.clock_rate, depth_ms=depth_ms, duration_of=payload_duration(codec))
         self.decoder = StreamAudioDecoder(codec)
         self.dtmf = DtmfDetector()
         self.stats = StreamStats()
@@ -132,8 +133,15 @@ class RtpStream(asyncio.DatagramProtocol):
 
     def switch_codec(self, codec: Codec) -> None:
         """A re-INVITE changed the codec: new packets decode with it (what the old decoder still holds
-        is pushed out first by the next take_audio, as its resampler tail)."""
-        self._pending_tail = self.decoder.flush()
+        is pushed out first by the next take_audio, as its resampler tail). A codec on another RTP clock
+        (G.711 <-> Opus) also gets a fresh jitter buffer: what the old one held is played out first."""
+        held = np.zeros(0, np.float32)
+        if codec.clock_rate != self.codec.clock_rate:
+            held = self._decode(self.jitter.flush())
+            self.jitter = JitterBuffer(clock_rate=codec.clock_rate, depth_ms=self.depth_ms, duration_of=payload_duration(codec))
+        else:
+            self.jitter.duration_of = payload_duration(codec)
+        self._pending_tail = np.concatenate([self._pending_tail, held, self.decoder.flush()]).astype(np.float32)
         self.codec = codec
         self.decoder = StreamAudioDecoder(codec)
 

@@ -31,7 +31,10 @@ ACCEPTED_PROTOS = ("RTP/AVP", "RTP/AVPF")
 # Never chosen as "the" codec of a stream: they carry no speech.
 _NON_SPEECH = frozenset({"TELEPHONE-EVENT", "CN", "RED", "ULPFEC"})
 # G.711 is 8 kHz by definition: an rtpmap saying otherwise is broken, and we would decode it wrongly.
-_FIXED_RATE = {"PCMU": 8000, "PCMA": 8000}
+_FIXED_RATE = {"PCMU": 8000, "PCMA": 8000, "OPUS": 48000}  # RFC 7587: always opus/48000/2
+# Our fmtp for Opus (RFC 7587 section 6.1): we decode at 16 kHz, so wider audio would be bits wasted, and
+# we use in-band FEC, so the sender should add it (it costs a few kbit/s and recovers single lost packets).
+OPUS_FMTP = "maxplaybackrate=16000;useinbandfec=1"
 
 _LINE_RE = re.compile(r"\r?\n")
 _NUM_RE = re.compile(r"[0-9]{1,10}\Z")
@@ -314,8 +317,11 @@ def build_answer(offer: SessionDescription, choices: Sequence[MediaChoice], addr
         lines.append(f"m={m.media} {port_of[i]} {m.proto} {' '.join(str(p) for p in pts)}")
         codec = _codec_of(m, c.payload_type) or (c.codec or "", c.clock_rate, 1)
         name, rate, channels = codec
-        lines.append(f"a=rtpmap:{c.payload_type} {name}/{rate}" + (f"/{channels}" if channels != 1 else ""))
-        if c.payload_type in m.fmtp:
+        shown = "opus" if name == "OPUS" else name  # RFC 7587 spells it in lower case; some peers compare so
+        lines.append(f"a=rtpmap:{c.payload_type} {shown}/{rate}" + (f"/{channels}" if channels != 1 else ""))
+        if name == "OPUS":
+            lines.append(f"a=fmtp:{c.payload_type} {OPUS_FMTP}")
+        elif c.payload_type in m.fmtp:
             lines.append(f"a=fmtp:{c.payload_type} {m.fmtp[c.payload_type]}")
         if len(pts) == 2:
             ev_rate = m.rtpmap.get(pts[1], ("", 8000, 1))[1]
@@ -331,5 +337,5 @@ def build_answer(offer: SessionDescription, choices: Sequence[MediaChoice], addr
 
 __all__ = [
     "MediaDescription", "SessionDescription", "parse_sdp", "MediaChoice", "negotiate", "build_answer",
-    "STATIC_PAYLOAD_TYPES", "ACCEPTED_PROTOS",
+    "STATIC_PAYLOAD_TYPES", "ACCEPTED_PROTOS", "OPUS_FMTP",
 ]
