@@ -461,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customer", required=True, help="customer leg audio (first stream)")
     p.add_argument("--agent", help="agent leg audio (second stream, port +2): a SIPREC call")
     p.add_argument("--out", required=True)
-    p.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA"])
+    p.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "OPUS"],
+                   help="OPUS: 24 kbit/s with in-band FEC, payload type 111 (offer '111 101' in the scenario)")
     p.add_argument("--loss", type=float, default=0.0, help="fraction of packets dropped")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="random extra delay per packet (reorders)")
     p.add_argument("--dtmf", action="append", default=[], help="TIME_S:DIGIT on the customer leg (repeatable)")

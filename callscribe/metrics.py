@@ -67,6 +67,10 @@ def _sip_metrics(sip):
     for reason, n in sorted(st.calls_ended.items()):
         ended.add_metric([reason], n)
     yield ended
+    yield CounterMetricFamily("callscribe_rtp_concealed_seconds", "Lost RTP audio concealed at the receiver, ended calls",
+                              value=st.media_concealed_ms / 1000)
+    yield CounterMetricFamily("callscribe_rtp_fec_seconds", "Lost Opus audio decoded from the next packet's in-band FEC, ended calls",
+                              value=st.media_fec_ms / 1000)
     yield GaugeMetricFamily("callscribe_rtp_port_pairs_free", "Free RTP/RTCP port pairs", value=sip.pool.free_pairs)
     packets = lost = late = malformed = 0
     for call in list(sip.calls.values()):

@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from callscribe.events import CallEnded, CallStarted, Dtmf, Transcript
+from callscribe.gateway.rtp.codecs import SUPPORTED
 from callscribe.gateway.rtp.pcap import Impairment, Leg, duration_s, schedule, write_pcap
 from callscribe.scoring import error_rate
 from callscribe.service import Service
@@ -81,20 +82,21 @@ def dialogue(customer: list[str], agent: list[str], gap_s: float = 0.8, lead_s: 
 
 
 def make_pcap(path: Path, tracks: dict[str, np.ndarray], impairment: Impairment = Impairment(), siprec: bool = True,
-              dtmf: tuple[tuple[float, str], ...] = ()) -> float:
-    legs = [Leg(tracks["customer"], 0, 0x1A2B3C4D, "PCMU", dtmf)]
+              dtmf: tuple[tuple[float, str], ...] = (), codec: str = "PCMU") -> float:
+    legs = [Leg(tracks["customer"], 0, 0x1A2B3C4D, codec, dtmf)]
     if siprec:
-        legs.append(Leg(tracks["agent"], 2, 0x5E6F7A8B, "PCMU"))
+        legs.append(Leg(tracks["agent"], 2, 0x5E6F7A8B, codec))
     packets = schedule(legs, impairment)
     write_pcap(path, packets)
     return duration_s(packets)
 
 
 async def run_sipp(scenario: str, port: int, pcap: Path, pause_s: float, tmp: Path, calls: int = 1,
-                   caller: str = CALLER) -> tuple[int, str]:
-    """Run a docs/sipp scenario against ``port`` with ``calls`` concurrent calls; return (exit code, log)."""
+                   caller: str = CALLER, formats: str = "0 8 101") -> tuple[int, str]:
+    """Run a docs/sipp scenario against ``port`` with ``calls`` concurrent calls; return (exit code, log).
+    ``formats``: the payload types the SIPREC offer lists ("111 101" offers Opus)."""
     text = (SCENARIOS / scenario).read_text()
-    text = text.replace("@PCAP@", str(pcap)).replace("@PAUSE_MS@", str(int(pause_s * 1000)))
+    text = text.replace("@PCAP@", str(pcap)).replace("@PAUSE_MS@", str(int(pause_s * 1000))).replace("@FORMATS@", formats)
     text = text.replace("@AGENT@", AGENT).replace("@CALLER@", caller)
     scen = tmp / f"{pcap.stem}-{scenario}"
     scen.write_text(text)
@@ -189,38 +191,60 @@ async def test_plain_sip_call_is_mixed_channel_and_dtmf_never_reaches_asr(sip_se
     assert error_rate(refs["customer"][0], hyp, "en") < 0.2, hyp
 
 
-async def test_rtp_loss_reorder_and_jitter_cost_under_3_points(sip_service, tmp_path):
-    """Same dialogues twice, clean and with 5% loss + 60 ms jitter (reordering) + 1% duplicates, all at once."""
+async def _clean_and_impaired(sip_service, tmp_path, codec: str, formats: str) -> dict[str, tuple[float, float]]:
+    """The same en and zh dialogues twice through sipp, clean and with 5% random loss + 60 ms jitter
+    (which reorders packets) + 1% duplicates, four calls at once. Returns {lang: (clean, impaired)} error
+    rates (WER for en, CER for zh)."""
     runs, refs = [], {}
     for lang, (cust, agent) in {"en": (EN_CUSTOMER, EN_AGENT), "zh": (ZH_CUSTOMER + ZH_MORE, ZH_AGENT + ZH_MORE_AGENT)}.items():
         tracks, refs[lang] = dialogue(cust, agent)
         for kind, imp in (("clean", Impairment()), ("impaired", Impairment(loss=0.05, jitter_ms=60, duplicate=0.01, seed=11))):
-            pcap = tmp_path / f"{kind}-{lang}.pcap"
-            secs = make_pcap(pcap, tracks, imp)
+            pcap = tmp_path / f"{kind}-{lang}-{codec}.pcap"
+            secs = make_pcap(pcap, tracks, imp, codec=codec)
             # the caller number tells the four calls apart in the metadata
-            runs.append(run_sipp("siprec_uac.xml", sip_service.sip.port, pcap, secs + 1.0, tmp_path, caller=f"{kind}-{lang}"))
+            runs.append(run_sipp("siprec_uac.xml", sip_service.sip.port, pcap, secs + 1.0, tmp_path,
+                                 caller=f"{kind}-{lang}", formats=formats))
     for rc, log in await asyncio.gather(*runs):
         assert rc == 0, log
     calls = await wait_ended(sip_service, 4)
     by_run = {events[0].metadata["caller"]: events for events in calls.values()}
     assert sorted(by_run) == ["clean-en", "clean-zh", "impaired-en", "impaired-zh"]
+    for events in by_run.values():
+        assert events[0].encoding == codec.lower(), events[0]
+    out = {}
     for lang in ("en", "zh"):
         clean = score(by_run[f"clean-{lang}"], refs[lang], lang)
         impaired = score(by_run[f"impaired-{lang}"], refs[lang], lang)
-        print(f"{lang}: clean {clean:.3f}, 5% loss + 60 ms jitter + 1% dup {impaired:.3f}")
+        print(f"{codec} {lang}: clean {clean:.3f}, 5% loss + 60 ms jitter + 1% dup {impaired:.3f}")
         for kind in ("clean", "impaired"):
             print(" ", kind, "|", text_of(by_run[f"{kind}-{lang}"], "customer"), "|", text_of(by_run[f"{kind}-{lang}"], "agent"))
-        # Issue #5 asks for <= 3 points. English meets it (measured: no change). Mandarin does not yet:
-        # 5% random loss costs whisper-base 3.5-5 CER points on this dialogue (offline over 5 loss
-        # seeds: clean 0.159, forward concealment 0.207 mean, zero-fill 0.246, dropping lost frames
-        # 0.193; interpolating towards the next packet was worse, 0.212; a later 10-seed round of
-        # concealment and loss-aware decoding variants found none within 3 points, see docs/sip.md).
-        # The bound below catches a regression of what we have; the 3-point target for Mandarin is open work.
-        allowed = 0.03 if lang == "en" else 0.07
-        assert impaired - clean <= allowed, (lang, clean, impaired)
         assert clean < 0.3, (lang, clean)
+        out[lang] = (clean, impaired)
     stats = sip_service.sip.stats
     assert stats.calls_accepted == 4 and stats.calls_ended.get("hangup") == 4
+    return out
+
+
+async def test_rtp_loss_reorder_and_jitter_cost_under_3_points(sip_service, tmp_path):
+    """G.711, the codec every SBC can send, carries no redundancy: what is lost is gone."""
+    for lang, (clean, impaired) in (await _clean_and_impaired(sip_service, tmp_path, "PCMU", "0 8 101")).items():
+        # Issue #5 asks for <= 3 points. English meets it (measured: no change). Mandarin over G.711 does
+        # not: 5% random loss costs whisper-base 3.5-5 CER points on this dialogue whatever the receiver
+        # does (ten loss seeds, concealment and loss-aware decoding variants: docs/sip.md). With Opus and
+        # in-band FEC it does (the test below). This bound catches a regression of what G.711 has.
+        allowed = 0.03 if lang == "en" else 0.07
+        assert impaired - clean <= allowed, (lang, clean, impaired)
+
+
+@pytest.mark.skipif("OPUS" not in SUPPORTED, reason="Opus needs the optional opuslib-next package and libopus")
+async def test_opus_with_inband_fec_loss_reorder_and_jitter_within_3_points(sip_service, tmp_path):
+    """Opus (RFC 7587) as a WebRTC phone or SBC sends it, with in-band FEC (our answer asks for it): the
+    jitter buffer gives each lost slot the next packet, whose FEC copy libopus decodes. Offline over ten
+    loss seeds the Mandarin gap is 0.8 points (docs/sip.md); both languages must stay within issue #5's 3."""
+    for lang, (clean, impaired) in (await _clean_and_impaired(sip_service, tmp_path, "OPUS", "111 101")).items():
+        assert impaired - clean <= 0.03, (lang, clean, impaired)
+    # the impaired calls' lost slots went through libopus with the next packet (5% of ~110 s of audio)
+    assert sip_service.sip.stats.media_fec_ms > 2000, sip_service.sip.stats
 
 
 async def test_twenty_concurrent_siprec_calls_all_transcribed(sip_service, tmp_path):

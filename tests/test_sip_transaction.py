@@ -165,7 +165,8 @@ def _scenario_invite(name: str) -> bytes:
     subs = {"[remote_ip]": "127.0.0.1", "[remote_port]": "5060", "[transport]": "UDP", "[local_ip]": "127.0.0.1",
             "[local_port]": "5061", "[branch]": "z9hG4bK-s1", "[pid]": "1", "[call_number]": "1", "[call_id]": "1-1@127.0.0.1",
             "[local_ip_type]": "4", "[media_ip_type]": "4", "[media_ip]": "127.0.0.1", "[media_port]": "6000",
-            "[media_port+2]": "6002", "@AGENT@": "8001", "@CALLER@": "13800138000"}
+            "[media_port+2]": "6002", "@AGENT@": "8001", "@CALLER@": "13800138000",
+            "@FORMATS@": "0 8 101"}
     for k, v in subs.items():
         msg = msg.replace(k, v)
     head, body = msg.split("\n\n", 1)

@@ -226,6 +226,9 @@ class StreamAudioDecoder:
         if codec.name in _G711:
             return pcm16_to_float(decode_bytes(payload, _G711[codec.name])), 8000
         if codec.name == "OPUS":
+            if not payload:  # libopus would take it as a loss and conceal 120 ms for one slot
+                self.stats.corrupt_payloads += 1
+                return None
             try:
                 pcm = self._opus_decoder(payload_type).decode(bytes(payload), OPUS_MAX_SAMPLES // 3)
             except _opus.OpusError:

@@ -107,6 +107,7 @@ class SipCall:
             s.label or str(i): {
                 "packets": s.stats.packets, "malformed": s.stats.malformed, "rtcp": s.stats.rtcp,
                 "lost": s.jitter.stats.lost, "late": s.jitter.stats.late, "duplicates": s.jitter.stats.duplicates,
+                "concealed_ms": round(s.decoder.stats.concealed_ms), "fec_ms": round(s.decoder.stats.fec_ms),
             }
             for i, s in enumerate(self.streams)
         }

@@ -317,9 +317,10 @@ def build_answer(offer: SessionDescription, choices: Sequence[MediaChoice], addr
         lines.append(f"m={m.media} {port_of[i]} {m.proto} {' '.join(str(p) for p in pts)}")
         codec = _codec_of(m, c.payload_type) or (c.codec or "", c.clock_rate, 1)
         name, rate, channels = codec
-        shown = "opus" if name == "OPUS" else name  # RFC 7587 spells it in lower case; some peers compare so
-        lines.append(f"a=rtpmap:{c.payload_type} {shown}/{rate}" + (f"/{channels}" if channels != 1 else ""))
-        if name == "OPUS":
+        if name == "OPUS":  # RFC 7587: always "opus/48000/2" (lower case; some peers compare so), whatever was offered
+            name, channels = "opus", 2
+        lines.append(f"a=rtpmap:{c.payload_type} {name}/{rate}" + (f"/{channels}" if channels != 1 else ""))
+        if name == "opus":
             lines.append(f"a=fmtp:{c.payload_type} {OPUS_FMTP}")
         elif c.payload_type in m.fmtp:
             lines.append(f"a=fmtp:{c.payload_type} {m.fmtp[c.payload_type]}")

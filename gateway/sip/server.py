@@ -58,6 +58,9 @@ class SipStats:
     calls_refused_other: int = 0
     calls_cancelled: int = 0
     calls_ended: dict[str, int] = field(default_factory=dict)
+    # media of ended calls: lost audio concealed at the receiver, and (Opus) decoded from the next packet
+    media_concealed_ms: float = 0.0
+    media_fec_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -518,6 +521,9 @@ class SipServer:
                 del self.calls[call.call_id]
                 self.pool.release(call.port_base)
                 self.stats.calls_ended[reason] = self.stats.calls_ended.get(reason, 0) + 1
+                for s in call.streams:
+                    self.stats.media_concealed_ms += s.decoder.stats.concealed_ms
+                    self.stats.media_fec_ms += s.decoder.stats.fec_ms
                 log.info("call %s ended (%s): %s", call.call_id, reason, call.stats())
 
     # --- timers and tasks ---------------------------------------------------------------------------
