@@ -11,6 +11,7 @@ from callscribe.config import Config
 from callscribe.errors import ConfigError
 from callscribe.events import Alert, CallbackDone, CallEnded, CallFlag, CallStarted, CallSummary, IntentUpdate, Quote, Surge, Transcript
 from callscribe.gateway.web.auth import AuthError, TokenAuthority
+from callscribe.gateway.web import board as board_mod
 from callscribe.gateway.web.board import RECENT_ENDED_S, BoardState, mask_caller
 
 SECRET = b"k" * 64
@@ -131,6 +132,24 @@ def test_board_follows_a_call_from_start_to_callback_done():
     assert b.callback_list() == []
     assert b.apply("8-0", flag)[-1]["type"] == "call"  # a redelivered flag does not reopen a handled callback
     assert b.callback_list() == []
+
+
+def test_handled_callbacks_are_remembered_a_day_and_at_most_done_kept(monkeypatch):
+    clock = Clock(50_000.0)
+    b = BoardState(NAMES, clock)
+    b.apply("1-0", CallbackDone("early", "sue"))  # "done" replayed before the call's final flag
+    clock.t += 3600
+    flag = CallFlag("early", 2, True, True, ("no_resolution",))
+    assert [m["type"] for m in b.apply("2-0", flag)] == ["call"] and b.callback_list() == []
+    b.prune()
+    assert "early" in b.callbacks_done  # an hour later: still remembered
+    clock.t += board_mod.DONE_KEEP_S
+    b.prune()
+    assert "early" not in b.callbacks_done
+    monkeypatch.setattr(board_mod, "DONE_KEPT", 3)
+    for i in range(5):
+        b.apply(f"{3 + i}-0", CallbackDone(f"c{i}", "sue"))
+    assert list(b.callbacks_done) == ["c2", "c3", "c4"]
 
 
 def test_summary_sets_the_verdict_and_a_resolved_final_flag_closes_the_callback():

@@ -40,6 +40,11 @@ STALE_LIVE_S = 6 * 3600  # a "live" call with no event for this long lost its ca
 CHART_KEEP_S = 24 * 3600
 ALERTS_KEPT = 500
 SURGES_KEPT = 50
+# Handled callbacks are remembered so that a final flag read after its "done" (the two come from different
+# streams, so a replay can apply them in either order) does not put the call back in the queue. A flag
+# never comes a day after its call, so a day bounds the memory; the count bound holds on any floor.
+DONE_KEEP_S = 24 * 3600
+DONE_KEPT = 100_000
 
 
 def mask_caller(number: str) -> str:
@@ -88,7 +93,7 @@ class BoardState:
         self.alerts: deque[dict[str, Any]] = deque(maxlen=ALERTS_KEPT)
         self.surges: deque[dict[str, Any]] = deque(maxlen=SURGES_KEPT)
         self.callbacks: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.callbacks_done: set[str] = set()
+        self.callbacks_done: OrderedDict[str, int] = OrderedDict()  # call_id -> when handled (ms), oldest first
         self.chart: dict[str, tuple[int, str]] = {}  # call_id -> (started_at_ms, intent)
         self.alert_counts: dict[str, int] = {}
         # Latency observers (the gateway's Prometheus histograms); seconds from speech end to final, and
@@ -126,7 +131,10 @@ class BoardState:
             self.surges.appendleft(surge)
             return [{"type": "surge", "surge": surge}]
         if isinstance(event, CallbackDone):
-            self.callbacks_done.add(event.call_id)
+            self.callbacks_done.pop(event.call_id, None)
+            self.callbacks_done[event.call_id] = self.now_ms()
+            while len(self.callbacks_done) > DONE_KEPT:
+                self.callbacks_done.popitem(last=False)
             if self.callbacks.pop(event.call_id, None) is not None:
                 return [{"type": "callback_done", "call_id": event.call_id}]
             return []
@@ -231,6 +239,8 @@ class BoardState:
         for call_id, (started, _) in list(self.chart.items()):
             if now - started > CHART_KEEP_S * 1000:
                 del self.chart[call_id]
+        while self.callbacks_done and now - next(iter(self.callbacks_done.values())) > DONE_KEEP_S * 1000:
+            self.callbacks_done.popitem(last=False)
         return out
 
     # --- views ---------------------------------------------------------------------------------------------
