@@ -33,6 +33,8 @@ from callscribe.gateway.rtp.pcap import OPUS_PT, Impairment, Leg, leg_packets, s
 from callscribe.gateway.rtp.receiver import RtpStream
 from callscribe.gateway.sip.sdp import OPUS_FMTP, build_answer, negotiate, parse_sdp
 
+from .test_sip_parse import answer_media
+
 try:  # optional, as in production: only the tests marked needs_opus use it
     import opuslib_next
 except Exception:  # pragma: no cover - depends on the environment
@@ -476,16 +478,6 @@ OPUS_OFFER = _offer("m=audio 4000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r
                     "a=rtpmap:101 telephone-event/48000\r\na=ptime:20\r\n")
 
 
-def _answer_media(answer: bytes) -> list[list[str]]:
-    out: list[list[str]] = []
-    for line in answer.decode().split("\r\n"):
-        if line.startswith("m="):
-            out.append([line])
-        elif out and line:
-            out[-1].append(line)
-    return out
-
-
 def test_sdp_negotiates_opus_and_its_telephone_event():
     offer = parse_sdp(OPUS_OFFER)
     (choice,) = negotiate(offer, ("PCMU", "PCMA", "OPUS"))
@@ -493,7 +485,7 @@ def test_sdp_negotiates_opus_and_its_telephone_event():
     assert choice.dtmf_payload_type == 101
     assert not negotiate(offer, ("PCMU", "PCMA"))[0].accepted  # without Opus nothing else is offered
     answer = build_answer(offer, [choice], "10.0.0.1", [30000], session_id=5)
-    (media,) = _answer_media(answer)
+    (media,) = answer_media(answer)
     assert media[0] == "m=audio 30000 RTP/AVP 111 101"
     assert "a=rtpmap:111 opus/48000/2" in media
     assert "a=fmtp:111 maxplaybackrate=16000;useinbandfec=1" in media
@@ -524,7 +516,7 @@ def test_sdp_offerer_order_wins():
                                   "a=rtpmap:101 telephone-event/8000\r\n"))
     (choice,) = negotiate(pcmu_first, ("PCMU", "PCMA", "OPUS"))
     assert (choice.codec, choice.payload_type, choice.clock_rate, choice.dtmf_payload_type) == ("PCMU", 0, 8000, 101)
-    (media,) = _answer_media(build_answer(pcmu_first, [choice], "10.0.0.1", [30000]))
+    (media,) = answer_media(build_answer(pcmu_first, [choice], "10.0.0.1", [30000]))
     assert media[0] == "m=audio 30000 RTP/AVP 0 101" and not any("opus" in line for line in media)
     # our list filters, the offer orders: without PCMU in ours, Opus is the pick
     (choice,) = negotiate(pcmu_first, ("OPUS", "PCMA"))
@@ -534,7 +526,7 @@ def test_sdp_offerer_order_wins():
                             "a=rtpmap:100 telephone-event/8000\r\na=rtpmap:101 telephone-event/48000\r\n"))
     (choice,) = negotiate(both, ("OPUS",))
     assert (choice.payload_type, choice.dtmf_payload_type) == (96, 101)
-    (media,) = _answer_media(build_answer(both, [choice], "10.0.0.1", [30000]))
+    (media,) = answer_media(build_answer(both, [choice], "10.0.0.1", [30000]))
     assert "a=rtpmap:96 opus/48000/2" in media  # RFC 7587 spelling even though the offer shouted
 
 

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from callscribe.events import CallEnded, CallStarted, Dtmf, Transcript
 from callscribe.gateway.rtp.codecs import SUPPORTED
-from callscribe.gateway.rtp.pcap import Impairment, Leg, duration_s, schedule, write_pcap
+from callscribe.gateway.rtp.pcap import Impairment, Leg, duration_s, schedule, two_leg_call, write_pcap
 from callscribe.scoring import error_rate
 from callscribe.service import Service
 from callscribe.stream import read_call, read_global
@@ -61,23 +61,8 @@ async def sip_service(redis_server, engine, asr_config, tmp_path):
 def dialogue(customer: list[str], agent: list[str], gap_s: float = 0.8, lead_s: float = 0.5):
     """Two legs taking turns (customer first), silence on a leg while the other speaks."""
     manifest = {row["file"]: row for row in load_manifest()}
-    sr = 16000
-    pieces: list[tuple[str, np.ndarray, float]] = []
-    t = lead_s
-    for i in range(max(len(customer), len(agent))):
-        for side, clips in (("customer", customer), ("agent", agent)):
-            if i < len(clips):
-                audio = load_clip(clips[i])
-                pieces.append((side, audio, t))
-                t += len(audio) / sr + gap_s
-    total = int((t + 0.5) * sr)
-    tracks = {"customer": np.zeros(total, np.float32), "agent": np.zeros(total, np.float32)}
-    refs = {"customer": [], "agent": []}
-    for side, audio, start in pieces:
-        i = int(start * sr)
-        tracks[side][i:i + len(audio)] = audio
-    for side, clips in (("customer", customer), ("agent", agent)):
-        refs[side] = [manifest[c]["reference_text"] for c in clips]
+    tracks = two_leg_call([load_clip(c) for c in customer], [load_clip(c) for c in agent], gap_s, lead_s)
+    refs = {side: [manifest[c]["reference_text"] for c in clips] for side, clips in (("customer", customer), ("agent", agent))}
     return tracks, refs
 
 

@@ -66,6 +66,26 @@ def _frames(leg: Leg, ptime_ms: int) -> tuple[int, int, list[bytes]]:
     return pt, step, [encode_g711(pcm8[i * step:(i + 1) * step], law) for i in range(len(pcm8) // step)]
 
 
+def two_leg_call(customer: Sequence[np.ndarray], agent: Sequence[np.ndarray], gap_s: float = 0.8,
+                 lead_s: float = 0.5, rate_hz: int = 16000) -> dict[str, np.ndarray]:
+    """A two-leg call from recordings: the legs take turns (customer first, ``gap_s`` between turns), each
+    leg silent while the other speaks, as SIPREC streams are. Returns {"customer": audio, "agent": audio},
+    equal lengths."""
+    pieces: list[tuple[str, np.ndarray, float]] = []
+    t = lead_s
+    for i in range(max(len(customer), len(agent))):
+        for side, clips in (("customer", customer), ("agent", agent)):
+            if i < len(clips):
+                pieces.append((side, clips[i], t))
+                t += len(clips[i]) / rate_hz + gap_s
+    total = int((t + 0.5) * rate_hz)
+    tracks = {"customer": np.zeros(total, np.float32), "agent": np.zeros(total, np.float32)}
+    for side, audio, start in pieces:
+        i = int(start * rate_hz)
+        tracks[side][i:i + len(audio)] = audio
+    return tracks
+
+
 def leg_packets(leg: Leg, ptime_ms: int = 20) -> list[tuple[float, bytes]]:
     """(send time s, RTP packet) of one leg, in order, RFC 4733 events replacing the audio packets they
     overlap (as phones do), each event 6 packets + 3 end packets."""
@@ -145,4 +165,4 @@ def duration_s(packets: Sequence[tuple[float, int, bytes]]) -> float:
     return packets[-1][0] if packets else 0.0
 
 
-__all__ = ["Impairment", "Leg", "leg_packets", "schedule", "write_pcap", "duration_s", "DTMF_PT", "OPUS_PT"]
+__all__ = ["Impairment", "Leg", "two_leg_call", "leg_packets", "schedule", "write_pcap", "duration_s", "DTMF_PT", "OPUS_PT"]

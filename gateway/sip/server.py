@@ -34,7 +34,7 @@ from ..rtp.receiver import RtpStream
 from .call import SipCall
 from .callplan import CallPlan, offer_sdp, plan_call
 from .dialog import Dialog
-from .message import Headers, SipRequest, SipResponse, StreamFramer, make_response, new_tag, parse_message
+from .message import SipRequest, SipResponse, StreamFramer, make_response, new_tag, parse_message
 from .sdp import MediaChoice, build_answer, negotiate, parse_sdp
 from .siprec import RoleRules
 from .transaction import AckTimeout, ClientResult, Deliver, Output, Peer, Send, TransactionLayer
