@@ -33,6 +33,7 @@ from callscribe.gateway.rtp.pcap import OPUS_PT, Impairment, Leg, leg_packets, s
 from callscribe.gateway.rtp.receiver import RtpStream
 from callscribe.gateway.sip.sdp import OPUS_FMTP, build_answer, negotiate, parse_sdp
 
+from .test_rtp import _run
 from .test_sip_parse import answer_media
 
 try:  # optional, as in production: only the tests marked needs_opus use it
@@ -99,20 +100,6 @@ def _spectral_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def _snr_db(ref: np.ndarray, y: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((y - ref).astype(np.float64) ** 2)))
-
-
-def _run_jitter(jb: JitterBuffer, arrivals, tick_s: float = 0.01) -> list[Playout]:
-    """Push (arrival time, RtpPacket) at their times, pop every tick, flush at the end."""
-    arrivals = sorted(arrivals, key=lambda a: a[0])
-    slots: list[Playout] = []
-    t, i, end = arrivals[0][0], 0, arrivals[-1][0] + 0.5
-    while t <= end:
-        while i < len(arrivals) and arrivals[i][0] <= t:
-            jb.push(arrivals[i][1], arrivals[i][0])
-            i += 1
-        slots += jb.pop(t)
-        t += tick_s
-    return slots + jb.flush()
 
 
 def _opus_jitter() -> JitterBuffer:
@@ -383,7 +370,7 @@ def test_jitter_buffer_hands_the_next_payload_to_lost_slots():
     assert all((b.timestamp - a.timestamp) % 2**32 == 960 for (_, a), (_, b) in zip(sent, sent[1:]))
     dropped = {10, 20, 21}
     jb = _opus_jitter()
-    slots = _run_jitter(jb, [s for i, s in enumerate(sent) if i not in dropped])
+    slots = _run(jb, [s for i, s in enumerate(sent) if i not in dropped])
     assert [s.kind for s in slots] == ["lost" if i in dropped else "audio" for i in range(n)]
     assert all(s.duration == 960 for s in slots)
     payload = [p.payload for _, p in sent]
@@ -415,7 +402,7 @@ def test_jitter_buffer_accepts_other_packet_durations():
         if k not in (4, 15):
             arrivals.append((ts / 48000, parse_rtp(build_rtp(OPUS_PT, k, ts, 9, f, marker=k == 0))))
         ts += d
-    slots = _run_jitter(_opus_jitter(), arrivals)
+    slots = _run(_opus_jitter(), arrivals)
     assert [s.duration for s in slots] == durations
     assert [s.kind for s in slots].count("lost") == 2
     assert slots[4].next_payload == frames[5] and slots[15].next_payload == frames[16]
@@ -429,7 +416,7 @@ def test_jitter_buffer_accepts_other_packet_durations():
 # ================================================================================================
 def _receive(arrivals: list[tuple[float, int, bytes]], fec: bool = True) -> tuple[np.ndarray, JitterBuffer, StreamAudioDecoder]:
     jb = _opus_jitter()
-    slots = _run_jitter(jb, [(t, parse_rtp(pkt)) for t, _port, pkt in arrivals])
+    slots = _run(jb, [(t, parse_rtp(pkt)) for t, _port, pkt in arrivals])
     if not fec:
         slots = [Playout(s.kind, s.payload, s.payload_type, s.duration) for s in slots]
     dec = StreamAudioDecoder(OPUS)
