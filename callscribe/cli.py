@@ -153,24 +153,89 @@ async def _redact(args: argparse.Namespace) -> int:
 
 # --- analyze / analytics -------------------------------------------------------------------------
 async def _analyze(args: argparse.Namespace) -> int:
+    """Dialogue files and/or recordings -> analytics JSON (callscribe/batch.py says how a folder runs)."""
     import json
 
-    from .keyword.dialogue import analyze_paths
+    from .batch import AUDIO_SUFFIXES, analyze_inputs, discover
     from .keyword.worker import analytics_from_config
 
-    cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents, silence_alert_s=args.silence_s)
+    cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents, silence_alert_s=args.silence_s, partials=False)
+    out_dir = Path(args.out) if args.out else None
+    items = discover(args.paths, exclude=out_dir.resolve() if out_dir else None)
+    has_audio = any(i.kind == "audio" for i in items)
+    single = len(items) == 1 and len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
+    if out_dir is None and has_audio and not single:
+        out_dir = Path.cwd() / f"{Path(args.paths[0]).resolve().name}-analysis"  # a folder of recordings is a job
+        print(f"callscribe analyze: one JSON per call in {out_dir} (rerun to resume)", file=sys.stderr)
     analytics = analytics_from_config(cfg)
-    result = analyze_paths(analytics, args.paths)
+    labels = None
     if args.labels:
-        from .keyword.evaluate import score
-
         with open(args.labels, encoding="utf-8") as f:
             labels = json.load(f)
-        single = "calls" not in result  # one file: the call itself
-        calls = [result] if single else result["calls"]
-        result = {"scores": score(calls, labels), **({"calls": calls} if single else result)}
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.compact else 1))
-    return 0
+    total_audio_s = 0.0
+    if has_audio:
+        import soundfile
+
+        for item in items:
+            if item.kind == "audio":
+                try:
+                    total_audio_s += soundfile.info(str(item.path)).duration  # header only; MP3/M4A: unknown
+                except (RuntimeError, OSError, soundfile.LibsndfileError):
+                    pass
+    with _CallProgress(len(items), total_audio_s, enabled=len(items) > 1 or has_audio) as progress:
+        result = await analyze_inputs(items, analytics, cfg, out_dir=out_dir, jobs=args.jobs, on_progress=progress)
+    summary = result.summary
+    if labels is not None:
+        from .keyword.evaluate import score
+
+        summary["scores"] = score(result.calls, labels)
+        if out_dir is not None:
+            (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    if summary["failed"]:
+        for f in summary["failed"]:
+            print(f"callscribe analyze: {f['path']}: {f['error']}", file=sys.stderr)
+    if single and result.calls:
+        out: dict = result.calls[0]
+        if labels is not None:
+            out = {"scores": summary["scores"], "calls": result.calls}
+    elif out_dir is not None:
+        out = summary
+    else:
+        out = {**({"scores": summary["scores"]} if labels is not None else {}), "calls": result.calls,
+               "surges": summary["surges"]}
+    print(json.dumps(out, ensure_ascii=False, indent=None if args.compact else 1))
+    if has_audio and summary.get("x_real_time"):
+        print(f"-- {summary['calls']} calls ({summary['resumed']} from an earlier run), {summary['audio_s_transcribed_now']:.0f} s "
+              f"of audio transcribed in {summary['wall_s']:.0f} s: {summary['x_real_time']:.1f}x real time", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
+class _CallProgress:
+    """Progress of a batch on stderr: calls done of total, and audio analysed (rich; silent when off)."""
+
+    def __init__(self, total_calls: int, total_audio_s: float, enabled: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.enabled = enabled
+        self._progress = Progress(
+            TextColumn("analysing calls"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[audio]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+        )
+        self._task = self._progress.add_task("calls", total=total_calls, audio="")
+
+    def __enter__(self):
+        if self.enabled:
+            self._progress.start()
+
+        def advance(done: int, total: int, audio_s: float) -> None:
+            if self.enabled:
+                self._progress.update(self._task, completed=done, audio=f"{audio_s / 60:.1f} min of audio" if audio_s else "")
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._progress.stop()
 
 
 async def _analytics(args: argparse.Namespace) -> int:
@@ -471,14 +536,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("text", nargs="+")
     p.add_argument("--spans", action="store_true", help="list what was found (kind and text) on stderr")
 
-    p = sub.add_parser("analyze", help="analyse dialogue files offline: intent, alerts, unresolved flag, redacted text (JSON)")
-    p.add_argument("paths", nargs="+", help="dialogue files (customer<TAB>text / agent<TAB>text lines) or directories")
+    p = sub.add_parser("analyze", help="analyse recordings or dialogue files offline: intent, alerts, unresolved flag, "
+                                       "sentiment, timed redacted transcript (JSON)")
+    p.add_argument("paths", nargs="+", help="recordings (WAV/FLAC/OGG/MP3/M4A; stereo = customer, agent), dialogue files "
+                                            "(customer<TAB>text / agent<TAB>text lines), or directories of either")
+    p.add_argument("--out", help="write one JSON per call and summary.json here; a rerun skips calls already there "
+                                 "(default for a folder of recordings: ./<folder>-analysis)")
+    p.add_argument("--jobs", type=int, default=4, help="recordings transcribed at once, sharing decode batches (default 4)")
+    _add_model_args(p)
     p.add_argument("--labels", help="labels.json to score against (adds precision/recall/accuracy)")
     p.add_argument("--rules", help="rule pack files or directories, comma-separated (default: the bundled packs)")
     p.add_argument("--intents", help="intent catalog YAML (default: the bundled telecom catalog)")
     p.add_argument("--silence-s", type=float, help="a gap this long or longer is a silence alert (default 30)")
     p.add_argument("--compact", action="store_true", help="one-line JSON")
-    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
     p = sub.add_parser("analytics", help="run the live analytics worker on a Redis (alerts, intents, callback queue)")
     p.add_argument("--redis-url")

@@ -30,10 +30,10 @@ from callscribe.events import CallEnded, CallFlag, CallStarted, CallSummary, Ale
 from .analyzer import Analytics, PriorCall
 from .normalize import is_han
 from .redact import redact
-from .repeat import RepeatIndex
+from .repeat import RepeatIndex, caller_hash
 from .surge import SurgeDetector
 
-__all__ = ["DialogueError", "Utterance", "Dialogue", "parse_dialogue", "analyze_dialogue", "analyze_paths", "to_events"]
+__all__ = ["DialogueError", "Utterance", "Dialogue", "parse_dialogue", "analyze_call", "analyze_dialogue", "analyze_paths", "to_events"]
 
 ROLES = {"customer": "customer", "客户": "customer", "用户": "customer", "caller": "customer",
          "agent": "agent", "坐席": "agent", "客服": "agent"}
@@ -161,7 +161,19 @@ def analyze_dialogue(
 ) -> dict[str, Any]:
     """Run one dialogue through a CallAnalyzer; the JSON-ready result (see ``callscribe analyze``)."""
     started, finals, ended = to_events(d, started_at_ms)
-    history: list[PriorCall] = repeat.lookup(d.caller, started_at_ms) if (repeat and d.caller) else []
+    return analyze_call(analytics, started, finals, ended, repeat, surge)
+
+
+def analyze_call(
+    analytics: Analytics, started: CallStarted, finals: list[Transcript], ended: CallEnded,
+    repeat: RepeatIndex | None = None, surge: SurgeDetector | None = None,
+) -> dict[str, Any]:
+    """One call's events (from a dialogue file or from transcribing a recording) through a CallAnalyzer,
+    in call-time order, against the shared repeat-caller index; the JSON-ready result."""
+    caller = started.metadata.get("caller", "")
+    started_at_ms = started.started_at_ms
+    finals = sorted(finals, key=lambda t: (t.start_ms, t.end_ms))
+    history: list[PriorCall] = repeat.lookup(caller, started_at_ms) if (repeat and caller) else []
     call = analytics.call(started, history)
     events: list[Any] = []
     for t in finals:
@@ -169,16 +181,18 @@ def analyze_dialogue(
     events += call.on_end(ended)
     summary = next(e for e in events if isinstance(e, CallSummary))
     flag = next(e for e in events if isinstance(e, CallFlag) and e.final)
-    if repeat is not None and d.caller:
-        repeat.record(d.caller, PriorCall(d.call_id, started_at_ms, summary.intent, summary.unresolved))
+    if repeat is not None and caller:
+        repeat.record(caller, PriorCall(started.call_id, started_at_ms, summary.intent, summary.unresolved))
     if surge is not None:
-        surge.observe("intent", summary.intent, d.call_id, ended.ended_at_ms)
+        surge.observe("intent", summary.intent, started.call_id, ended.ended_at_ms)
     alerts = [e for e in events if isinstance(e, Alert)]
     intent_updates = [e for e in events if isinstance(e, IntentUpdate)]
     repeat_alert = next((a for a in alerts if a.category == "repeat_caller"), None)
     return {
-        "call_id": d.call_id,
-        "caller": _mask_caller(d.caller) if d.caller else "",
+        "call_id": started.call_id,
+        "caller": _mask_caller(caller) if caller else "",
+        "caller_hash": caller_hash(caller) if caller else "",
+        "started_at_ms": started_at_ms,
         "language": summary.language,
         "intent": summary.intent,
         "intent_name": analytics.classifier.names.get(summary.intent, ("", ""))[0 if summary.language == "zh" else 1],
@@ -197,6 +211,7 @@ def analyze_dialogue(
              "last_unresolved": repeat_alert.details.get("last_unresolved") == "true"}
             if repeat_alert else None
         ),
+        "duration_ms": ended.duration_ms,
         "utterances": [
             {"channel": t.channel, "text": redact(t.text), "start_ms": t.start_ms, "end_ms": t.end_ms} for t in finals
         ],

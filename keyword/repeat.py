@@ -9,12 +9,13 @@ keyword/worker.py. Numbers are compared by their digits only, with a leading ``+
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
 
 from .analyzer import PriorCall
 
-__all__ = ["RepeatIndex", "caller_key"]
+__all__ = ["RepeatIndex", "caller_hash", "caller_key"]
 
 
 def caller_key(number: str) -> str:
@@ -26,6 +27,13 @@ def caller_key(number: str) -> str:
     return digits
 
 
+def caller_hash(number: str) -> str:
+    """A stable pseudonym of the caller (sha256 of :func:`caller_key`): what offline results keep so that a
+    resumed run can link repeat callers without writing the number itself to disk."""
+    key = caller_key(number)
+    return hashlib.sha256(key.encode()).hexdigest()[:20] if key else ""
+
+
 class RepeatIndex:
     """Calls by caller number within ``window_s``; memory bounded per number (``per_caller``)."""
 
@@ -35,14 +43,17 @@ class RepeatIndex:
         self._calls: dict[str, deque[PriorCall]] = {}
 
     def lookup(self, number: str, now_ms: int) -> list[PriorCall]:
-        key = caller_key(number)
+        key = caller_hash(number)
         if not key:
             return []
         calls = self._calls.get(key, ())
         return [c for c in calls if 0 <= now_ms - c.started_at_ms <= self.window_ms]
 
     def record(self, number: str, call: PriorCall) -> None:
-        key = caller_key(number)
+        self.record_hash(caller_hash(number), call)
+
+    def record_hash(self, key: str, call: PriorCall) -> None:
+        """Record a call under a :func:`caller_hash` (a resumed offline run, which kept only the hash)."""
         if not key:
             return
         calls = self._calls.setdefault(key, deque(maxlen=self.per_caller))
