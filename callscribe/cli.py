@@ -194,7 +194,9 @@ async def _analyze(args: argparse.Namespace) -> int:
     if summary["failed"]:
         for f in summary["failed"]:
             print(f"callscribe analyze: {f['path']}: {f['error']}", file=sys.stderr)
-    if single and result.calls:
+    if single and not result.calls:
+        return 2  # the one file asked for could not be analysed: said above
+    if single:
         out: dict = result.calls[0]
         if labels is not None:
             out = {"scores": summary["scores"], "calls": result.calls}
