@@ -8,7 +8,12 @@ only the few ``patterns`` are regular expressions. A hit then passes three check
 * word boundaries for English phrases ("hell" is not in "hello"; patterns say their own);
 * negation: the pack's prefixes followed by nothing but fillers up to the hit, within the clause
   (我不是要投诉, "I'm not going to complain"), or a suffix right after it (投诉就算了);
-* ``unless``: a context phrase anywhere in the hit's clause cancels it (上次投诉过 ... 已经解决).
+* ``unless``: a context phrase anywhere in the hit's clause cancels it (上次投诉过 ... 已经解决);
+* ``word`` (Chinese): the hit must be whole words of the clause as jieba segments it (滚 is not in
+  滚动条), and a phrase ending in 的 that is followed by a noun is a possessive, not a curse (我妈的手机);
+* ``threat``: the hit must be the speaker's own intention toward the company, so the pack's
+  ``not_a_threat`` frames (a profession or employer, a third party's or a past complaint, reporting a
+  spam number, a question about procedure) cancel a hit they overlap.
 
 A sound (pinyin) hit must also share characters with its phrase (头诉 shares 诉 with 投诉), so that a
 different word that merely sounds the same is not taken for it.
@@ -16,9 +21,11 @@ different word that merely sounds the same is not taken for it.
 
 from __future__ import annotations
 
+import logging
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 import ahocorasick
@@ -38,6 +45,40 @@ class Hit:
     end: int
     text: str
     by_sound: bool = False
+
+
+@lru_cache(maxsize=4096)
+def _words(clause: str) -> tuple[tuple[int, int, str], ...]:
+    """jieba's words of a Chinese clause with their offsets and part-of-speech flags."""
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    out = []
+    pos = 0
+    for pair in jieba.posseg.cut(clause, HMM=True):
+        word = pair.word
+        at = clause.find(word, pos)
+        if at < 0:  # jieba normalised something: give up on offsets past here
+            break
+        out.append((at, at + len(word), pair.flag))
+        pos = at + len(word)
+    return tuple(out)
+
+
+def _whole_words(clause: str, start: int, end: int) -> bool:
+    """The span ``clause[start:end]`` starts and ends on jieba word boundaries, and is not a possessive
+    的 phrase (a span ending in 的 followed by a noun or pronoun: 我妈的手机, 他妈的号码)."""
+    words = _words(clause)
+    starts = {a for a, _, _ in words}
+    ends = {b for _, b, _ in words}
+    if start not in starts or end not in ends:
+        return False
+    if clause[end - 1:end] == "的":
+        following = next((flag for a, _, flag in words if a == end), "")
+        if following[:1] == "n":
+            return False
+    return True
 
 
 def _clause_bounds(folded: str, start: int, end: int) -> tuple[int, int]:
@@ -79,11 +120,13 @@ class Matcher:
     def __init__(self, packs: Iterable[Pack]) -> None:
         self.rules: list[Rule] = []
         self._grammar: dict[str, _NegationGrammar] = {}
+        self._frames: dict[str, list[re.Pattern[str]]] = {}
         self._patterns: list[tuple[Rule, re.Pattern[str]]] = []
         literal: dict[str, list[tuple[Rule, str]]] = {}
         sound: dict[str, list[tuple[Rule, str]]] = {}
         for pack in packs:
             self._grammar.setdefault(pack.language, _NegationGrammar(pack.negation, pack.language))
+            self._frames.setdefault(pack.language, []).extend(pack.not_a_threat)
             for rule in pack.rules:
                 self.rules.append(rule)
                 for phrase in rule.phrases:
@@ -127,6 +170,10 @@ class Matcher:
                 clause = folded[lo:hi]
                 if any(u in clause for u in rule.unless):
                     return
+            if rule.word and not _whole_words(folded[lo:hi], start - lo, end - lo):
+                return
+            if rule.threat and self._benign_frame(rule.language, folded, lo, hi, start, end):
+                return
             found[rule.id] = Hit(rule, start, end, text[start:end], by_sound)
 
         if self._literal is not None:
@@ -145,6 +192,14 @@ class Matcher:
         if self._sound is not None and any(is_han(c) for c in folded):
             self._match_sound(folded, consider)
         return sorted(found.values(), key=lambda h: (h.start, h.rule.id))
+
+    def _benign_frame(self, language: str, folded: str, lo: int, hi: int, start: int, end: int) -> bool:
+        """A ``not_a_threat`` frame of the pack matches in the hit's clause and overlaps the hit."""
+        for frame in self._frames.get(language, ()):
+            for m in frame.finditer(folded, lo, hi):
+                if m.start() < end and start < m.end():
+                    return True
+        return False
 
     def _match_sound(self, folded: str, consider) -> None:
         syllables = pinyin_keys(folded)

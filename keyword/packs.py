@@ -27,7 +27,15 @@ Schema (``version: 1``)::
         sound: true                  # zh: also match near-homophones by toneless pinyin (头诉 = 投诉)
         negatable: true
         unless: [上次投诉]            # a clause containing one of these cancels the hit
+        word: true                   # zh: the hit must be whole jieba words (滚 is not in 滚动条), and a
+                                     #   phrase ending in 的 before a noun is a possessive (我妈的手机)
+        threat: true                 # the hit must be the customer's own intention toward the company:
+                                     #   the pack's not_a_threat frames (a profession, a third party, a
+                                     #   past event, reporting a spam number) overlapping it cancel it
         description: why the rule exists
+
+    not_a_threat:                    # regexes on the folded clause; a match overlapping a threat hit
+      - '(?:在|是).{0,6}律师事务所'    #   cancels it (rules with threat: true)
 
 Loading validates everything and raises :class:`RulePackError` naming the file and rule; a running
 :class:`PackStore` that fails to reload keeps the packs it had and logs why.
@@ -86,6 +94,8 @@ class Rule:
     sound: bool = False
     negatable: bool = True
     unless: tuple[str, ...] = ()
+    word: bool = False
+    threat: bool = False
     description: str = ""
 
     @property
@@ -99,6 +109,7 @@ class Pack:
     language: str
     negation: Negation
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    not_a_threat: tuple[re.Pattern[str], ...] = ()
 
 
 def bundled_pack_paths() -> list[Path]:
@@ -179,7 +190,7 @@ def load_pack(path: str | os.PathLike[str]) -> Pack:
         if not phrases and not patterns:
             raise RulePackError(f"{at}: needs phrases or patterns")
         unknown = set(raw) - {"id", "category", "signal", "severity", "channel", "phrases", "patterns", "sound",
-                              "negatable", "unless", "description"}
+                              "negatable", "unless", "word", "threat", "description"}
         if unknown:
             raise RulePackError(f"{at}: unknown keys {sorted(unknown)}")
         rules.append(Rule(
@@ -194,9 +205,20 @@ def load_pack(path: str | os.PathLike[str]) -> Pack:
             sound=bool(raw.get("sound", False)) and language == "zh",
             negatable=bool(raw.get("negatable", True)),
             unless=_strings(raw.get("unless"), f"{at}: unless"),
+            word=bool(raw.get("word", False)) and language == "zh",
+            threat=bool(raw.get("threat", False)),
             description=str(raw.get("description") or ""),
         ))
-    return Pack(path=where, language=language, negation=negation, rules=tuple(rules))
+    frames: list[re.Pattern[str]] = []
+    for p in data.get("not_a_threat") or []:
+        try:
+            frames.append(re.compile(fold(str(p))))
+        except re.error as exc:
+            raise RulePackError(f"{where}: not_a_threat pattern {p!r}: {exc}") from exc
+    unknown = set(data) - {"version", "language", "negation", "rules", "not_a_threat"}
+    if unknown:
+        raise RulePackError(f"rule pack {where}: unknown keys {sorted(unknown)}")
+    return Pack(path=where, language=language, negation=negation, rules=tuple(rules), not_a_threat=tuple(frames))
 
 
 def load_packs(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Pack]:
