@@ -200,6 +200,8 @@ class Config:
     """The customer starting to talk inside an agent's turn this many times raises an `overtalk` alert."""
     repeat_window_h: float = 72.0
     """A call from the same number within this many hours, about the same intent, marks a repeat caller."""
+    sentiment_alert: bool = True
+    """Raise a `sentiment` alert when the customer's mood falls over the call and ends negative (keyword/sentiment.py)."""
     surge_window_s: float = 600.0
     """Surge detection: calls on one topic are counted over this sliding window ..."""
     surge_baseline_s: float = 21600.0

@@ -201,6 +201,26 @@ class CallSummary:
     finals: int = 0
     repeat_of: tuple[str, ...] = ()
     emitted_at_ms: int = field(default_factory=now_ms)
+    sentiment: str = ""
+    """The customer's sentiment at the end of the call: negative | neutral | positive ("" when not known;
+    added within schema v1 with a default, so older entries still read)."""
+    sentiment_score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SentimentUpdate:
+    """The customer's running sentiment changed label (keyword/sentiment.py): for the agent desk and the
+    wallboard while the call goes on. ``score`` in [-1, 1] weighs the latest customer turns most; ``trend``
+    is how much it moved over the call (negative: getting worse)."""
+
+    TYPE: ClassVar[str] = "sentiment"
+    call_id: str
+    seq: int
+    label: str
+    score: float
+    trend: float = 0.0
+    customer_turns: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +251,13 @@ class CallbackDone:
     emitted_at_ms: int = field(default_factory=now_ms)
 
 
-Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge, CallbackDone]
+Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge,
+              CallbackDone]
 _TYPES: dict[str, type] = {
-    c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, Surge, CallbackDone)
+    c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate,
+                        Surge, CallbackDone)
 }
-_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, Surge, CallbackDone)
+_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -420,6 +442,6 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 
 __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
-    "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "Surge", "CallbackDone",
+    "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "SentimentUpdate", "Surge", "CallbackDone",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -10,6 +10,11 @@
 * ``tick(now_ms)``: live timers (a call silent for ``silence_alert_s`` right now, before any final says so).
 * ``on_end(CallEnded)``: the final unresolved flag and the :class:`CallSummary`.
 
+Each final is also scored for sentiment (keyword/sentiment.py): a :class:`SentimentUpdate` when the
+customer's running sentiment changes label, the customer's sentiment at the end in the summary, and,
+with ``sentiment_alert`` on, a ``sentiment`` alert when the customer's mood falls over the call and
+ends negative.
+
 The live worker (keyword/worker.py) and ``callscribe analyze`` (keyword/dialogue.py) both drive this class,
 so an offline run of a dialogue and a live call give the same answers.
 
@@ -37,6 +42,7 @@ from callscribe.events import (
     CallSummary,
     IntentUpdate,
     Quote,
+    SentimentUpdate,
     Transcript,
     now_ms,
 )
@@ -45,10 +51,11 @@ from .intent import CallIntent, IntentClassifier
 from .matcher import Hit, Matcher
 from .packs import PackStore
 from .redact import redact
+from .sentiment import CallSentiment, negative_trend
 
 __all__ = ["Analytics", "AnalyticsSettings", "CallAnalyzer", "PriorCall"]
 
-SUPERVISOR_CATEGORIES = ("escalation", "abuse", "compliance", "silence", "overtalk")
+SUPERVISOR_CATEGORIES = ("escalation", "abuse", "compliance", "silence", "overtalk", "sentiment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,8 @@ class AnalyticsSettings:
     """An earlier call from the same number within this window, with the same intent, marks a repeat caller."""
     redact_quotes: bool = True
     """Quotes in alerts and flags are PII-redacted (keyword/redact.py)."""
+    sentiment_alert: bool = True
+    """A ``sentiment`` alert when the customer's sentiment falls over the call and ends negative."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,9 @@ class CallAnalyzer:
         self.turns: dict[str, list[tuple[int, int, str]]] = {"customer": [], "agent": []}
         self.ended = False
         self.language = started.language if started.language != "auto" else ""
+        self.sentiment = CallSentiment()
+        self.sentiment_seq = 0
+        self.sentiment_shown = ""
 
     # ---------------------------------------------------------------------------------------------
     def _quote(self, t: Transcript) -> Quote:
@@ -225,7 +237,28 @@ class CallAnalyzer:
         damp = 0.3 if self.intent.customer_turns and any(h.rule.category in ("escalation", "abuse") for h in hits) else 1.0
         out += self._intent(t, damp)
         out += self._provisional_flag()
+        out += self._sentiment(t, quote)
         self.turn += 1
+        return out
+
+    def _sentiment(self, t: Transcript, quote: Callable[[], Quote]) -> list:
+        self.sentiment.add(t.channel, t.text, t.language or self.language, t.start_ms, t.end_ms)
+        if t.channel == "agent":
+            return []
+        result = self.sentiment.end()
+        out: list = []
+        if result.end != self.sentiment_shown:
+            self.sentiment_shown = result.end
+            out.append(SentimentUpdate(
+                call_id=self.call_id, seq=self.sentiment_seq, label=result.end, score=result.end_score,
+                trend=result.trend, customer_turns=result.turns,
+            ))
+            self.sentiment_seq += 1
+        if self.s.sentiment_alert and negative_trend(result):
+            out += self._alert(
+                "sentiment.negative_trend", "sentiment", "medium", quote(), t.segment_id, t.emitted_at_ms,
+                {"trend": f"{result.trend:.2f}", "score": f"{result.end_score:.2f}"},
+            )
         return out
 
     def _overtalk(self, t: Transcript) -> list[Alert]:
@@ -403,11 +436,13 @@ class CallAnalyzer:
         flag = self._flag(final=True)
         out.append(flag)
         best = self.intent.best()
+        mood = self.sentiment.end()
         out.append(CallSummary(
             call_id=self.call_id, intent=best.intent, intent_score=round(best.score, 4),
             alerts=tuple(c for c in self.alert_categories), unresolved=flag.unresolved, reasons=flag.reasons,
             caller=self.caller, agent_id=self.started.metadata.get("agent_id", ""), language=self.language,
             started_at_ms=self.started.started_at_ms, duration_ms=ended.duration_ms, finals=self.finals,
             repeat_of=tuple(p.call_id for p in self._same_problem()),
+            sentiment=mood.end, sentiment_score=mood.end_score,
         ))
         return out

@@ -3,11 +3,16 @@
 Labels: ``{call_id: {"intent": id, "alerts": [category, ...], "unresolved": bool, ...}}`` (the format of
 tests/data/dialogues/labels.json). Alerts are scored as (call, category) pairs over the supervisor
 categories a dialogue can show (escalation, abuse, compliance, silence): micro precision and recall.
-Intent: top-1 accuracy. Unresolved: F1 with unresolved as the positive class.
+Intent: top-1 accuracy. Unresolved: F1 with unresolved as the positive class. End sentiment (labels
+``end_sentiment``, or ``sentiment`` as a string or ``{"end": ...}``): accuracy of the customer's sentiment
+at the end of the call, over the calls that carry that label. PII (labels ``pii``: the personal data as
+written in the call): the share of those strings that no longer appear, with digits compared on their
+own, in the redacted utterances and alert quotes of the result.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 
 __all__ = ["SCORED_CATEGORIES", "score"]
@@ -19,12 +24,29 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else 1.0
 
 
+def _label_sentiment(label: Mapping[str, Any]) -> str | None:
+    value = label.get("end_sentiment", label.get("sentiment"))
+    if isinstance(value, Mapping):
+        value = value.get("end")
+    return str(value) if value else None
+
+
+def _exposed(pii: str, shown: str, shown_digits: str) -> bool:
+    """``pii`` is still readable in ``shown``: verbatim, or (numbers) its digits in a row."""
+    if pii and pii in shown:
+        return True
+    digits = re.sub(r"\D", "", pii)
+    return len(digits) >= 6 and digits in shown_digits
+
+
 def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Metrics plus the list of every disagreement (what to look at when a number drops)."""
     tp = fp = fn = 0
     per_category = {c: [0, 0, 0] for c in SCORED_CATEGORIES}
     intent_ok = n = 0
     u_tp = u_fp = u_fn = 0
+    sent_ok = sent_n = 0
+    pii_total = pii_masked = 0
     errors: list[dict[str, Any]] = []
     for r in results:
         label = labels.get(r["call_id"])
@@ -54,6 +76,24 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
         if want_u != got_u:
             errors.append({"call_id": r["call_id"], "what": "unresolved", "got": got_u, "want": want_u,
                            "reasons": list(r.get("reasons", ()))})
+        want_s = _label_sentiment(label)
+        if want_s is not None:
+            got_s = (r.get("sentiment") or {}).get("end")
+            sent_n += 1
+            sent_ok += got_s == want_s
+            if got_s != want_s:
+                errors.append({"call_id": r["call_id"], "what": "sentiment", "got": got_s, "want": want_s})
+        if label.get("pii"):
+            texts = ([u.get("text", "") for u in r.get("utterances", ())] + [a.get("quote", "") for a in r.get("alerts", ())]
+                     + [q.get("text", "") for q in r.get("quotes", ())])
+            shown = "\n".join(texts)
+            shown_digits = "|".join(re.sub(r"\D", "", t) for t in texts)
+            for item in label["pii"]:
+                pii_total += 1
+                if _exposed(str(item), shown, shown_digits):
+                    errors.append({"call_id": r["call_id"], "what": "pii", "exposed": str(item)})
+                else:
+                    pii_masked += 1
     u_p, u_r = _ratio(u_tp, u_tp + u_fp), _ratio(u_tp, u_tp + u_fn)
     return {
         "calls": n,
@@ -68,5 +108,9 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
         "unresolved_precision": round(u_p, 4),
         "unresolved_recall": round(u_r, 4),
         "unresolved_f1": round(2 * u_p * u_r / (u_p + u_r), 4) if u_p + u_r else 0.0,
+        "sentiment_accuracy": round(_ratio(sent_ok, sent_n), 4) if sent_n else None,
+        "sentiment_calls": sent_n,
+        "pii_masked": round(_ratio(pii_masked, pii_total), 4) if pii_total else None,
+        "pii_cases": pii_total,
         "errors": errors,
     }

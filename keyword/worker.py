@@ -45,6 +45,7 @@ from callscribe.events import (
     CallSummary,
     Event,
     IntentUpdate,
+    SentimentUpdate,
     Surge,
     Transcript,
     from_fields,
@@ -78,6 +79,7 @@ def analytics_from_config(cfg: Config) -> Analytics:
         silence_alert_s=cfg.silence_alert_s,
         overtalk_alert_count=cfg.overtalk_alert_count,
         repeat_window_s=cfg.repeat_window_h * 3600.0,
+        sentiment_alert=cfg.sentiment_alert,
     )
     return Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None)
 
@@ -337,6 +339,8 @@ class AnalyticsWorker:
             return f"{out.call_id}/flag/{out.seq}", [keys.insights_stream(cfg), *extra, *per_call]
         if isinstance(out, CallSummary):
             return f"{out.call_id}/summary", [keys.insights_stream(cfg), *per_call]
+        if isinstance(out, SentimentUpdate):
+            return f"{out.call_id}/sentiment/{out.seq}", [keys.insights_stream(cfg), *per_call]
         raise TypeError(f"not an analytics output: {out!r}")
 
     async def _write(self, outputs: list[Any]) -> None:
