@@ -237,15 +237,24 @@ class CallAnalyzer:
         damp = 0.3 if self.intent.customer_turns and any(h.rule.category in ("escalation", "abuse") for h in hits) else 1.0
         out += self._intent(t, damp)
         out += self._provisional_flag()
-        out += self._sentiment(t, quote)
+        out += self._sentiment(t, quote, hits)
         self.turn += 1
         return out
 
-    def _sentiment(self, t: Transcript, quote: Callable[[], Quote]) -> list:
-        self.sentiment.add(t.channel, t.text, t.language or self.language, t.start_ms, t.end_ms)
+    def _sentiment(self, t: Transcript, quote: Callable[[], Quote], hits: list[Hit]) -> list:
+        prior = 0.0
+        if t.channel != "agent":
+            kinds = {h.rule.category for h in hits} | {h.rule.signal for h in hits if h.rule.category == "signal"}
+            if kinds & {"escalation", "abuse"}:
+                prior = -0.6
+            elif kinds & {"unresolved", "reject", "hangup", "transfer_loop"}:
+                prior = -0.4
+            elif "accept" in kinds:
+                prior = 0.4
+        self.sentiment.add(t.channel, t.text, t.language or self.language, t.start_ms, t.end_ms, prior)
         if t.channel == "agent":
             return []
-        result = self.sentiment.end()
+        result = self.sentiment.end(self.outcome())
         out: list = []
         if result.end != self.sentiment_shown:
             self.sentiment_shown = result.end
@@ -298,7 +307,10 @@ class CallAnalyzer:
                 st.transfers += 1
                 if st.transfers >= 2:
                     st.note("transferred more than once", quote())
-            if "pending" in signals:
+            if "cannot" in signals:
+                st.state = "open"
+                st.note("agent could not solve it", quote())
+            elif "pending" in signals:
                 st.state = "pending"
                 st.note("left pending: ticket, callback or wait for notice", quote())
             elif "resolved" in signals:
@@ -341,6 +353,14 @@ class CallAnalyzer:
                 and self.turn - st.last_escalation_turn <= 4:
             reasons.append(("call ends on an escalation", st.escalation_quote))
         return bool(reasons), reasons
+
+    def outcome(self) -> str:
+        """``resolved`` / ``unresolved`` as the issue state says now, ``""`` when nothing was at issue (an
+        information call): what sentiment needs to read a closing thanks."""
+        unresolved, _ = self._unresolved_now()
+        if unresolved:
+            return "unresolved"
+        return "resolved" if self.issue.state == "resolved" else ""
 
     def _intent(self, t: Transcript, damp: float) -> list[IntentUpdate]:
         self.intent.add_utterance(t.text, t.channel, damp)
@@ -436,7 +456,7 @@ class CallAnalyzer:
         flag = self._flag(final=True)
         out.append(flag)
         best = self.intent.best()
-        mood = self.sentiment.end()
+        mood = self.sentiment.end(self.outcome())
         out.append(CallSummary(
             call_id=self.call_id, intent=best.intent, intent_score=round(best.score, 4),
             alerts=tuple(c for c in self.alert_categories), unresolved=flag.unresolved, reasons=flag.reasons,

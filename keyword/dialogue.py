@@ -211,7 +211,7 @@ def analyze_call(
              "last_unresolved": repeat_alert.details.get("last_unresolved") == "true"}
             if repeat_alert else None
         ),
-        "sentiment": call.sentiment.end().to_json(),
+        "sentiment": call.sentiment.end(call.outcome()).to_json(),
         "duration_ms": ended.duration_ms,
         "utterances": [
             {"channel": t.channel, "text": redact(t.text), "start_ms": t.start_ms, "end_ms": t.end_ms} for t in finals

@@ -63,8 +63,10 @@ LABEL_THRESHOLD = 0.2
 """A score at or above this is ``positive``, at or below its negative ``negative``, else ``neutral``.
 Wider than VADER's ±0.05 because call speech is mostly neutral task talk."""
 
-POLITE_THANKS_SCORE = 0.25
-"""Score of an utterance that is only gratitude ("thanks", 好的谢谢): a weak positive."""
+POLITE_THANKS_SCORE = 0.1
+"""Score of an utterance that is only gratitude ("thanks", 好的谢谢): a trace of warmth, still neutral. A
+closing thanks is manners, not satisfaction: QA leads label a call that ends "okay, thanks" after a plain
+errand neutral (measured on tests/data/dialogues_tune: at 0.25 most such calls came out positive)."""
 
 
 def _label(score: float) -> str:
@@ -158,7 +160,10 @@ _EN_LEXICON_OVERRIDES: dict[str, float] = {
     "interest": 0.0, "agree": 0.0, "kind": 0.0, "pretty": 0.0, "ready": 0.0, "true": 0.0, "want": 0.0,
     "god": 0.0, "certain": 0.0, "clear": 0.0, "important": 0.0, "safe": 0.0, "protect": 0.0,
     "protected": 0.0, "secure": 0.0, "chance": 0.0, "special": 0.0, "matter": 0.0, "benefit": 0.3,
-    "fine": 0.3, "hope": 0.5, "hopefully": 0.3,
+    "fine": 0.0, "hope": 0.5, "hopefully": 0.3, "alright": 0.0, "right": 0.0,
+    # closing manners: gratitude is weak evidence of satisfaction
+    "thanks": 0.4, "thank": 0.4, "cheers": 0.4, "ta": 0.0, "appreciate": 0.6, "appreciated": 0.6,
+    "welcome": 0.0, "lovely": 0.8, "nice": 0.8, "good": 0.8,
     # reporting an errand is not a complaint
     "sorry": 0.0, "pay": 0.0, "cancel": 0.0, "no": -0.4, "charged": -0.3, "problem": -0.6,
     "problems": -0.6, "lost": -0.6, "block": -0.6, "blocked": -0.5, "stolen": -0.8, "fraud": -0.8,
@@ -315,8 +320,8 @@ _ZH_LEXICON: dict[str, float] = {
     "可以了": 0.5, "没问题": 0.3, "没问题了": 0.6, "帮大忙": 0.9, "帮了大忙": 0.9, "太感谢": 0.9,
     "好": 0.5,
     # gratitude (politeness when alone)
-    "谢谢": 0.3, "谢谢你": 0.35, "谢谢您": 0.35, "谢谢你们": 0.35, "多谢": 0.3, "感谢": 0.5,
-    "辛苦了": 0.4, "辛苦": 0.3, "辛苦你了": 0.4, "辛苦您了": 0.4, "麻烦你了": 0.2, "麻烦您了": 0.2,
+    "谢谢": 0.12, "谢谢你": 0.15, "谢谢您": 0.15, "谢谢你们": 0.15, "多谢": 0.12, "感谢": 0.3,
+    "辛苦了": 0.2, "辛苦": 0.15, "辛苦你了": 0.2, "辛苦您了": 0.2, "麻烦你了": 0.1, "麻烦您了": 0.1,
     # negative
     "生气": -0.9, "气死": -1.2, "气死我了": -1.2, "火大": -1.0, "恼火": -0.9, "愤怒": -1.0, "差": -0.7,
     "太差": -1.0, "很差": -0.9, "差劲": -0.9, "差评": -0.9, "离谱": -1.0, "太离谱": -1.1, "不行": -0.6,
@@ -545,8 +550,16 @@ class CallSentiment:
         self._utterances: list[ScoredUtterance] = []
         self._keys: list[tuple[int, int]] = []
 
-    def add(self, channel: str, text: str, language: str, start_ms: int, end_ms: int) -> UtteranceSentiment:
+    def add(self, channel: str, text: str, language: str, start_ms: int, end_ms: int,
+            prior: float = 0.0) -> UtteranceSentiment:
+        """Score and keep one final. ``prior`` is what the call's other judgements already know about this
+        turn (keyword/analyzer.py: a customer's threat, insult or "still not working" is at most -0.5; "that
+        fixed it" at least +0.5): the lexicon cannot hear "I'll take this to the papers" as negative."""
         sentiment = score_utterance(text, language)
+        if prior < 0 and sentiment.score > prior:
+            sentiment = UtteranceSentiment(prior, _label(prior), (*sentiment.cues, f"rule:{prior:+.2f}"), False)
+        elif prior > 0 and sentiment.score < prior:
+            sentiment = UtteranceSentiment(prior, _label(prior), (*sentiment.cues, f"rule:{prior:+.2f}"), False)
         key = (start_ms, len(self._keys))
         at = bisect.bisect(self._keys, key)
         self._keys.insert(at, key)
@@ -568,7 +581,7 @@ class CallSentiment:
     def agent(self) -> tuple[UtteranceSentiment, ...]:
         return tuple(u.sentiment for u in self._utterances if u.channel == "agent")
 
-    def end(self) -> CallSentimentResult:
+    def end(self, outcome: str = "") -> CallSentimentResult:
         """The customer's sentiment at the end of the call.
 
         ``end_score`` is a weighted mean of the customer's turns: each substantive turn (anything but a
@@ -609,12 +622,32 @@ class CallSentiment:
                 continue
             streak = streak + 1 if s.label == "negative" else 0
             best = max(best, streak)
+        end_score = _with_outcome(end_score, outcome)
         end_score = round(max(-1.0, min(1.0, end_score)), 4)
         return CallSentimentResult(_label(end_score), end_score, round(trend, 4), round(mean, 4), len(turns),
                                    best, tuple(self._utterances))
 
-    def to_json(self) -> dict[str, Any]:
-        return self.end().to_json()
+    def to_json(self, outcome: str = "") -> dict[str, Any]:
+        return self.end(outcome).to_json()
+
+
+OUTCOME_STRONG = 0.5
+"""With an open problem, only warmth at least this strong ("that's brilliant, you've been so helpful") is
+positive; a closing thanks on an unresolved call is manners."""
+
+
+def _with_outcome(end_score: float, outcome: str) -> float:
+    """What the call's outcome (the analyzer's issue state) says about the customer's closing words.
+
+    ``resolved``: the problem was fixed, so any warmth at the end (a thanks) reads as satisfaction:
+    positive. ``unresolved``: a thanks is politeness, so weak warmth stays neutral. ``""`` (unknown, or an
+    information call): the words alone decide. Measured on tests/data/dialogues_tune: the closing thanks
+    is where annotators split positive from neutral, and they split it by whether the problem was fixed."""
+    if outcome == "resolved" and end_score > 0:
+        return max(end_score, LABEL_THRESHOLD)
+    if outcome == "unresolved" and 0 < end_score < OUTCOME_STRONG:
+        return min(end_score, LABEL_THRESHOLD / 2)
+    return end_score
 
 
 def negative_trend(result: CallSentimentResult, *, min_drop: float = 0.4, end_max: float = -LABEL_THRESHOLD,
