@@ -171,6 +171,7 @@ _ZH_FUNCTION_CHARS = "在是住到去的了从向往和与及把给要想送寄�
 
 _AT_RE = re.compile(r"@|艾特|(?<![a-z])at(?![a-z])")
 _EN_DIGIT_WORDS = "zero|oh|one|two|three|four|five|six|seven|eight|nine"
+_EN_TENS_WORDS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
 _ZH_DIGIT_CHARS = "零〇一二三四五六七八九幺两"
 _LABEL = (
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -182,7 +183,10 @@ _TLDS = (
     "com|net|org|edu|gov|cn|hk|tw|mo|jp|kr|sg|uk|us|ca|au|de|fr|it|es|nl|ru|in|io|co|info|biz|me|"
     "tv|cc|ai|app|dev|top|xyz|vip|site|online|mobi|name|pro|asia"
 )
-_DOMAIN_SPOKEN_RE = re.compile(rf"\s*{_LABEL}(?:{_SPOKEN_DOT}{_LABEL}){{0,4}}{_SPOKEN_DOT}(?:{_TLDS})(?![a-z])")
+# (a spoken domain label may be two words: "bluewren mail dot com" is how people say bluewrenmail.com)
+_DOMAIN_SPOKEN_RE = re.compile(
+    rf"\s*{_LABEL}(?:\s+[a-z]{{2,20}})?(?:{_SPOKEN_DOT}{_LABEL}){{0,4}}{_SPOKEN_DOT}(?:{_TLDS})(?![a-z])"
+)
 _DOMAIN_WRITTEN_RE = re.compile(rf"\s*{_LABEL}(?:\.{_LABEL}){{0,4}}\.[a-z]{{2,24}}(?![a-z0-9])")
 _LOCAL_SEP = r"(?:\.|_|-|\+|点|下划线|横杠|中划线|杠|(?<![a-z])(?:dot|underscore|dash|hyphen)(?![a-z]))"
 _HAN_NAME = _han_class(_ZH_FUNCTION_CHARS)
@@ -191,7 +195,7 @@ _HAN_NAME = _han_class(_ZH_FUNCTION_CHARS)
 _LOCAL_WORD = (
     rf"(?:(?<![a-z0-9])(?:(?:[a-z0-9] ){{1,30}}[a-z0-9](?![a-z0-9])|[a-z0-9]{{1,40}})"
     rf"|{_HAN_NAME}{{1,4}})"
-    rf"(?:\s*[{_ZH_DIGIT_CHARS}]{{1,12}}|(?:\s+(?:{_EN_DIGIT_WORDS})(?![a-z])){{1,12}})?"
+    rf"(?:\s*[{_ZH_DIGIT_CHARS}]{{1,12}}|(?:[\s-]+(?:{_EN_DIGIT_WORDS}|{_EN_TENS_WORDS})(?![a-z])){{1,12}})?"
 )
 _LOCAL_RE = re.compile(rf"({_LOCAL_WORD}(?:\s*{_LOCAL_SEP}\s*{_LOCAL_WORD}){{0,6}})\s*$")
 _LOCAL_WINDOW = 80  # characters before "at" searched for the local part (RFC 5321 allows 64)
@@ -265,8 +269,9 @@ _ZH_BARE = (
     rf"(?:{_ZH_BLD}\s*(?:{_ZH_UNIT}\s*(?:{_ZH_TAIL})?|(?:{_ZH_FLOOR}\s*)?{_ZH_ROOM})"
     rf"|{_ZH_UNIT}\s*{_ZH_TAIL})"
 )
+_ZH_VILLAGE = rf"{_HN}{{1,6}}?(?:村|屯|庄){_NUM}(?:组|队|社)(?:{_NUM}号)?"  # 青龙村四组十七号: a rural address
 _ZH_ADDRESS_RE = re.compile(
-    rf"{_ZH_ADMIN}(?:{_ZH_ROAD}(?:\s*(?:{_ZH_ESTATE})?\s*{_ZH_BUILDING})?|{_ZH_ESTATE}\s*{_ZH_BUILDING})"
+    rf"{_ZH_ADMIN}(?:{_ZH_ROAD}(?:\s*(?:{_ZH_ESTATE})?\s*{_ZH_BUILDING})?|{_ZH_ESTATE}\s*{_ZH_BUILDING}|{_ZH_VILLAGE})"
     rf"|{_ZH_BARE}"
 )
 
@@ -280,8 +285,18 @@ def _find_zh_addresses(norm: str, original: str) -> Iterator[tuple[int, int, Pii
 # English street addresses: "1234 Elm Street, Apt 5", "221B Baker Street". Street-name words must be
 # capitalised in the original (or ordinals like "5th") and no stopword, so "5 blocks down the street"
 # stays.
+_EN_NUMBER_WORD = (
+    r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six|seven|eight|nine))?"
+    r"|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen"
+    r"|seventeen|eighteen|nineteen|hundred|oh|zero)"
+)
+# a house number in figures ("1234") or said ("twenty-two eighteen", "flat three, twenty-seven")
+_EN_HOUSE = (
+    rf"(?:(?:flat|apartment|apt|unit)\s+(?:[0-9]{{1,4}}[a-z]?|{_EN_NUMBER_WORD}),?\s+)?"
+    rf"(?:[0-9]{{1,6}}[a-z]?|{_EN_NUMBER_WORD}(?:[\s-]{_EN_NUMBER_WORD}){{0,3}})"
+)
 _EN_ADDRESS_RE = re.compile(
-    r"(?<![0-9a-z])[0-9]{1,6}[a-z]?((?:\s+[a-z0-9][a-z0-9'.-]{0,30}){1,3}?)\s+"
+    rf"(?<![0-9a-z]){_EN_HOUSE}((?:\s+[a-z0-9][a-z0-9'.-]{{0,30}}){{1,3}}?)\s+"
     r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|terrace|way|"
     r"parkway|pkwy|highway|hwy|square|sq|crescent|close)(?![a-z])\.?"
     r"(?:,?\s*(?:apt|apartment|suite|ste|unit|flat|room|rm|#)\.?\s*#?\s*[0-9]{1,5}[a-z]?(?![a-z0-9]))?"
@@ -424,7 +439,7 @@ def _runs(norm: str) -> Iterator[_Run]:
                 values += "0"
         else:  # mult
             nxt = tokens[i] if i < len(tokens) else None
-            if nxt is None or nxt.lastgroup not in ("a", "z", "w") or not norm[end : nxt.start()].isspace():
+            if nxt is None or nxt.lastgroup not in ("a", "z", "w") or norm[end : nxt.start()] not in (" ", "-", "  "):
                 if run is not None:
                     yield run
                 run, pending_plus = None, None
@@ -467,9 +482,9 @@ def _gap_ok(gap: str, left: str, right: str) -> bool:
     if left == right == "a":
         return sep in ("-", ".", "/", ")", ")-")
     if left == right == "w":
-        return sep in ("-", ",")
+        return sep in ("-", ",", "...", "…", ",...")
     if left == right == "z":
-        return sep in ("-", ",", "、")
+        return sep in ("-", ",", "、", "...", "…", "……")
     return sep == "-"
 
 
@@ -545,7 +560,9 @@ def _plain_number(
     sub, sub_groups = digits[lo:hi], groups[gi:gj]
     if len(sub) < 7 or _is_compact_date(sub):
         return
-    spelled = all(g == 1 for g in sub_groups)  # "7 4 2 9 1 8 3": one number read digit by digit
+    # "7 4 2 9 1 8 3", or words ("nine eight four five, six zero ..."): one number read digit by digit,
+    # whatever the pauses between its groups
+    spelled = all(g == 1 for g in sub_groups) or run.last_type == "w" and not run.has_ascii
     if not spelled and any(g < 3 for g in sub_groups[:-1]):
         return  # "58 88 128 198", "2026-11-23 10": a list of small numbers, a date
     if (spelled or not run.has_ascii) and _is_counting(sub):
