@@ -221,7 +221,7 @@ class Matcher:
                 shared = sum(1 for a, b in zip(folded[start:end], phrase) if a == b)
                 if shared == len(phrase):
                     continue  # a literal match; already considered
-                if shared * 2 >= len(phrase) or (len(phrase) == 2 and shared == 1):
+                if shared * 2 >= len(phrase) or (len(phrase) in (2, 3) and shared == 1):  # 公信不 = 工信部
                     consider(rule, start, end, by_sound=True)
 
 
