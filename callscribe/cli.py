@@ -307,6 +307,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from rich.live import Live
     from rich.table import Table
 
+    from .batch import sidecar_metadata
     from .filerun import load_call_audio
     from .gateway.client import IngestClient
     from .gateway.store import SearchQuery
@@ -316,7 +317,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
     console = Console()
     cfg = _config(args, data_dir=args.data_dir, sip=False)
-    files = [Path(f) for f in args.files] or sorted(DATA_DIR.glob("demo_call_*.wav"))
+    # the bundled demo: two synthesized service calls (callscribe/data/calls/README.md): a Mandarin broadband
+    # outage that escalates and ends unresolved, an English billing dispute resolved after verification
+    files = [Path(f) for f in args.files] or sorted((DATA_DIR / "calls").glob("demo_*.flac"))
     if not files:
         console.print("[red]no demo audio found[/red]")
         return 2
@@ -340,8 +343,9 @@ async def _demo(args: argparse.Namespace) -> int:
             jobs = []
             for i, f in enumerate(files):
                 channels, names = load_call_audio(f, cfg)
-                call_id = f"demo-{f.stem.removeprefix('demo_call_')}-{int(time.time())}"
-                meta = {"caller": f"1380013{8000 + i:04d}", "agent_id": agents[i], "queue": "demo"}
+                call_id = f"demo-{f.stem.removeprefix('demo_').removeprefix('call_')}-{int(time.time())}"
+                side, _ = sidecar_metadata(f)
+                meta = {"caller": side.get("caller") or f"1380013{8000 + i:04d}", "agent_id": agents[i], "queue": "demo"}
                 jobs.append(client.stream(channels, names, call_id=call_id, speed=args.speed, metadata=meta, on_event=on_event))
             results = await asyncio.gather(*jobs)
         wall = time.monotonic() - t0
@@ -460,12 +464,15 @@ async def _print_analytics(console, redis_url: str, cfg: Config, call_ids: list[
     import redis.asyncio as aioredis
     from rich.table import Table
 
-    from .events import Alert, CallSummary, from_fields
+    from .events import Alert, CallFlag, CallSummary, from_fields
     from .stream import keys
+
+    from .gateway.web.board import mask_caller
 
     r = aioredis.from_url(redis_url, decode_responses=True)
     summaries = {}
     alerts: dict[str, list[str]] = {}
+    callback_entries: list[CallFlag] = []
     for _, fields in await r.xrange(keys.insights_stream(cfg)):
         e = from_fields(fields)
         if isinstance(e, CallSummary) and e.call_id in call_ids:
@@ -473,18 +480,27 @@ async def _print_analytics(console, redis_url: str, cfg: Config, call_ids: list[
     for _, fields in await r.xrange(keys.alerts_stream(cfg)):
         e = from_fields(fields)
         if isinstance(e, Alert) and e.call_id in call_ids:
-            alerts.setdefault(e.call_id, []).append(f"{e.category}: {e.quote[:40]}")
+            alerts.setdefault(e.call_id, []).append(f"{e.category} ({e.rule}): {e.quote[:60]}")
+    for _, fields in await r.xrange(keys.callbacks_stream(cfg)):
+        e = from_fields(fields)
+        if isinstance(e, CallFlag) and e.call_id in call_ids:
+            callback_entries.append(e)
     callbacks = await r.xlen(keys.callbacks_stream(cfg))
     await r.aclose()
     table = Table(title=f"Analytics ({keys.alerts_stream(cfg)}, {keys.insights_stream(cfg)}, {keys.callbacks_stream(cfg)})")
-    for col in ("call", "intent", "alerts", "unresolved"):
+    for col in ("call", "intent", "alerts", "unresolved", "customer at the end"):
         table.add_column(col)
     for cid in call_ids:
         s = summaries.get(cid)
         table.add_row(cid, f"{s.intent} ({s.intent_score:.2f})" if s else "?", "\n".join(alerts.get(cid, [])) or "-",
-                      ("yes: " + "; ".join(s.reasons) if s.unresolved else "no") if s else "?")
+                      ("yes: " + "; ".join(s.reasons) if s.unresolved else "no") if s else "?",
+                      (s.sentiment or "-") if s else "?")
     console.print(table)
     console.print(f"callback queue {keys.callbacks_stream(cfg)}: {callbacks} entries")
+    for e in callback_entries:
+        quotes = " / ".join(f"{q.channel}: {q.text}" for q in e.quotes[:2])
+        console.print(f"  callback: {e.call_id} caller {mask_caller(e.caller) or '-'} intent {e.intent}: "
+                      f"{'; '.join(e.reasons)}" + (f"  ({quotes})" if quotes else ""), soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -552,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--silence-s", type=float, help="a gap this long or longer is a silence alert (default 30)")
     p.add_argument("--compact", action="store_true", help="one-line JSON")
 
+    p = sub.add_parser("synth", help="labelled dialogue files -> two-leg 8 kHz call audio with Kokoro-82M (extra: synth)",
+                       add_help=False)
+    p.add_argument("synth_args", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("analytics", help="run the live analytics worker on a Redis (alerts, intents, callback queue)")
     p.add_argument("--redis-url")
     p.add_argument("--rules", help="rule pack files or directories, comma-separated")
@@ -580,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", choices=["agent", "wallboard", "qa"], help="print that page's URL with the token instead")
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["synth"]:  # its own parser (callscribe/synth.py), so `callscribe synth --help` is its help
+        from .synth import main as synth_main
+
+        return synth_main(list(argv[1:]))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
