@@ -496,6 +496,9 @@ async def _print_analytics(console, redis_url: str, cfg: Config, call_ids: list[
                       ("yes: " + "; ".join(s.reasons) if s.unresolved else "no") if s else "?",
                       (s.sentiment or "-") if s else "?")
     console.print(table)
+    for cid in call_ids:
+        for line in alerts.get(cid, []):
+            console.print(f"  alert: {cid} {line}", soft_wrap=True)
     console.print(f"callback queue {keys.callbacks_stream(cfg)}: {callbacks} entries")
     for e in callback_entries:
         quotes = " / ".join(f"{q.channel}: {q.text}" for q in e.quotes[:2])
