@@ -150,6 +150,8 @@ async def test_live_captions_alert_on_wallboard_and_qa_search(stack, browser):
         "() => [...document.querySelectorAll('#captions .utt.final .text')].some(e => /sorrow/i.test(e.textContent))",
         timeout=30_000)
     await _shot(agent_page, "agent-live")
+    # the customer's mood (SentimentUpdate) on the agent desk
+    await agent_page.wait_for_function("() => document.querySelector('#sentiment').dataset.mood !== ''", timeout=15_000)
     en_result = await en_task
     assert not en_result.errors
     assert await agent_page.evaluate("window.__seen.partial"), "no partial caption was ever shown"
@@ -171,6 +173,7 @@ async def test_live_captions_alert_on_wallboard_and_qa_search(stack, browser):
     print(f"final in Redis -> alert on the wallboard: {latency_ms} ms (call started {t_start:.0f})")
     assert 0 <= latency_ms < 2000, latency_ms
     await board_page.wait_for_selector('#calls tr[data-call-id="page-en"]', timeout=5_000)
+    await board_page.wait_for_selector('#calls tr[data-call-id="page-en"] .c-sentiment .badge.mood[data-mood]', timeout=10_000)
     await _shot(board_page, "wallboard")
     await board_page.click("#lang")  # Chinese and English UI
     await board_page.wait_for_selector("html[lang=en]", timeout=5_000)

@@ -26,7 +26,8 @@ from redis.exceptions import RedisError
 from callscribe.config import Config
 from callscribe.errors import SchemaError
 from callscribe.events import (
-    Alert, CallbackDone, CallEnded, CallFlag, CallStarted, CallSummary, Event, IntentUpdate, Surge, Transcript,
+    Alert, CallbackDone, CallEnded, CallFlag, CallStarted, CallSummary, Event, IntentUpdate, SentimentUpdate, Surge,
+    Transcript,
     from_fields, to_dict,
 )
 from callscribe.stream import keys
@@ -77,6 +78,8 @@ class CallInfo:
     alert_count: int = 0
     repeat_of: list[str] = field(default_factory=list)
     last_activity_ms: int = 0
+    sentiment: str = ""
+    sentiment_score: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +127,10 @@ class BoardState:
             return self._flag(entry_id, event)
         if isinstance(event, CallSummary):
             return self._summary(event)
+        if isinstance(event, SentimentUpdate):
+            call = self._call(event.call_id)
+            call.sentiment, call.sentiment_score = event.label, round(event.score, 3)
+            return self._changed(call)
         if isinstance(event, Alert):
             return self._alert(entry_id, event)
         if isinstance(event, Surge):
@@ -207,6 +214,8 @@ class BoardState:
         call.flag_reasons = list(e.reasons)
         call.alerts = sorted(set(call.alerts) | set(e.alerts))
         call.repeat_of = list(e.repeat_of)
+        if e.sentiment:
+            call.sentiment, call.sentiment_score = e.sentiment, round(e.sentiment_score, 3)
         return self._changed(call)
 
     def _alert(self, entry_id: str, e: Alert) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 // Agent desktop: the agent's current call (/ws/v1/agent) and its live captions
 // (/ws/v1/calls/{id}/captions?after=<last id>). Supervisors add ?agent_id=X to watch an agent's desk.
 import {
-  boot, t, el, onLangChange, intentName, categoryName, severityName, channelName, stateName, reasonName,
+  boot, t, el, onLangChange, intentName, categoryName, moodName, severityName, channelName, stateName, reasonName,
   fmtOffset, fmtDuration, fmtTime, fmtPercent, atBottom, ReconnectingSocket, ConnIndicator, showNotice, uttNode,
   previousCalls, alertText,
 } from "/static/common.js";
@@ -18,6 +18,7 @@ let lastId = "0";         // stream id of the last captions message: the resume 
 let segments = new Map(); // segment_id -> {node, revision, final}
 let alerts = new Map();   // alert_id -> AlertMsg (from the captions stream)
 let intent = null;        // {id, score, name}
+let sentiment = null;     // {label, score, trend}: the customer's running mood (SentimentUpdate)
 let flag = null;          // {unresolved, final, reasons}
 let ended = false;
 let endedDurationMs = 0;
@@ -75,6 +76,7 @@ function onAgentMessage(msg) {
   else call = next;
   // The board's CallInfo carries intent and flag too; take them unless the stream said more.
   if (next.intent) intent = { id: next.intent, score: next.intent_score, name: next.intent_name };
+  if (next.sentiment) sentiment = { label: next.sentiment, score: next.sentiment_score };
   // CallInfo does not say whether its flag is final: a final one from the stream stays in force.
   if (next.unresolved !== null && next.unresolved !== undefined && !flag?.final) {
     flag = { unresolved: next.unresolved, final: false, reasons: next.flag_reasons || [] };
@@ -96,6 +98,7 @@ function resetCall(next) {
   segments = new Map();
   alerts = new Map();
   intent = null;
+  sentiment = null;
   flag = null;
   ended = false;
   endedDurationMs = 0;
@@ -141,6 +144,10 @@ function onCaptionsMessage(msg) {
       intent = { id: msg.intent, score: msg.score, name: msg.name };
       renderIntent();
       break;
+    case "sentiment": // SentimentUpdate: the customer's mood changed label
+      sentiment = { label: msg.label, score: msg.score, trend: msg.trend };
+      renderSentiment();
+      break;
     case "call_flag":
       flag = { unresolved: !!msg.unresolved, final: !!msg.final, reasons: msg.reasons || [] };
       renderFlag();
@@ -148,6 +155,8 @@ function onCaptionsMessage(msg) {
     case "call_summary":
       flag = { unresolved: !!msg.unresolved, final: true, reasons: msg.reasons || [] };
       if (msg.intent) intent = { id: msg.intent, score: msg.intent_score, name: intent?.name };
+      if (msg.sentiment) sentiment = { label: msg.sentiment, score: msg.sentiment_score };
+      renderSentiment();
       if (Array.isArray(msg.repeat_of) && msg.repeat_of.length) repeatCount = Math.max(repeatCount, msg.repeat_of.length);
       renderIntent();
       renderFlag();
@@ -258,6 +267,7 @@ function renderAll() {
   renderEnded();
   renderDuration();
   renderIntent();
+  renderSentiment();
   renderFlag();
   renderAlerts();
   renderRepeat();
@@ -294,6 +304,15 @@ function renderIntent() {
   node.dataset.intent = intent.id;
   node.replaceChildren(el("span.intent-name", { text: intentName(intent.id, intent.name) }));
   if (intent.score !== undefined && intent.score !== null) node.append(el("span.score", { text: fmtPercent(intent.score) }));
+}
+
+function renderSentiment() {
+  const node = $("sentiment");
+  node.dataset.mood = sentiment?.label || "";
+  node.textContent = sentiment?.label ? moodName(sentiment.label) : t("none_dash");
+  if (sentiment && sentiment.trend !== undefined && sentiment.trend !== null && Number(sentiment.trend) <= -0.4) {
+    node.append(el("span.trend", { text: " ↓" }));
+  }
 }
 
 function renderFlag() {

@@ -46,6 +46,12 @@ export const I18N = {
     cat_silence: "长时间静音",
     cat_overtalk: "抢话",
     cat_repeat_caller: "重复来电",
+    cat_sentiment: "情绪恶化",
+    sentiment: "客户情绪",
+    col_sentiment: "情绪",
+    mood_negative: "负面",
+    mood_neutral: "平稳",
+    mood_positive: "正面",
     sev_high: "高",
     sev_medium: "中",
     sev_low: "低",
@@ -85,6 +91,7 @@ export const I18N = {
     "rule:silence.long_gap": "长时间静音",
     "rule:overtalk.repeated": "多次抢话",
     "rule:repeat_caller.same_intent": "同一问题重复来电",
+    "rule:sentiment.negative_trend": "客户情绪持续恶化",
     // durations
     age_s: "{n} 秒",
     age_min: "{n} 分钟",
@@ -220,6 +227,12 @@ export const I18N = {
     cat_silence: "Long silence",
     cat_overtalk: "Overtalk",
     cat_repeat_caller: "Repeat caller",
+    cat_sentiment: "Mood falling",
+    sentiment: "Customer mood",
+    col_sentiment: "Mood",
+    mood_negative: "Negative",
+    mood_neutral: "Neutral",
+    mood_positive: "Positive",
     sev_high: "High",
     sev_medium: "Medium",
     sev_low: "Low",
@@ -256,6 +269,7 @@ export const I18N = {
     "rule:compliance.no_verification": "No identity check",
     "rule:silence.long_gap": "Long silence",
     "rule:overtalk.repeated": "Repeated overtalk",
+    "rule:sentiment.negative_trend": "Customer mood falling",
     "rule:repeat_caller.same_intent": "Repeat caller, same issue",
     age_s: "{n} s",
     age_min: "{n} min",
@@ -388,6 +402,8 @@ function known(prefix, raw) {
 }
 
 export const categoryName = (c) => known("cat_", c);
+/** The customer's sentiment label (keyword/sentiment.py: negative / neutral / positive). */
+export const moodName = (m) => known("mood_", m);
 export const severityName = (s) => known("sev_", s);
 export const channelName = (c) => known("channel_", c);
 export const stateName = (s) => known("state_", s);

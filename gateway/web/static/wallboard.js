@@ -2,7 +2,7 @@
 // A reconnect (any drop, or 1013 when this client fell behind) gets a fresh snapshot that
 // replaces the whole state, so nothing is duplicated.
 import {
-  boot, t, el, onLangChange, intentName, intentList, categoryName, severityName, channelName, stateName,
+  boot, t, el, onLangChange, intentName, intentList, categoryName, moodName, severityName, channelName, stateName,
   reasonName, ruleName, fmtDuration, fmtTime, fmtHM, fmtAge, fmtOffset, api, getToken, ReconnectingSocket,
   ConnIndicator, ApiError, alertText, fillList,
 } from "/static/common.js";
@@ -186,6 +186,8 @@ function callRow(c) {
     el("td.c-agent", { text: c.agent_id || t("none_dash") }),
     el("td.c-queue", { text: c.queue || t("none_dash") }),
     el("td.c-intent", { dataset: { intent: c.intent || "" }, text: c.intent ? intentName(c.intent, c.intent_name) : t("none_dash") }),
+    el("td.c-sentiment", null, c.sentiment
+      ? el("span.badge.mood", { dataset: { mood: c.sentiment }, text: moodName(c.sentiment) }) : t("none_dash")),
     el("td.c-state", null,
       el("span.badge.state", { dataset: { state: c.state }, text: stateName(c.state) }),
       el("span.dur.mono", { text: fmtDuration(callDurationMs(c)) })),
