@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from callscribe.config import Config
-from callscribe.events import Alert, CallFlag, CallSummary, IntentUpdate, Surge, Transcript, from_fields
+from callscribe.events import Alert, CallFlag, CallSummary, IntentUpdate, SentimentUpdate, Surge, Transcript, from_fields
 from callscribe.gateway.client import IngestClient
 from callscribe.keyword.dialogue import read_dialogue, to_events
 from callscribe.keyword.packs import bundled_pack_paths
@@ -71,7 +71,9 @@ async def _outputs(url: str, cfg: Config) -> list[tuple[str, str]]:
             elif isinstance(e, CallFlag):
                 ident = f"{e.call_id}/flag/{e.seq}:{e.unresolved}:{e.final}"
             elif isinstance(e, CallSummary):
-                ident = f"{e.call_id}/summary:{e.intent}:{e.unresolved}:{','.join(sorted(e.alerts))}"
+                ident = f"{e.call_id}/summary:{e.intent}:{e.unresolved}:{','.join(sorted(e.alerts))}:{e.sentiment}"
+            elif isinstance(e, SentimentUpdate):
+                ident = f"{e.call_id}/sentiment/{e.seq}:{e.label}"
             else:
                 assert isinstance(e, Surge)
                 continue
