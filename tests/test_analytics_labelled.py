@@ -3,8 +3,13 @@ same code as ``callscribe analyze`` and the live worker.
 
 Sets: ``dialogues`` (64 calls, written first, with the annotation rules), ``dialogues_dev`` (48, written
 independently afterwards, and first scored before any rule was tuned on it; see docs/analytics.md for the
-numbers then and now) and ``dialogues_check`` (40, the last independent set). Targets from issue #6: alert
-precision and recall >= 0.9, intent top-1 >= 0.85, unresolved F1 >= 0.85, on every set."""
+numbers then and now), ``dialogues_check`` (40) and ``dialogues_tune`` (100, issue 17, two more authors who
+saw only docs/labelling.md; first scored before tuning). Targets from issue #6: alert precision and recall
+>= 0.9, intent top-1 >= 0.85, unresolved F1 >= 0.85, on every set tuned on.
+
+``holdout`` (100, two more authors) is never tuned on: its test holds the product above floors just under what
+it measured (docs/analytics.md), so a change that loses ground on unseen calls fails; nobody reads its failures
+to write rules. A few of its calls also run as synthesized call audio through the real pipeline."""
 
 from __future__ import annotations
 
@@ -88,3 +93,41 @@ def test_cli_analyze_bad_input_is_a_clear_error(tmp_path):
     assert p.returncode == 2 and "unknown role 'manager'" in p.stderr
     p = _cli("analyze", str(tmp_path / "missing.txt"))
     assert p.returncode == 2 and "no such file" in p.stderr
+
+
+HOLDOUT = DATA / "holdout"
+# Measured 2026-12-07 on the hold-out set as text: alerts P 0.91 R 0.85, intent 0.88, unresolved F1 0.79, end
+# sentiment 0.70, PII 0.98 masked (docs/analytics.md). Floors 0.05 under, so noise-free regressions show.
+HOLDOUT_FLOORS = {"alert_precision": 0.86, "alert_recall": 0.80, "intent_accuracy": 0.83, "unresolved_f1": 0.74,
+                  "sentiment_accuracy": 0.65, "pii_masked": 0.95}
+
+
+def test_holdout_never_tuned_on_stays_above_its_floors(analytics):
+    labels = json.loads((HOLDOUT / "labels.json").read_text(encoding="utf-8"))
+    result = analyze_paths(analytics, [HOLDOUT])
+    assert len(result["calls"]) == len(labels) == 100
+    s = score(result["calls"], labels)
+    print("holdout", json.dumps({k: v for k, v in s.items() if k not in ("errors", "alerts_by_category")}))
+    for key, floor in HOLDOUT_FLOORS.items():
+        assert s[key] >= floor, (key, s[key])
+
+
+@pytest.mark.integration
+async def test_holdout_calls_as_audio_through_transcription_and_analysis(analytics):
+    """Four hold-out calls (two zh, two en) as synthesized 8 kHz two-leg audio: whisper-base through the streaming
+    pipeline, then the analyzer. Measured 2026-12-07: intent 4/4, unresolved 4/4, end sentiment 4/4, alerts P/R
+    0.67 (the full 40-call run is benchmarks/analytics_e2e.py)."""
+    from callscribe.batch import analyze_inputs, discover
+    from callscribe.config import Config
+
+    labels = json.loads((HOLDOUT / "labels.json").read_text(encoding="utf-8"))
+    ids = ["hold_zh_002", "hold_zh_003", "hold_en_002", "hold_en_003"]
+    audio = DATA / "holdout_audio"
+    result = await analyze_inputs(discover([audio / f"{i}.ogg" for i in ids]), analytics, Config(partials=False), jobs=4)
+    assert [c["call_id"] for c in result.calls] == ids and not result.summary["failed"]
+    s = score(result.calls, {i: labels[i] for i in ids})
+    print("holdout audio", json.dumps({k: v for k, v in s.items() if k not in ("errors", "alerts_by_category")}))
+    assert s["intent_accuracy"] >= 0.75 and s["unresolved_f1"] >= 0.66
+    assert s["alert_precision"] >= 0.5 and s["alert_recall"] >= 0.5
+    assert s["pii_masked"] in (None, 1.0)
+    assert {c["language"] for c in result.calls} == {"zh", "en"}
