@@ -169,6 +169,7 @@ class CallAnalyzer:
         self.sentiment = CallSentiment()
         self.sentiment_seq = 0
         self.sentiment_shown = ""
+        self._last_customer_final: Transcript | None = None
 
     # ---------------------------------------------------------------------------------------------
     def _quote(self, t: Transcript) -> Quote:
@@ -254,6 +255,7 @@ class CallAnalyzer:
         self.sentiment.add(t.channel, t.text, t.language or self.language, t.start_ms, t.end_ms, prior)
         if t.channel == "agent":
             return []
+        self._last_customer_final = t
         result = self.sentiment.end(self.outcome())
         out: list = []
         if result.end != self.sentiment_shown:
@@ -293,12 +295,22 @@ class CallAnalyzer:
         self.agent_turns += 1
         if self.agent_turns == 1 and "greeting" not in signals:
             out += self._alert("compliance.no_greeting", "compliance", "medium", quote(), t.segment_id, t.emitted_at_ms)
-        if "account_access" in signals and not self.verified:
+        if "account_access" in signals and not self.verified and self._discloses(t.text, signals["account_access"]):
             out += self._alert(
                 "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
                 {"matched": signals["account_access"].text},
             )
         return out
+
+    def _discloses(self, text: str, hit: Hit, depth: int = 0) -> bool:
+        """An account-access hit that reads out or changes account data, not one that asks for it; when the
+        agent asks first and then reads out (您是尾号2275的机主吧？我看了一下，您账户现在欠费...), the rest counts."""
+        q = _question_end(text, hit.end)
+        if q < 0:
+            return True
+        rest = text[q + 1:]
+        again = next((h for h in self.a.matcher.match(rest, "agent") if h.rule.signal == "account_access"), None)
+        return again is not None and depth < 3 and self._discloses(rest, again, depth + 1)
 
     def _issue(self, t: Transcript, quote: Callable[[], Quote], signals: dict[str, Hit], escalated: bool) -> None:
         st = self.issue
@@ -352,6 +364,12 @@ class CallAnalyzer:
         if st.last_escalation_turn >= 0 and st.last_escalation_turn > st.last_resolution_turn \
                 and self.turn - st.last_escalation_turn <= 4:
             reasons.append(("call ends on an escalation", st.escalation_quote))
+        # the customer ends unhappy and nothing was resolved: whatever they wanted, they did not get it
+        if not reasons and st.state != "resolved" and self.intent.customer_turns >= 2:
+            mood = self.sentiment.end()
+            if mood.end == "negative":
+                last = self._last_customer_final
+                reasons.append(("customer ends unhappy, nothing resolved", self._quote(last) if last else None))
         return bool(reasons), reasons
 
     def outcome(self) -> str:
@@ -466,3 +484,15 @@ class CallAnalyzer:
             sentiment=mood.end, sentiment_score=mood.end_score,
         ))
         return out
+
+
+def _question_end(text: str, end: int) -> int:
+    """Where the clause holding ``text[:end]`` ends in a question mark (the agent asks for the detail: 请问您的宽带
+    账号是？, "and the address on the account?"), or -1 when it ends otherwise."""
+    for i in range(end, len(text)):
+        ch = text[i]
+        if ch in "?？":
+            return i
+        if ch in "，。！；,.!;\n":
+            return -1
+    return -1
