@@ -229,7 +229,11 @@ class CallAnalyzer:
                     h.rule.id, h.rule.category, h.rule.severity, quote(), t.segment_id, t.emitted_at_ms,
                     {"matched": redact(h.text) if self.s.redact_quotes else h.text, "by_sound": str(h.by_sound).lower()},
                 )
-        if "verification" in signals:
+        verification = signals.get("verification")
+        access = signals.get("account_access")
+        # a turn that changes the account and names the credential it changes (已经帮您把服务密码重置了) has
+        # not verified anyone: a verification word inside the account change does not count
+        if verification is not None and (access is None or not access.start <= verification.start < access.end):
             self.verified = True
         if t.channel == "agent":
             out += self._compliance(t, quote, signals)
@@ -486,13 +490,19 @@ class CallAnalyzer:
         return out
 
 
+ASKED_MAX_CHARS = 6
+"""A question whose clause goes on this many characters past the account phrase states the detail and asks
+for confirmation (地址是河北区中山路一百五十六号对吧？): that is a read-out, not a request."""
+
+
 def _question_end(text: str, end: int) -> int:
-    """Where the clause holding ``text[:end]`` ends in a question mark (the agent asks for the detail: 请问您的宽带
-    账号是？, "and the address on the account?"), or -1 when it ends otherwise."""
+    """Where the clause holding ``text[:end]`` ends in a question mark right after the account phrase (the agent
+    asks for the detail: 请问您的宽带账号是？, "and the address on file?"), or -1 (a statement, or a read-out put
+    as a question)."""
     for i in range(end, len(text)):
         ch = text[i]
         if ch in "?？":
-            return i
+            return i if i - end <= ASKED_MAX_CHARS else -1
         if ch in "，。！；,.!;\n":
             return -1
     return -1

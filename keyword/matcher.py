@@ -194,9 +194,11 @@ class Matcher:
         return sorted(found.values(), key=lambda h: (h.start, h.rule.id))
 
     def _benign_frame(self, language: str, folded: str, lo: int, hi: int, start: int, end: int) -> bool:
-        """A ``not_a_threat`` frame of the pack matches in the hit's clause and overlaps the hit."""
+        """A ``not_a_threat`` frame of the pack overlaps the hit (frames may reach across a comma: 那个推销的
+        号码，我想举报一下)."""
+        del lo, hi
         for frame in self._frames.get(language, ()):
-            for m in frame.finditer(folded, lo, hi):
+            for m in frame.finditer(folded):
                 if m.start() < end and start < m.end():
                     return True
         return False
