@@ -207,7 +207,7 @@ _EN_NEGATIVE: list[tuple[str, float]] = [
      r"respond\w*|got back|gets back|cares?|listen\w*|knows)\b", -0.8),
     (r"\bnever\s+(?:called|got back|showed|came|arrived|fixed|heard back|received|got)\b", -0.8),
     (r"\b(?:what the hell|what the heck|for god'?s sake|are you kidding|you(?:'ve| have) got to be kidding|"
-     r"give me a break|seriously\?|you people|this is a joke)", -0.8),
+     r"give me a break|seriously\?|you people (?:are|never|always|keep|just|don't|can't|have no)|this is a joke)", -0.8),
     (r"\bnothing (?:has )?(?:changed|happened|works|worked|was done|got done)\b", -0.7),
     (r"\bthat'?s not what i (?:asked|said|wanted|meant)\b", -0.5),
     (r"\b(?:i was told|you said|you promised|they promised|was promised|they said)\b", -0.3),
