@@ -128,6 +128,17 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return out
 
 
+def _patterns(value: Any, where: str) -> tuple[re.Pattern[str], ...]:
+    """Regular expressions over folded text (a rule's ``patterns``, the pack's ``not_a_threat``), compiled."""
+    out = []
+    for p in value or []:
+        try:
+            out.append(re.compile(fold(str(p))))
+        except re.error as exc:
+            raise RulePackError(f"{where} {p!r}: {exc}") from exc
+    return tuple(out)
+
+
 def _choice(value: Any, allowed: Iterable[str], where: str, default: str | None = None) -> str:
     if value is None and default is not None:
         return default
@@ -180,12 +191,7 @@ def load_pack(path: str | os.PathLike[str]) -> Pack:
         signal = str(raw.get("signal") or "")
         if category == "signal" and not signal:
             raise RulePackError(f"{at}: a signal rule needs a signal name")
-        patterns: list[re.Pattern[str]] = []
-        for p in raw.get("patterns") or []:
-            try:
-                patterns.append(re.compile(fold(str(p))))
-            except re.error as exc:
-                raise RulePackError(f"{at}: pattern {p!r}: {exc}") from exc
+        patterns = _patterns(raw.get("patterns"), f"{at}: pattern")
         phrases = _strings(raw.get("phrases"), f"{at}: phrases")
         if not phrases and not patterns:
             raise RulePackError(f"{at}: needs phrases or patterns")
@@ -201,7 +207,7 @@ def load_pack(path: str | os.PathLike[str]) -> Pack:
             channel=_choice(raw.get("channel"), ("customer", "agent", "any"), f"{at}: channel", default="any"),
             language=language,
             phrases=phrases,
-            patterns=tuple(patterns),
+            patterns=patterns,
             sound=bool(raw.get("sound", False)) and language == "zh",
             negatable=bool(raw.get("negatable", True)),
             unless=_strings(raw.get("unless"), f"{at}: unless"),
@@ -209,16 +215,11 @@ def load_pack(path: str | os.PathLike[str]) -> Pack:
             threat=bool(raw.get("threat", False)),
             description=str(raw.get("description") or ""),
         ))
-    frames: list[re.Pattern[str]] = []
-    for p in data.get("not_a_threat") or []:
-        try:
-            frames.append(re.compile(fold(str(p))))
-        except re.error as exc:
-            raise RulePackError(f"{where}: not_a_threat pattern {p!r}: {exc}") from exc
+    frames = _patterns(data.get("not_a_threat"), f"{where}: not_a_threat pattern")
     unknown = set(data) - {"version", "language", "negation", "rules", "not_a_threat"}
     if unknown:
         raise RulePackError(f"rule pack {where}: unknown keys {sorted(unknown)}")
-    return Pack(path=where, language=language, negation=negation, rules=tuple(rules), not_a_threat=tuple(frames))
+    return Pack(path=where, language=language, negation=negation, rules=tuple(rules), not_a_threat=frames)
 
 
 def load_packs(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Pack]:
