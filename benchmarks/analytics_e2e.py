@@ -104,7 +104,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "benchmark": "analytics_e2e",
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
-        "model": f"whisper-{cfg.model} {cfg.device}/{cfg.compute_type}",
+        "model": f"whisper-{cfg.model} device={cfg.device} compute_type={cfg.compute_type} (auto: CPU int8 without a GPU)",
         "results": results,
     }
 

@@ -3,8 +3,8 @@ same code as ``callscribe analyze`` and the live worker.
 
 Sets: ``dialogues`` (64 calls, written first, with the annotation rules), ``dialogues_dev`` (48, written
 independently afterwards, and first scored before any rule was tuned on it; see docs/analytics.md for the
-numbers then and now), ``dialogues_check`` (40) and ``dialogues_tune`` (100, issue 17, two more authors who
-saw only docs/labelling.md; first scored before tuning). Targets from issue #6: alert precision and recall
+numbers then and now), ``dialogues_check`` (40), ``dialogues_tune`` and ``dialogues_tune2`` (100 each, issue 17,
+four more authors who saw only docs/labelling.md; each first scored before tuning). Targets from issue #6: alert precision and recall
 >= 0.9, intent top-1 >= 0.85, unresolved F1 >= 0.85, on every set tuned on.
 
 ``holdout`` (100, two more authors) is never tuned on: its test holds the product above floors just under what
@@ -96,10 +96,11 @@ def test_cli_analyze_bad_input_is_a_clear_error(tmp_path):
 
 
 HOLDOUT = DATA / "holdout"
-# Measured 2026-12-07 on the hold-out set as text: alerts P 0.91 R 0.85, intent 0.88, unresolved F1 0.79, end
-# sentiment 0.70, PII 0.98 masked (docs/analytics.md). Floors 0.05 under, so noise-free regressions show.
-HOLDOUT_FLOORS = {"alert_precision": 0.86, "alert_recall": 0.80, "intent_accuracy": 0.83, "unresolved_f1": 0.74,
-                  "sentiment_accuracy": 0.65, "pii_masked": 0.95}
+# Measured 2026-12-07 on the hold-out set as text, after tuning on dialogues_tune and dialogues_tune2: alerts P 0.94
+# R 0.85, intent 0.90, unresolved F1 0.78, end sentiment 0.76, PII 0.98 masked (docs/analytics.md). Floors 0.05
+# under, so a change that loses ground on calls nobody tuned for fails.
+HOLDOUT_FLOORS = {"alert_precision": 0.89, "alert_recall": 0.80, "intent_accuracy": 0.85, "unresolved_f1": 0.73,
+                  "sentiment_accuracy": 0.71, "pii_masked": 0.95}
 
 
 def test_holdout_never_tuned_on_stays_above_its_floors(analytics):
