@@ -549,12 +549,14 @@ class CallSentiment:
     def __init__(self) -> None:
         self._utterances: list[ScoredUtterance] = []
         self._keys: list[tuple[int, int]] = []
+        self._ends: dict[str, CallSentimentResult] = {}  # end(outcome) since the last add: the analyzer asks often
 
     def add(self, channel: str, text: str, language: str, start_ms: int, end_ms: int,
             prior: float = 0.0) -> UtteranceSentiment:
         """Score and keep one final. ``prior`` is what the call's other judgements already know about this
         turn (keyword/analyzer.py: a customer's threat, insult or "still not working" is at most -0.5; "that
         fixed it" at least +0.5): the lexicon cannot hear "I'll take this to the papers" as negative."""
+        self._ends.clear()
         sentiment = score_utterance(text, language)
         if prior < 0 and sentiment.score > prior:
             sentiment = UtteranceSentiment(prior, _label(prior), (*sentiment.cues, f"rule:{prior:+.2f}"), False)
@@ -582,6 +584,12 @@ class CallSentiment:
         return tuple(u.sentiment for u in self._utterances if u.channel == "agent")
 
     def end(self, outcome: str = "") -> CallSentimentResult:
+        result = self._ends.get(outcome)
+        if result is None:
+            result = self._ends[outcome] = self._end(outcome)
+        return result
+
+    def _end(self, outcome: str) -> CallSentimentResult:
         """The customer's sentiment at the end of the call.
 
         ``end_score`` is a weighted mean of the customer's turns: each substantive turn (anything but a
