@@ -83,7 +83,7 @@ def discover(paths: Iterable[str | os.PathLike[str]], exclude: Path | None = Non
                 if exclude is not None and exclude in f.parents:
                     continue
                 kind = _kind(f)
-                if kind is not None and f.suffix.lower() not in (".json",):
+                if kind is not None:
                     items.append(CallInput(f.stem, f, kind))  # type: ignore[arg-type]
         elif path.is_file():
             kind = "audio" if path.suffix.lower() in AUDIO_SUFFIXES else "dialogue"
@@ -196,11 +196,13 @@ async def analyze_inputs(
     pipeline_factory: Callable[[], Any] | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
     spacing_s: float = 300.0,
+    labels: dict[str, Any] | None = None,
 ) -> BatchResult:
     """Analyse ``items`` (see the module docstring); ``on_progress(done_calls, total_calls, audio_s_done)``.
 
     ``pipeline_factory`` builds the started-on-demand Pipeline (tests pass their own); by default a local
-    Whisper engine from ``cfg``. It is only called when some recording still needs transcribing."""
+    Whisper engine from ``cfg``. It is only called when some recording still needs transcribing. With
+    ``labels`` (keyword/evaluate.py's format) the summary carries ``scores``."""
     from .keyword.dialogue import BASE_EPOCH_MS, analyze_call, analyze_dialogue, read_dialogue
     from .keyword.repeat import RepeatIndex
     from .keyword.surge import SurgeDetector
@@ -269,6 +271,10 @@ async def analyze_inputs(
             await pipeline.stop()
     wall_s = time.monotonic() - t0
     result.summary = _summary(result.calls, failed, resumed, audio_s_now, audio_s_all, wall_s, surge, out_dir)
+    if labels is not None:
+        from .keyword.evaluate import score
+
+        result.summary["scores"] = score(result.calls, labels)
     if out_dir is not None:
         _write_json(out_dir / SUMMARY_NAME, result.summary)
     return result

@@ -156,7 +156,7 @@ async def _analyze(args: argparse.Namespace) -> int:
     """Dialogue files and/or recordings -> analytics JSON (callscribe/batch.py says how a folder runs)."""
     import json
 
-    from .batch import AUDIO_SUFFIXES, analyze_inputs, discover
+    from .batch import analyze_inputs, discover
     from .keyword.worker import analytics_from_config
 
     cfg = _config(args, rule_packs=args.rules, intent_catalog=args.intents, silence_alert_s=args.silence_s, partials=False)
@@ -183,14 +183,9 @@ async def _analyze(args: argparse.Namespace) -> int:
                 except (RuntimeError, OSError, soundfile.LibsndfileError):
                     pass
     with _CallProgress(len(items), total_audio_s, enabled=len(items) > 1 or has_audio) as progress:
-        result = await analyze_inputs(items, analytics, cfg, out_dir=out_dir, jobs=args.jobs, on_progress=progress)
+        result = await analyze_inputs(items, analytics, cfg, out_dir=out_dir, jobs=args.jobs, on_progress=progress,
+                                      labels=labels)
     summary = result.summary
-    if labels is not None:
-        from .keyword.evaluate import score
-
-        summary["scores"] = score(result.calls, labels)
-        if out_dir is not None:
-            (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     if summary["failed"]:
         for f in summary["failed"]:
             print(f"callscribe analyze: {f['path']}: {f['error']}", file=sys.stderr)

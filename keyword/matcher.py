@@ -68,7 +68,7 @@ def _words(clause: str) -> tuple[tuple[int, int, str], ...]:
 
 def _whole_words(clause: str, start: int, end: int) -> bool:
     """The span ``clause[start:end]`` starts and ends on jieba word boundaries, and is not a possessive
-    的 phrase (a span ending in 的 followed by a noun or pronoun: 我妈的手机, 他妈的号码)."""
+    的 phrase (a span ending in 的 followed by a noun: 我妈的手机, 你妈的号码)."""
     words = _words(clause)
     starts = {a for a, _, _ in words}
     ends = {b for _, b, _ in words}
@@ -172,7 +172,7 @@ class Matcher:
                     return
             if rule.word and not _whole_words(folded[lo:hi], start - lo, end - lo):
                 return
-            if rule.threat and self._benign_frame(rule.language, folded, lo, hi, start, end):
+            if rule.threat and self._benign_frame(rule.language, folded, start, end):
                 return
             found[rule.id] = Hit(rule, start, end, text[start:end], by_sound)
 
@@ -193,10 +193,9 @@ class Matcher:
             self._match_sound(folded, consider)
         return sorted(found.values(), key=lambda h: (h.start, h.rule.id))
 
-    def _benign_frame(self, language: str, folded: str, lo: int, hi: int, start: int, end: int) -> bool:
+    def _benign_frame(self, language: str, folded: str, start: int, end: int) -> bool:
         """A ``not_a_threat`` frame of the pack overlaps the hit (frames may reach across a comma: 那个推销的
         号码，我想举报一下)."""
-        del lo, hi
         for frame in self._frames.get(language, ()):
             for m in frame.finditer(folded):
                 if m.start() < end and start < m.end():
