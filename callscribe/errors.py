@@ -48,6 +48,19 @@ class CapacityError(CallscribeError):
     """The worker is at its configured maximum of live calls; the new call is refused."""
 
 
+class CallIdInUse(CallscribeError):
+    """The call id already names another call (live, or ended while its data is kept). A call id is used
+    once: a client that reconnects mid-call starts a new call id (docs/protocol.md)."""
+
+
+class SourceQuotaError(CapacityError):
+    """One source (an ingest token's subject, a SIP peer) holds its quota of live calls; others still get in."""
+
+
+class Unauthorized(CallscribeError):
+    """Credentials missing, invalid, expired, or of a role that may not do this."""
+
+
 class RedisUnavailable(CallscribeError):
     """No Redis server could be reached or started."""
 

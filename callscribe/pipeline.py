@@ -25,7 +25,7 @@ from callscribe.asr.scheduler import BatchScheduler, PartialTicket
 from callscribe.vad import ChannelVad, SpeechAborted, SpeechEnded, SpeechStarted
 
 from .config import Config
-from .errors import CapacityError
+from .errors import CallIdInUse, CapacityError, SourceQuotaError
 from .events import CallEnded, CallStarted, Dtmf, Event, Transcript, now_ms
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,12 @@ class Pipeline:
         self.sink: EventSink = sink or NullSink()
         self.scheduler = scheduler or BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals, cfg.partial_batch_budget_s)
         self.calls: dict[str, CallSession] = {}
+        self.sources: dict[str, str] = {}  # call_id -> source (ingest token subject, SIP peer), for quotas
+        self._opening: set[str] = set()
+
+    def source_calls(self, source: str) -> int:
+        """Live calls (and calls being opened) of one source."""
+        return sum(1 for s in self.sources.values() if s == source)
 
     async def start(self) -> None:
         await self.scheduler.start()
@@ -87,16 +93,54 @@ class Pipeline:
             await call.end("shutdown")
         await self.scheduler.stop()
 
-    async def open_call(self, started: CallStarted, listener: Listener | None = None) -> "CallSession":
-        """Register a call and emit its CallStarted. Raises CapacityError at ``max_calls``."""
-        if started.call_id in self.calls:
-            raise CapacityError(f"call {started.call_id} is already live")
-        if len(self.calls) >= self.cfg.max_calls:
+    async def open_call(self, started: CallStarted, listener: Listener | None = None, source: str = "") -> "CallSession":
+        """Register a call and emit its CallStarted: the one call lifecycle of every ingest path.
+
+        Refuses with CapacityError at ``max_calls``, SourceQuotaError when ``source`` already holds its
+        quota (``cfg.source_quota``) while others may still get in, and CallIdInUse when the id names another
+        call, live here or elsewhere, or ended while its data is kept (checked with Redis through the sink's
+        ``claim_call``). Metadata keys are normalised here once (``caller_number`` -> ``caller``)."""
+        call_id = started.call_id
+        if call_id in self.calls or call_id in self._opening:
+            raise CallIdInUse(f"call id {call_id!r} is already live; a call id is used once")
+        if len(self.calls) + len(self._opening) >= self.cfg.max_calls:
             raise CapacityError(f"worker at capacity ({self.cfg.max_calls} live calls); retry later or add workers")
-        session = CallSession(self, started, listener)
-        self.calls[started.call_id] = session
+        quota = getattr(self.cfg, "source_quota", 0) or self.cfg.max_calls
+        if source and self.source_calls(source) >= quota:
+            raise SourceQuotaError(f"source {source!r} holds its quota of {quota} live calls; retry later")
+        self._opening.add(call_id)
+        if source:
+            self.sources[call_id] = source
+        try:
+            claim = getattr(self.sink, "claim_call", None)
+            if claim is not None and not await claim(call_id):
+                raise CallIdInUse(f"call id {call_id!r} was already used by another call; use a new id for each call")
+            session = CallSession(self, normalize_started(started), listener)
+            self.calls[call_id] = session
+        except BaseException:
+            self.sources.pop(call_id, None)
+            raise
+        finally:
+            self._opening.discard(call_id)
         await session.start()
         return session
+
+
+METADATA_ALIASES = {"caller_number": "caller", "caller_id": "caller"}
+"""Metadata keys clients use for the same thing, mapped to the one key every reader uses."""
+
+
+def normalize_started(started: CallStarted) -> CallStarted:
+    """``started`` with its metadata keys normalised (``METADATA_ALIASES``; an explicit key wins)."""
+    md = dict(started.metadata or {})
+    changed = False
+    for alias, key in METADATA_ALIASES.items():
+        if alias in md:
+            value = md.pop(alias)
+            changed = True
+            if not md.get(key):
+                md[key] = value
+    return dataclasses.replace(started, metadata=md) if changed else started
 
 
 class CallSession:
@@ -161,6 +205,7 @@ class CallSession:
             await self._emitter
         self._ended = ended = CallEnded(self.call_id, duration_ms, reason, finals=self.stats.finals, ended_at_ms=ended.ended_at_ms)
         self.pipeline.calls.pop(self.call_id, None)
+        self.pipeline.sources.pop(self.call_id, None)
         self._ended_event.set()
         return ended
 

@@ -6,16 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Callable
 
 from callscribe.asr.engine import WhisperEngine
 from callscribe.gateway.ingest import IngestServer
 from callscribe.stream import RedisPublisher, ensure_redis
+from callscribe.stream.liveness import Liveness
+from callscribe.stream.server import RedisSupervisor
 
 from .config import Config
 from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+
+
+def spool_dir(cfg: Config) -> Path:
+    """Where the publisher saves durable events Redis did not take before a stop: one folder per Redis
+    (the embedded one lives in this data_dir; an external one is named by its host, port and db)."""
+    if not cfg.redis_url:
+        return cfg.data_path / "spool" / "embedded"
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(cfg.redis_url)
+        name = f"{u.hostname or 'local'}-{u.port or 6379}{u.path.replace('/', '-') or '-0'}"
+    except ValueError:
+        name = "redis"
+    return cfg.data_path / "spool" / name
 
 
 class Service:
@@ -30,12 +48,17 @@ class Service:
         self.sip = None  # a callscribe.gateway.sip.server.SipServer when cfg.sip
         self.analytics = None  # a callscribe.keyword.worker.AnalyticsWorker when cfg.analytics
         self.web = None  # a callscribe.gateway.web.WebGateway when cfg.web
+        self.supervisor: RedisSupervisor | None = None  # restarts the embedded Redis when it dies
+        self.liveness: Liveness | None = None  # heartbeat + reaper of calls whose node is gone
 
     async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None,
                     web_port: int | None = None) -> None:
         progress("starting Redis" if not self.cfg.redis_url else f"connecting to {self.cfg.redis_url}")
         self.redis_url, self._embedded = await ensure_redis(self.cfg)
-        self.publisher = RedisPublisher(self.cfg, self.redis_url)
+        if self._embedded is not None:
+            self.supervisor = RedisSupervisor(self._embedded)
+            await self.supervisor.start()
+        self.publisher = RedisPublisher(self.cfg, self.redis_url, spool_dir=spool_dir(self.cfg))
         await self.publisher.start()
         scheduler = None
         if self.cfg.remote_asr:
@@ -56,6 +79,10 @@ class Service:
             await self.analytics.start()
         self.pipeline = Pipeline(self.cfg, self.engine, self.publisher, scheduler)
         await self.pipeline.start()
+        pipeline = self.pipeline
+        self.liveness = Liveness(self.cfg, self.redis_url, self.publisher.node_id, self.publisher.publish,
+                                 is_local=lambda call_id: call_id in pipeline.calls)
+        await self.liveness.start()
         self.ingest = IngestServer(self.cfg, self.pipeline)
         from .metrics import ServiceCollector
 
@@ -85,6 +112,8 @@ class Service:
             await self.ingest.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.liveness is not None:
+            await self.liveness.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.analytics is not None:
@@ -93,6 +122,8 @@ class Service:
         if self.web is not None:
             await self.web.ingest.drain(5)  # the last finals and summaries into the search store
             await self.web.stop()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 

@@ -11,6 +11,9 @@
 | ``{prefix}:insights`` | stream | intent updates, provisional and final unresolved flags, call summaries of every call |
 | ``{prefix}:callbacks`` | stream | the callback queue: final flags of calls left unresolved, with reasons and quotes |
 | ``{prefix}:out:{identity}`` | string ``1`` | write-once marker of one analytics output (alert id, ``{call_id}/intent/{seq}``, ...) |
+| ``{prefix}:live`` | hash | ``call_id -> {node_id}|{started_at_ms}`` of every live call: set with its call_started, removed with its call_ended (the same Lua script); the reaper (stream/liveness.py) ends calls whose node stopped heartbeating |
+| ``{prefix}:node:{node_id}`` | string | a serving node's heartbeat; expires ``liveness.NODE_TTL_S`` after its last refresh |
+| ``{prefix}:callid:{call_id}`` | string | claim of a call id (node id) taken before the call starts: a call id names one call for the life of its data (expires with ``call_stream_ttl_s``) |
 | ``{prefix}:caller:{digits}`` | sorted set | a caller's recent calls (JSON) scored by start time, for repeat-caller detection; expires after the window |
 
 Analytics outputs of a call (alerts, intent updates, flags, summary) are also appended to its per-call stream,
@@ -62,6 +65,21 @@ def caller_history(cfg: Config, caller_digits: str) -> str:
     return f"{cfg.key_prefix}:caller:{caller_digits}"
 
 
+def live_calls(cfg: Config) -> str:
+    """Hash of live calls: call_id -> ``{node_id}|{started_at_ms}``."""
+    return f"{cfg.key_prefix}:live"
+
+
+def node_heartbeat(cfg: Config, node_id: str) -> str:
+    """A serving node's heartbeat key (expires when the node stops refreshing it)."""
+    return f"{cfg.key_prefix}:node:{node_id}"
+
+
+def call_claim(cfg: Config, call_id: str) -> str:
+    """Claim of ``call_id`` for the life of its data."""
+    return f"{cfg.key_prefix}:callid:{call_id}"
+
+
 def dedup_key(cfg: Config, segment_id: str, revision: int | str) -> str:
     """Write-once marker of (segment_id, revision)."""
     return f"{cfg.key_prefix}:dedup:{segment_id}:{revision}"
@@ -82,5 +100,5 @@ def event_dedup_key(cfg: Config, event: Event) -> str:
 
 __all__ = [
     "call_stream", "finals_stream", "dedup_key", "event_dedup_key", "alerts_stream", "insights_stream",
-    "callbacks_stream", "output_marker", "caller_history",
+    "callbacks_stream", "output_marker", "caller_history", "live_calls", "node_heartbeat", "call_claim",
 ]

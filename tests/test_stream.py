@@ -197,7 +197,7 @@ async def test_batch_whose_reply_is_lost_is_retried_without_duplicates(redis_ser
     cutter = ReplyCutter(redis_server.port)
     await cutter.start()
     cfg = Config(data_dir=str(tmp_path))
-    pub = await make_publisher(cfg, url=f"redis://127.0.0.1:{cutter.port}/0")
+    pub = await make_publisher(cfg, url=f"redis://:{redis_server.password}@127.0.0.1:{cutter.port}/0")
     first = CallStarted("c8", ("customer",))
     await pub.publish(first)
     assert await pub.flush(5)  # connection up and warm: the next reply is the batch's
@@ -331,7 +331,7 @@ def test_embedded_redis_keeps_data_across_kill_and_restart(tmp_path):
     import redis
 
     with EmbeddedRedis(tmp_path) as server:
-        assert server.url == f"redis://127.0.0.1:{server.port}/0"
+        assert server.url == f"redis://:{server.password}@127.0.0.1:{server.port}/0"
         r = redis.Redis.from_url(server.url)
         assert r.config_get("appendonly") == {"appendonly": "yes"}
         assert r.config_get("save") == {"save": ""}
