@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-from .config import Config
+from .config import Config, ensure_data_dir
 from .errors import CallscribeError
+
+
+def safe_url(url: str) -> str:
+    """A Redis URL without its password, for what the CLI prints."""
+    from .stream.server import safe_url as strip
+
+    return strip(url)
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -104,9 +112,11 @@ async def _serve(args: argparse.Namespace) -> int:
     from .service import Service
 
     cfg = _config(args)
+    if not cfg.redis_url or (cfg.web and not (cfg.store_url and cfg.auth_secret)):  # embedded Redis, SQLite, secret
+        ensure_data_dir(cfg)  # an unwritable data_dir is one line (exit 2), not a traceback
     service = Service(cfg)
     await service.start(progress=lambda s: print(f"callscribe: {s}", file=sys.stderr, flush=True))
-    print(f"callscribe: Redis at {service.redis_url}; Ctrl-C or SIGTERM to stop", file=sys.stderr, flush=True)
+    print(f"callscribe: Redis at {safe_url(service.redis_url)}; Ctrl-C or SIGTERM to stop", file=sys.stderr, flush=True)
     try:
         await _wait_for_signal()
         print("callscribe: stopping: ending live calls and writing their finals", file=sys.stderr, flush=True)
@@ -244,7 +254,7 @@ async def _analytics(args: argparse.Namespace) -> int:
         return 2
     worker = AnalyticsWorker(cfg, cfg.redis_url)
     await worker.start()
-    print(f"callscribe analytics {worker.consumer}: group {cfg.analytics_group} on {cfg.redis_url}", file=sys.stderr, flush=True)
+    print(f"callscribe analytics {worker.consumer}: group {cfg.analytics_group} on {safe_url(cfg.redis_url)}", file=sys.stderr, flush=True)
     await _wait_for_signal()
     await worker.stop()
     return 0
@@ -267,7 +277,7 @@ async def _worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
-    print(f"callscribe worker {worker.name}: {engine.description}, jobs from {cfg.redis_url}", file=sys.stderr, flush=True)
+    print(f"callscribe worker {worker.name}: {engine.description}, jobs from {safe_url(cfg.redis_url)}", file=sys.stderr, flush=True)
     await worker.run()
     return 0
 
@@ -283,17 +293,33 @@ async def _stream(args: argparse.Namespace) -> int:
         elif isinstance(event, Transcript) and event.is_final and event.text:
             print(f"[{event.start_ms / 1000:7.2f}] {event.channel:>8}: {event.text}", flush=True)
 
-    client = IngestClient(args.url)
+    from .errors import CapacityError, Unauthorized
+
+    client = IngestClient(args.url, token=args.token or os.environ.get("CALLSCRIBE_TOKEN") or None)
     meta = dict(kv.split("=", 1) for kv in args.meta or [])
-    result = await client.stream_file(
-        args.file, call_id=args.call_id, speed=None if args.speed <= 0 else args.speed, encoding=args.encoding,
-        sample_rate_hz=args.sample_rate, language=args.language or "auto", metadata=meta, on_event=on_event,
-    )
+    try:
+        result = await client.stream_file(
+            args.file, call_id=args.call_id, speed=None if args.speed <= 0 else args.speed, encoding=args.encoding,
+            sample_rate_hz=args.sample_rate, language=args.language or "auto", metadata=meta, on_event=on_event,
+        )
+    except (Unauthorized, CapacityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    status = 0
     if result.errors:
         for err in result.errors:
             print(f"server error {err.get('code')}: {err.get('reason')}", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    if result.ended is None or (result.close_code not in (None, 1000) and not result.errors):
+        print(f"error: the server closed the call before its end (close {result.close_code}: "
+              f"{result.close_reason or 'no reason'})", file=sys.stderr)
+        status = 1
+    if not result.durable:
+        pending = result.storage[-1].get("pending_finals", "?")
+        print(f"warning: the server's storage is down: {pending} finals of this call are not stored yet "
+              "(the server holds them and writes them when Redis is back)", file=sys.stderr)
+        status = status or 3
+    return status
 
 
 # --- demo ----------------------------------------------------------------------------------------
@@ -312,6 +338,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
     console = Console()
     cfg = _config(args, data_dir=args.data_dir, sip=False)
+    ensure_data_dir(cfg)
     # the bundled demo: two synthesized service calls (callscribe/data/calls/README.md): a Mandarin broadband
     # outage that escalates and ends unresolved, an English billing dispute resolved after verification
     files = [Path(f) for f in args.files] or sorted((DATA_DIR / "calls").glob("demo_*.flac"))
@@ -322,12 +349,12 @@ async def _demo(args: argparse.Namespace) -> int:
     web_port = cfg.web_port if _port_free(cfg.web_host, cfg.web_port) else 0
     with console.status("starting callscribe") as status:
         await service.start(progress=lambda s: status.update(s), port=0, web_port=web_port)
-    console.print(f"[bold]callscribe demo[/bold]: {service.engine.description}; ingest {service.ingest.url}; Redis {service.redis_url}")
+    console.print(f"[bold]callscribe demo[/bold]: {service.engine.description}; ingest {service.ingest.url}; Redis {safe_url(service.redis_url)}")
     agents = [f"agent-{7 + i:03d}" for i in range(len(files))]
     if service.web is not None:
         _print_pages(console, service.web, agents)
     board = CaptionBoard()
-    client = IngestClient(service.ingest.url)
+    client = IngestClient(service.ingest.url, token=service.ingest.mint_token("demo", ttl_h=1))
     t0 = time.monotonic()
     try:
         with Live(board.render(), console=console, refresh_per_second=8, transient=False) as live:
@@ -379,7 +406,7 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.keep_open and service.web is not None:
             console.print(f"[bold]pages stay up[/bold] at {service.web.url} (links above); Ctrl-C to stop")
             await _wait_for_signal()
-        console.print(f"Read them: redis-cli -u {service.redis_url} XRANGE {keys.finals_stream(cfg)} - +   (embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
+        console.print(f"Read them: redis-cli -u {safe_url(service.redis_url)} XRANGE {keys.finals_stream(cfg)} - +   (embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
     finally:
         await service.stop()
     return 0
@@ -426,6 +453,8 @@ async def _gateway(args: argparse.Namespace) -> int:
     from .gateway.web import WebGateway
 
     cfg = _config(args, web_host=args.web_host, web_port=args.web_port, store_url=args.store)
+    if not (cfg.store_url and cfg.auth_secret):  # the SQLite store or the generated secret live there
+        ensure_data_dir(cfg)
     if not cfg.redis_url:
         print("callscribe gateway: set REDIS_URL (or --redis-url) to the Redis the transcripts go to", file=sys.stderr)
         return 2
@@ -444,6 +473,8 @@ async def _token(args: argparse.Namespace) -> int:
     from .gateway.web import TokenAuthority
 
     cfg = _config(args)
+    if not cfg.auth_secret:  # the generated secret lives there
+        ensure_data_dir(cfg)
     token, exp = TokenAuthority.from_config(cfg).mint(args.role, args.sub, args.agent_id or "", args.ttl_h)
     if args.page:
         print(f"http://{cfg.web_host}:{cfg.web_port}/{args.page}#token={token}")
@@ -537,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--call-id")
     p.add_argument("--json", action="store_true")
     p.add_argument("--meta", action="append", help="metadata key=value (repeatable)")
+    p.add_argument("--token", help="ingest token (callscribe token --role ingest --sub SOURCE); default $CALLSCRIBE_TOKEN")
 
     p = sub.add_parser("sip-pcap", help="build an RTP pcap from recordings, for sipp's play_pcap_audio (docs/sip.md)")
     p.add_argument("--customer", required=True, help="customer leg audio (first stream)")
@@ -591,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
     p = sub.add_parser("token", help="mint an API token (signed with auth_secret) for a role")
-    p.add_argument("--role", required=True, choices=["agent", "supervisor", "qa", "admin"])
+    p.add_argument("--role", required=True, choices=["agent", "supervisor", "qa", "admin", "ingest"])
     p.add_argument("--sub", required=True, help="who it is for (agents: their agent id)")
     p.add_argument("--agent-id", help="agents: the agent id, when it differs from --sub")
     p.add_argument("--ttl-h", type=float, help="hours until it expires (default token_ttl_h, 12)")

@@ -13,7 +13,7 @@ from callscribe.asr.engine import WhisperEngine
 from callscribe.gateway.ingest import IngestServer
 from callscribe.stream import RedisPublisher, ensure_redis
 from callscribe.stream.liveness import Liveness
-from callscribe.stream.server import RedisSupervisor
+from callscribe.stream.server import RedisSupervisor, safe_url
 
 from .config import Config
 from .pipeline import Pipeline
@@ -53,7 +53,7 @@ class Service:
 
     async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None,
                     web_port: int | None = None) -> None:
-        progress("starting Redis" if not self.cfg.redis_url else f"connecting to {self.cfg.redis_url}")
+        progress("starting Redis" if not self.cfg.redis_url else f"connecting to {safe_url(self.cfg.redis_url)}")
         self.redis_url, self._embedded = await ensure_redis(self.cfg)
         if self._embedded is not None:
             self.supervisor = RedisSupervisor(self._embedded)
@@ -65,7 +65,7 @@ class Service:
             from callscribe.asr.remote import RemoteScheduler
 
             scheduler = RemoteScheduler(self.cfg, self.redis_url)
-            progress(f"decoding on ASR workers (callscribe worker) via {self.redis_url}")
+            progress(f"decoding on ASR workers (callscribe worker) via {safe_url(self.redis_url)}")
         elif self.engine is None:
             progress(f"loading Whisper model {self.cfg.model_dir or self.cfg.model}")
             self.engine = await asyncio.to_thread(WhisperEngine, self.cfg)

@@ -1,9 +1,11 @@
 """Python client for the ingest protocol: stream a call's audio, receive its transcripts.
 
-    async with IngestClient("ws://127.0.0.1:8765/v1/ingest") as client:
+    async with IngestClient("ws://127.0.0.1:8765/v1/ingest", token=TOKEN) as client:
         result = await client.stream_file("call.wav", speed=1.0, on_event=print)
 
 Audio is sent in ``frame_ms`` frames, paced at ``speed`` x real time (None = as fast as the server reads).
+``token``: an ingest token (``callscribe token --role ingest --sub SOURCE``), sent as ``Authorization: Bearer``.
+A refused handshake raises :class:`~callscribe.errors.Unauthorized` (401/403) or CapacityError (503).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Callable
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from callscribe.audio import TARGET_RATE_HZ, encode_g711, float_to_pcm16, resample
 from callscribe.config import Config
+from callscribe.errors import CapacityError, Unauthorized
 from callscribe.events import CallEnded, Event, Transcript, from_dict
 from callscribe.filerun import load_call_audio
 
@@ -33,6 +36,13 @@ class StreamResult:
     close_code: int | None = None
     close_reason: str = ""
     errors: list[dict] = field(default_factory=list)
+    storage: list[dict] = field(default_factory=list)
+    """``storage`` messages: the server's Redis did not take writes (``durable: false``) and, later, did."""
+
+    @property
+    def durable(self) -> bool:
+        """False when the server's last word on storage was that finals of this call are not written yet."""
+        return not self.storage or bool(self.storage[-1].get("durable"))
 
     @property
     def finals(self) -> list[Transcript]:
@@ -58,9 +68,10 @@ def encode_frames(channels: list[np.ndarray], encoding: str, sample_rate_hz: int
 
 
 class IngestClient:
-    def __init__(self, url: str, open_timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, open_timeout_s: float = 10.0, token: str | None = None) -> None:
         self.url = url
         self.open_timeout_s = open_timeout_s
+        self.token = token
         self._ws: ClientConnection | None = None
 
     async def __aenter__(self) -> "IngestClient":
@@ -92,7 +103,18 @@ class IngestClient:
         data = encode_frames(channels, encoding, sample_rate_hz)
         bps = (2 if encoding == "pcm16" else 1) * len(channels)
         frame_bytes = sample_rate_hz * frame_ms // 1000 * bps
-        async with connect(self.url, open_timeout=self.open_timeout_s, max_size=2**22) as ws:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        try:
+            ws_cm = await connect(self.url, open_timeout=self.open_timeout_s, max_size=2**22, additional_headers=headers)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = (exc.response.body or b"").decode(errors="replace").strip()
+            if status in (401, 403):
+                raise Unauthorized(f"ingest refused the connection ({status}): {body}") from exc
+            if status == 503:
+                raise CapacityError(f"ingest busy (503): {body}") from exc
+            raise
+        async with ws_cm as ws:
             start = {
                 "type": "start", "call_id": call_id, "channels": list(names), "encoding": encoding,
                 "sample_rate": sample_rate_hz, "language": language, "metadata": metadata or {},
@@ -120,6 +142,9 @@ class IngestClient:
                 obj = json.loads(msg)
                 if obj.get("type") == "error":
                     result.errors.append(obj)
+                    continue
+                if obj.get("type") == "storage":
+                    result.storage.append(obj)
                     continue
                 event = from_dict(obj)
                 result.events.append(event)

@@ -2,7 +2,9 @@
 
 Close codes (RFC 6455): 1003 unsupported data (binary before start, text where audio is due), 1007
 invalid payload (bad JSON, bad field values, frame not a whole number of samples), 1008 policy violation
-(protocol order), 1009 frame too big, 1011 internal error, 1013 try again later (worker at capacity).
+(protocol order), 1009 frame too big, 1011 internal error, 1013 try again later (worker at capacity, or the
+source at its quota), 1001 going away (the server shuts down), 4409 the call id names another call.
+Unauthenticated clients never reach the WebSocket: the handshake is answered HTTP 401 / 403.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013
+CLOSE_GOING_AWAY = 1001
+CLOSE_CALL_ID_IN_USE = 4409
 
-_CALL_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
+_CALL_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")  # used with fullmatch: `$` would accept a trailing newline
 _ROLES = ("customer", "agent", "mixed")
 LAYOUTS = ("interleaved", "channel_prefixed")
 
@@ -43,6 +47,14 @@ class EndRequest:
     reason: str = "client_end"
 
 
+def storage_message(durable: bool, pending: int, call_id: str = "") -> str:
+    """The ``storage`` message: whether this call's finals are durable (written to Redis) yet."""
+    msg: dict = {"type": "storage", "durable": durable, "pending_finals": pending}
+    if call_id:
+        msg["call_id"] = call_id
+    return json.dumps(msg)
+
+
 def parse_text(message: str) -> StartRequest | EndRequest:
     """Parse one text message. Raises ProtocolError (code 1007) with a reason a client can act on."""
     try:
@@ -61,7 +73,7 @@ def parse_text(message: str) -> StartRequest | EndRequest:
 
 def _parse_start(obj: dict) -> StartRequest:
     call_id = obj.get("call_id")
-    if not isinstance(call_id, str) or not _CALL_ID.match(call_id):
+    if not isinstance(call_id, str) or not _CALL_ID.fullmatch(call_id):
         raise ProtocolError("start.call_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ + -", 1007)
     channels = obj.get("channels", ["customer", "agent"])
     if isinstance(channels, int) and not isinstance(channels, bool):

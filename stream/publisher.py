@@ -58,6 +58,7 @@ from callscribe.errors import CallscribeError
 from callscribe.events import CallEnded, CallStarted, Event, Transcript, from_fields, to_fields
 
 from . import keys
+from .server import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class RedisPublisher:
                  spool_dir: str | os.PathLike[str] | None = None) -> None:
         self.cfg = cfg
         self.url = url
+        self._safe_url = safe_url(url)  # for logs: no password
         self.batch_size = max(1, batch_size)
         self.node_id = node_id or default_node_id()
         """This process in the live-calls hash and the heartbeat (stream/liveness.py)."""
@@ -241,9 +243,9 @@ class RedisPublisher:
             durable = [e for e in self._queue if is_durable(e)]
             if durable and self.spool_dir is not None and self._spool(durable):
                 log.warning("Redis at %s unavailable at stop: %d durable events saved to %s; they are written at the "
-                            "next start", self.url, len(durable), self.spool_dir)
+                            "next start", self._safe_url, len(durable), self.spool_dir)
             elif durable:
-                log.error("Redis publisher stopping with %d durable events not written to %s", len(durable), self.url)
+                log.error("Redis publisher stopping with %d durable events not written to %s", len(durable), self._safe_url)
         await self._redis.aclose()
 
     # --- spool: durable events that outlive the process -------------------------------------------------
@@ -365,7 +367,7 @@ class RedisPublisher:
                 self._catching_up = True
                 log.warning(
                     "Redis at %s is back after %.1f s; writing %d buffered events",
-                    self.url, time.monotonic() - self._down_since, len(self._queue),
+                    self._safe_url, time.monotonic() - self._down_since, len(self._queue),
                 )
             if self._catching_up and not any(is_durable(e) for e in self._queue):
                 self._catching_up = False
@@ -430,11 +432,11 @@ class RedisPublisher:
             self._notify(False)
             log.warning(
                 "Redis at %s unavailable (%s: %s); holding %d buffered events, retrying",
-                self.url, type(exc).__name__, exc, len(self._queue),
+                self._safe_url, type(exc).__name__, exc, len(self._queue),
                 exc_info=not isinstance(exc, (RedisError, OSError, asyncio.TimeoutError, _RetryBatch)),  # a bug: show where
             )
         else:
-            log.debug("Redis at %s still unavailable: %s", self.url, exc)
+            log.debug("Redis at %s still unavailable: %s", self._safe_url, exc)
         async with self._changed:  # partials are stale by the time Redis is back: let them go
             kept = deque(e for e in self._queue if is_durable(e))
             self.stats.partials_dropped += len(self._queue) - len(kept)

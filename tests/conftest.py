@@ -37,8 +37,11 @@ def load_clip(name: str) -> np.ndarray:
 def asr_config(tmp_path_factory):
     from callscribe.config import Config
 
-    # the joined whisper-base model is cached under data_dir; share one across the session
-    return Config(data_dir=str(tmp_path_factory.mktemp("var")), partials=False, sip=False, analytics=False, web=False)
+    # the joined whisper-base model is cached under data_dir; share one across the session. Ingest
+    # authentication (on by default) is off for the tests of other features: tests/test_ingest_auth.py and
+    # tests/test_faults.py run with it on.
+    return Config(data_dir=str(tmp_path_factory.mktemp("var")), partials=False, sip=False, analytics=False, web=False,
+                  ingest_auth=False)
 
 
 @pytest.fixture(scope="session")

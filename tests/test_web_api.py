@@ -168,11 +168,15 @@ async def test_websocket_roles(env, path, allowed, who):
 async def test_an_agent_sees_only_their_own_calls(env):
     await _publish(env.cfg, _events("c-other", "a8", [("customer", "话费多扣了三十块")]))
     await asyncio.sleep(0.3)
-    assert await _ws_outcome(env, "/ws/v1/calls/c-other/captions", "agent") == ("closed", 4403, "not your call")
+    # another agent's call and a call that does not exist are answered alike (existence is not told)
+    assert await _ws_outcome(env, "/ws/v1/calls/c-other/captions", "agent") == ("closed", 4404, "no such call")
+    assert await _ws_outcome(env, "/ws/v1/calls/c-nope/captions", "agent") == ("closed", 4404, "no such call")
     assert (await _ws_outcome(env, "/ws/v1/calls/c-other/captions", "other_agent"))[0] == "open"
     async with httpx.AsyncClient(base_url=env.gw.url) as client:
-        assert (await client.get("/api/v1/calls/c-other", headers=env.headers("agent"))).status_code == 403
-        assert (await client.get("/api/v1/calls/c-own", headers=env.headers("other_agent"))).status_code == 403
+        other = await client.get("/api/v1/calls/c-other", headers=env.headers("agent"))
+        missing = await client.get("/api/v1/calls/c-nope", headers=env.headers("agent"))
+        assert other.status_code == missing.status_code == 404 and other.json() == missing.json()
+        assert (await client.get("/api/v1/calls/c-own", headers=env.headers("other_agent"))).status_code == 404
         mine = (await client.get("/api/v1/agents/me/call", headers=env.headers("other_agent"))).json()["call"]
         assert mine["call_id"] == "c-other" and mine["caller"] == "138****5678"
     outcome, _, first = await _ws_outcome(env, "/ws/v1/agent", "agent")
@@ -308,7 +312,9 @@ async def test_search_and_call_detail(env):
         assert [u["segment_id"] for u in detail["utterances"]] == ["c-own/customer/0", "c-own/agent/1", "c-own/customer/2"]
         assert {e["type"] for e in detail["events"]} == {"alert", "intent"}
         sup = (await client.get("/api/v1/calls/c-own", headers=env.headers("supervisor"))).json()
-        assert sup["call"]["caller"] == "13812345678"
+        assert sup["call"]["caller"] == "138****5678"  # one PII policy: masked for every role but admin
+        admin = (await client.get("/api/v1/calls/c-own", headers=env.headers("admin"))).json()
+        assert admin["call"]["caller"] == "13812345678"
         intent = next(e for e in sup["events"] if e["type"] == "intent")
         assert (intent["intent"], intent["score"]) == ("broadband_outage", 0.42)
 
@@ -352,7 +358,9 @@ async def test_supervisor_feed_gets_alerts_and_callbacks_live_and_done_clears_th
         async with httpx.AsyncClient(base_url=env.gw.url) as client:
             sup = env.headers("supervisor")
             queue = (await client.get("/api/v1/callbacks", headers=sup)).json()["callbacks"]
-            assert [c["call_id"] for c in queue] == ["c-cb"] and queue[0]["caller"] == "13900001111"
+            assert [c["call_id"] for c in queue] == ["c-cb"] and queue[0]["caller"] == "139****1111"
+            full = (await client.get("/api/v1/callbacks", headers=env.headers("admin"))).json()["callbacks"]
+            assert full[0]["caller"] == "13900001111"
             assert (await client.post("/api/v1/callbacks/c-cb/done", headers=sup)).json() == {"ok": True}
             await _read_until(ws, lambda m: m == {"type": "callback_done", "call_id": "c-cb"})
             assert (await client.get("/api/v1/callbacks", headers=sup)).json()["callbacks"] == []

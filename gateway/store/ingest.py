@@ -1,7 +1,12 @@
 """Fills a TranscriptStore from Redis: consumer group ``store`` on the finals stream (calls and their
 finals, already redacted by the pipeline) and on the insights stream (call summaries: intent, flag,
 alerts). Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
-acknowledged only after it is in the store, so a restart redoes at most one batch and loses nothing."""
+acknowledged only after it is in the store, so a restart redoes at most one batch and loses nothing.
+
+Any failure, Redis's or the store's (a full disk: SQLite's "database or disk is full", PostgreSQL down, a
+locked file), keeps the batch unacknowledged and retries it with backoff (0.5 s doubling to 10 s); the
+outage is logged once when it starts and once when it ends, and ``healthy`` / ``last_error`` feed the
+gateway's /ready and /metrics, so a store that stopped taking calls is seen at once, not at the next restart."""
 
 from __future__ import annotations
 
@@ -27,6 +32,12 @@ log = logging.getLogger(__name__)
 __all__ = ["StoreIngest"]
 
 
+def _expected_store_error(exc: BaseException) -> bool:
+    """A backend's operational failure (disk full, connection lost, lock) rather than a bug: no traceback."""
+    name = type(exc).__name__
+    return name in ("OperationalError", "DatabaseError", "InterfaceError", "AdminShutdown") or isinstance(exc, OSError)
+
+
 class StoreIngest:
     BATCH = 500
     BLOCK_MS = 200
@@ -42,6 +53,9 @@ class StoreIngest:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.entries = 0
+        self.healthy = True
+        self.last_error = ""
+        self.failures = 0
 
     async def start(self) -> None:
         for stream in self.streams:
@@ -62,6 +76,7 @@ class StoreIngest:
 
     async def _run(self) -> None:
         backlog = True
+        backoff = 0.5
         while not self._stopping:
             try:
                 ids = {s: "0" if backlog else ">" for s in self.streams}
@@ -77,12 +92,23 @@ class StoreIngest:
                         done = [eid for s, (eid, _) in entries if s == stream]
                         if done:
                             await self.redis.xack(stream, self.group, *done)
+                if not self.healthy:
+                    log.warning("store ingest: working again after %d failed attempts", self.failures)
+                    self.healthy, self.last_error, self.failures = True, "", 0
+                backoff = 0.5
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                log.warning("store ingest: Redis error, retrying: %s", exc)
+            except Exception as exc:  # Redis, the store backend, the disk: retry; never ack what was not written
+                where = "Redis" if isinstance(exc, (RedisError, OSError)) else "store"
+                self.failures += 1
+                self.last_error = f"{where}: {type(exc).__name__}: {exc}"[:300]
+                if self.healthy:
+                    log.error("store ingest: %s; the batch stays unacknowledged and is retried", self.last_error,
+                              exc_info=where == "store" and not _expected_store_error(exc))
+                self.healthy = False
                 backlog = True
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(backoff)
+                backoff = min(10.0, backoff * 2)
 
     def _apply(self, entries: list[tuple[str, Any]]) -> None:
         utterances: list[Utterance] = []

@@ -11,6 +11,7 @@ Thread-safe: one connection guarded by a lock (calls are short; the API runs the
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -46,17 +47,32 @@ CREATE VIRTUAL TABLE IF NOT EXISTS utterances_fts USING fts5(bi, uni, content=''
 _CALL_COLS = [f.name for f in fields(CallRecord)]
 
 
+def _private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if missing, else chmod it to 0600 (SQLite keeps the mode of
+    the main file for its -wal and -shm files)."""
+    try:
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # a read-only or foreign file: sqlite's own error says more
+
+
 class SqliteStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private(Path(self.path).expanduser())  # the file holds caller numbers: this user only
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+        if self.path != ":memory:":
+            for suffix in ("", "-wal", "-shm"):
+                _private(Path(self.path + suffix).expanduser())
 
     def close(self) -> None:
         with self._lock:

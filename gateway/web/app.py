@@ -28,11 +28,11 @@ from callscribe.errors import SchemaError
 from callscribe.events import CallbackDone, CallStarted, Transcript, from_fields, to_dict, to_fields
 from callscribe.gateway.store import CallRecord, QueryError, SearchQuery, Utterance
 from callscribe.gateway.store.query import highlight, parse_query
-from callscribe.keyword.redact import redact
+from callscribe.pii import for_role, number_for, text_for
 from callscribe.stream import keys
 
 from .auth import AuthError, Principal
-from .board import mask_caller
+from .hardening import SecurityHeaders
 
 if TYPE_CHECKING:  # server.py imports this module
     from .server import WebGateway
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html"}
-_STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
-_CALL_ID = re.compile(r"^[\w.:@+-]{1,128}$")
+_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+_CALL_ID = re.compile(r"[\w.:@+-]{1,128}", re.ASCII)
 DETAIL_EVENTS = ("alert", "intent", "call_flag", "call_summary", "dtmf")
 WS_PROTOCOL = "callscribe.v1"
 PING_S = 15.0
@@ -72,6 +72,7 @@ def create_app(gw: "WebGateway") -> FastAPI:
                   description="See docs/gateway.md for roles, shapes and WebSocket messages.",
                   docs_url=None, redoc_url=None)  # their UIs load from a CDN; pages must work offline
     api.mount(app)
+    app.add_middleware(SecurityHeaders)  # CSP, no framing, nosniff on every response (hardening.py)
     return app
 
 
@@ -149,10 +150,12 @@ class Api:
         return who.role != "agent" or (bool(owner) and owner == who.agent_id)
 
     def for_reader(self, who: Principal, text: str) -> str:
-        """QA reads redacted text only: already so in storage by default, else redacted here."""
-        if who.role == "qa" and not self.cfg.redact_stored_text:
-            return redact(text)
-        return text
+        """Text as this role may read it (the one PII policy: callscribe/pii.py)."""
+        return text_for(who.role, text, self.cfg.redact_stored_text)
+
+    def view(self, who: Principal, obj: Any) -> Any:
+        """Any event / record / message as this role may see it (callscribe/pii.py): every exit calls this."""
+        return for_role(who.role, obj, self.cfg.redact_stored_text)
 
     # --- routes ----------------------------------------------------------------------------------------------
     def mount(self, app: FastAPI) -> None:
@@ -199,19 +202,19 @@ class Api:
 
         @app.get("/api/v1/calls/live", tags=["supervisor"])
         async def live_calls(who: Principal = Depends(supervisors)) -> dict[str, Any]:
-            return {"calls": gw.board.state.live_calls()}
+            return self.view(who, {"calls": gw.board.state.live_calls()})
 
         @app.get("/api/v1/agents/me/call", tags=["agent"])
         async def my_call(who: Principal = Depends(self.allow("agent"))) -> dict[str, Any]:
-            return {"call": gw.board.state.agent_call(who.agent_id) if who.agent_id else None}
+            return self.view(who, {"call": gw.board.state.agent_call(who.agent_id) if who.agent_id else None})
 
         @app.get("/api/v1/alerts", tags=["supervisor"])
         async def alerts(limit: int = Query(100, ge=1, le=500), who: Principal = Depends(supervisors)) -> dict[str, Any]:
-            return {"alerts": list(gw.board.state.alerts)[:limit]}
+            return self.view(who, {"alerts": list(gw.board.state.alerts)[:limit]})
 
         @app.get("/api/v1/callbacks", tags=["supervisor"])
         async def callbacks(who: Principal = Depends(supervisors)) -> dict[str, Any]:
-            return {"callbacks": gw.board.state.callback_list()}
+            return self.view(who, {"callbacks": gw.board.state.callback_list()})
 
         @app.post("/api/v1/callbacks/{call_id}/done", tags=["supervisor"])
         async def callback_done(call_id: str, who: Principal = Depends(supervisors)) -> dict[str, Any]:
@@ -258,21 +261,19 @@ class Api:
                 hits.append({
                     "call_id": h.utterance.call_id, **_utterance(h.utterance), "text": text,
                     "highlighted": h.highlighted if text == h.utterance.text else highlight(text, terms),
-                    "call": _record(h.call, mask=who.role == "qa"),
+                    "call": _record(h.call, who.role),
                 })
             return {"total": page.total, "offset": page.offset, "limit": page.limit, "took_ms": page.took_ms,
                     "terms": list(page.terms), "hits": hits}
 
         @app.get("/api/v1/calls/{call_id}", tags=["search"])
         async def call_detail(call_id: str, who: Principal = Depends(details)) -> dict[str, Any]:
-            if not _CALL_ID.match(call_id):
+            if not _CALL_ID.fullmatch(call_id):
                 raise HTTPException(404, "no such call")
             stored = await self.stored_call(call_id)
             owner = await self.call_owner(call_id, stored)
-            if owner is None:
-                raise HTTPException(404, f"no call {call_id}")
-            if not self.may_see(who, owner):
-                raise HTTPException(403, "not your call")
+            if owner is None or not self.may_see(who, owner):  # alike: whether a call exists is not told
+                raise HTTPException(404, "no such call")
             return await self.detail(who, call_id, stored)
 
         @app.websocket("/ws/v1/calls/{call_id}/captions")
@@ -315,20 +316,16 @@ class Api:
                 continue
             d = {"id": entry_id, **to_dict(e)}
             if d["type"] in DETAIL_EVENTS:
-                if "quote" in d:
-                    d["quote"] = self.for_reader(who, d["quote"])
-                for q in d.get("quotes", []):
-                    q["text"] = self.for_reader(who, q["text"])
-                events.append(d)
+                events.append(self.view(who, d))
             elif isinstance(e, Transcript) and e.is_final and e.text:
                 stream_finals.append(Utterance(call_id, e.segment_id, e.channel, e.start_ms, e.end_ms, e.text, e.emitted_at_ms))
         if found is not None:
             record, rows = found
-            call = _record(record, mask=who.role == "qa")
+            call = _record(record, who.role)
             stored = {u.segment_id for u in rows}
             rows = rows + [u for u in stream_finals if u.segment_id not in stored]  # live: not ingested yet
         else:
-            call = _record(_record_from_info(call_id, self.gw.board.state.calls.get(call_id)), mask=False)  # board masks
+            call = _record(_record_from_info(call_id, self.gw.board.state.calls.get(call_id)), who.role)  # board masks
             rows = stream_finals
         rows.sort(key=lambda u: (u.start_ms, u.segment_id))
         utterances = [{**_utterance(u), "text": self.for_reader(who, u.text)} for u in rows]
@@ -357,15 +354,12 @@ class Api:
 
     async def captions(self, ws: WebSocket, call_id: str, after: str) -> None:
         who = await self.ws_principal(ws, "agent", "supervisor")
-        if not _STREAM_ID.match(after) or not _CALL_ID.match(call_id):
+        if not _STREAM_ID.fullmatch(after) or not _CALL_ID.fullmatch(call_id):
             await _close(ws, 4400, "after must be a stream id like 1763880012345-0")
             return
         owner = await self.call_owner(call_id)
-        if owner is None:
-            await _close(ws, 4404, f"no call {call_id}")
-            return
-        if not self.may_see(who, owner):
-            await _close(ws, 4403, "not your call")
+        if owner is None or not self.may_see(who, owner):  # alike: whether a call exists is not told
+            await _close(ws, 4404, "no such call")
             return
         stream = keys.call_stream(self.cfg, call_id)
         redis = self.gw.stream_redis
@@ -385,7 +379,7 @@ class Api:
                         except SchemaError as exc:
                             log.warning("captions %s: skipping %s: %s", call_id, entry_id, exc)
                             continue
-                        await ws.send_text(json.dumps({"id": entry_id, **event}, ensure_ascii=False, separators=(",", ":")))
+                        await ws.send_text(json.dumps(self.view(who, {"id": entry_id, **event}), ensure_ascii=False, separators=(",", ":")))
 
         await _until_client_leaves(ws, pump())
 
@@ -407,7 +401,7 @@ class Api:
                 while True:
                     current = board.state.agent_call(agent)
                     if current != sent:
-                        await ws.send_text(json.dumps({"type": "current_call", "call": current}, ensure_ascii=False))
+                        await ws.send_text(json.dumps(self.view(who, {"type": "current_call", "call": current}), ensure_ascii=False))
                         sent = current
                     await _next(sub, ws)
             finally:
@@ -416,7 +410,7 @@ class Api:
         await _until_client_leaves(ws, pump())
 
     async def supervisor_feed(self, ws: WebSocket) -> None:
-        await self.ws_principal(ws, "supervisor")
+        who = await self.ws_principal(ws, "supervisor")
         board = self.gw.board
         await board.ready.wait()
 
@@ -424,11 +418,11 @@ class Api:
             sub = board.subscribe()  # subscribe and snapshot in one step: nothing can fall between them
             snapshot = board.state.snapshot()
             try:
-                await ws.send_text(json.dumps(snapshot, ensure_ascii=False))
+                await ws.send_text(json.dumps(self.view(who, snapshot), ensure_ascii=False))
                 while True:
                     msg = await _next(sub, ws)
                     if msg is not None:
-                        await ws.send_text(json.dumps(msg, ensure_ascii=False))
+                        await ws.send_text(json.dumps(self.view(who, msg), ensure_ascii=False))
             finally:
                 board.unsubscribe(sub)
 
@@ -490,12 +484,14 @@ def _when(value: str | None, name: str) -> int | None:
     if value is None or not value.strip():
         return None
     v = value.strip()
-    if v.isdigit():
+    if v.isascii() and v.isdigit():
+        if len(v) > 15:  # beyond year 33658: SQLite and PostgreSQL integers would overflow
+            raise HTTPException(400, f"{name}: epoch ms out of range: {value[:40]!r}")
         return int(v)
     try:
         return int(datetime.fromisoformat(v).timestamp() * 1000)
-    except ValueError as exc:
-        raise HTTPException(400, f"{name}: not a date/time or epoch ms: {value!r}") from exc
+    except (ValueError, OverflowError, OSError) as exc:
+        raise HTTPException(400, f"{name}: not a date/time or epoch ms: {value[:40]!r}") from exc
 
 
 def _utterance(u: Utterance) -> dict[str, Any]:
@@ -503,10 +499,10 @@ def _utterance(u: Utterance) -> dict[str, Any]:
             "text": u.text, "at_ms": u.at_ms}
 
 
-def _record(r: CallRecord, mask: bool) -> dict[str, Any]:
-    """A call as JSON; ``mask`` (QA) shows the caller's number masked like everything else QA reads."""
+def _record(r: CallRecord, role: str) -> dict[str, Any]:
+    """A call as JSON, its caller's number as ``role`` may see it (callscribe/pii.py)."""
     return {"call_id": r.call_id, "started_at_ms": r.started_at_ms, "duration_ms": r.duration_ms, "ended": r.ended,
-            "agent_id": r.agent_id, "queue": r.queue, "caller": mask_caller(r.caller) if mask else r.caller,
+            "agent_id": r.agent_id, "queue": r.queue, "caller": number_for(role, r.caller),
             "language": r.language, "intent": r.intent, "intent_score": r.intent_score, "unresolved": r.unresolved,
             "alerts": list(r.alerts), "reasons": list(r.reasons)}
 

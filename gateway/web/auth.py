@@ -24,7 +24,8 @@ from callscribe.errors import CallscribeError
 
 __all__ = ["ROLES", "Principal", "AuthError", "TokenAuthority"]
 
-ROLES = ("agent", "supervisor", "qa", "admin")
+ROLES = ("agent", "supervisor", "qa", "admin", "ingest")
+"""``ingest``: a call source (SBC, recorder, script) that may send calls to the ingest port and nothing else."""
 _ALG = "HS256"
 _ISSUER = "callscribe"
 

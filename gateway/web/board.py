@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from callscribe.config import Config
+from callscribe.pii import mask_number
 from callscribe.errors import SchemaError
 from callscribe.events import (
     Alert, CallbackDone, CallEnded, CallFlag, CallStarted, CallSummary, Event, IntentUpdate, SentimentUpdate, Surge,
@@ -48,13 +49,7 @@ DONE_KEEP_S = 24 * 3600
 DONE_KEPT = 100_000
 
 
-def mask_caller(number: str) -> str:
-    """Show enough of a phone number to recognise it, not to dial it: 13812345678 -> 138****5678."""
-    digits = [c for c in number if c.isdigit()]
-    if len(digits) < 7:
-        return "*" * len(digits) if digits else ""
-    keep_head = 3 if len(digits) >= 10 else 2
-    return "".join(digits[:keep_head]) + "*" * (len(digits) - keep_head - 4) + "".join(digits[-4:])
+mask_caller = mask_number  # the one PII policy's masking (callscribe/pii.py)
 
 
 @dataclass(slots=True)

@@ -20,10 +20,12 @@ from callscribe.config import Config
 from callscribe.errors import CallscribeError
 from callscribe.gateway.store import TranscriptStore, open_store
 from callscribe.gateway.store.ingest import StoreIngest
+from callscribe.stream.server import safe_url
 
 from .app import create_app
 from .auth import TokenAuthority
 from .board import Board
+from .hardening import header_timed
 from .metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class WebGateway:
         self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
         # Captions block in XREAD for up to 15 s: a separate pool whose socket timeout is longer than that.
         self.stream_redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
+        self.service_metrics = service_metrics  # the service's collector (publisher, pipeline) when in-process
         self.metrics = GatewayMetrics(self, service_metrics)
         self.ws_tasks: set[asyncio.Task] = set()
         self._server: _Server | None = None
@@ -74,13 +77,16 @@ class WebGateway:
         try:
             await self.ingest.start()
         except (RedisError, OSError) as exc:
-            raise GatewayError(f"web gateway: Redis at {self.redis_url}: {exc}") from exc
+            raise GatewayError(f"web gateway: Redis at {safe_url(self.redis_url)}: {exc}") from exc
         self.board.observers(self.metrics.final_latency.observe, self.metrics.alert_latency.observe)
         await self.board.start()
         await self.metrics.start()
+        cfg = self.cfg
         config = uvicorn.Config(
-            create_app(self), host=self.host, port=self.cfg.web_port if port is None else port, log_level="warning",
-            access_log=False, lifespan="off", ws="websockets-sansio", ws_max_size=65536, timeout_graceful_shutdown=3,
+            create_app(self), host=self.host, port=cfg.web_port if port is None else port,
+            log_level="warning", access_log=False, lifespan="off", ws="websockets-sansio", ws_max_size=65536,
+            timeout_graceful_shutdown=3, http=header_timed(cfg.http_header_timeout_s),
+            timeout_keep_alive=max(1, round(cfg.http_keepalive_s)), limit_concurrency=cfg.http_max_connections,
         )
         self._server = _Server(config)
         self._serve_task = asyncio.create_task(self._server.serve(), name="web-gateway")
@@ -126,6 +132,11 @@ class WebGateway:
             return f"Redis: {exc or 'timeout'}"
         if not self.board.ready.is_set():
             return "board still replaying history"
+        if not self.ingest.healthy:
+            return f"transcript store not taking writes ({self.ingest.last_error})"
+        publisher = getattr(self.service_metrics, "publisher", None)
+        if publisher is not None and not publisher.stats.redis_up:
+            return f"Redis not taking writes: {publisher.stats.buffered} events held in memory"
         try:
             await asyncio.to_thread(self.store.call, "\x00ready-check")
         except Exception as exc:  # noqa: BLE001 - any store failure means not ready; say which
