@@ -23,6 +23,7 @@ from callscribe.gateway.sip.message import (
     SipResponse,
     StreamFramer,
     Via,
+    error_response,
     make_response,
     new_branch,
     new_tag,
@@ -557,11 +558,82 @@ INVALID = {
 }
 
 
+# the reason phrase of the 400 names what failed, so the peer's own log says it
+INVALID_REASON = {
+    "HTTP": "Bad Request-Line", "Max-Forwards over 255": "Bad Max-Forwards", "bad Request-URI port": "Bad Request-URI",
+    "badaspec spaces inside <>": "Bad To", "badcseq": "Bad CSeq", "baddn unquoted comma": "Bad From",
+    "badinv01 empty Via params": "Bad Via", "clerr body shorter than Content-Length": "Bad Content-Length",
+    "escruri headers in Request-URI": "Bad Request-URI", "fold before any header": "Bad Header",
+    "header line without colon": "Bad Header", "ltgtruri": "Bad Request-URI", "lwsruri": "Bad Request-Line",
+    "lwsstart": "Bad Request-Line", "mcl01 two Content-Lengths": "Bad Content-Length", "mismatch01 CSeq method": "Bad CSeq",
+    "multi01 two Call-IDs": "Bad Call-ID", "ncl negative Content-Length": "Bad Content-Length",
+    "non-UTF-8 header": "Bad Header Encoding", "quotbal": "Bad To", "response without Via": "Missing Via",
+    "scalar02 CSeq over 2**31": "Bad CSeq", "stray CR": "Bad Header", "two From": "Bad From",
+}
+
+
 @pytest.mark.parametrize("name", sorted(INVALID))
 def test_invalid_messages_raise_sip_parse_error(name):
     with pytest.raises(SipParseError) as e:
         parse_message(INVALID[name])
-    assert e.value.status == 400 and e.value.reason == "Bad Request"
+    assert e.value.status == 400 and e.value.reason == INVALID_REASON.get(name, "Bad Request")
+
+
+@pytest.mark.parametrize("header,value,reason", [
+    ("CSeq", f"{2 ** 40} INVITE", "Bad CSeq"),
+    ("CSeq", f"{2 ** 31} INVITE", "Bad CSeq"),
+    ("CSeq", "9" * 5000 + " INVITE", "Bad CSeq"),  # int() of it would raise ValueError (digit limit)
+    ("Content-Length", "99999999", "Bad Content-Length"),
+    ("Content-Length", "9" * 5000, "Bad Content-Length"),
+    ("Content-Length", "-5", "Bad Content-Length"),
+    ("Content-Length", "65536", "Bad Content-Length"),  # over the 65535-byte message limit
+    ("Max-Forwards", "256", "Bad Max-Forwards"),
+    ("Max-Forwards", "-1", "Bad Max-Forwards"),
+    ("Max-Forwards", "9" * 5000, "Bad Max-Forwards"),
+    ("Expires", str(2 ** 32), "Bad Expires"),
+    ("Expires", "-1", "Bad Expires"),
+    ("Expires", "soon", "Bad Expires"),
+    ("Session-Expires", "0", "Bad Session-Expires"),
+    ("Session-Expires", "abc;refresher=uac", "Bad Session-Expires"),
+    ("Min-SE", str(2 ** 32), "Bad Min-SE"),
+])
+def test_numeric_header_bounds(header, value, reason):
+    raw = basic_invite()
+    if header in ("CSeq", "Content-Length", "Max-Forwards"):
+        start = raw.index(header.encode() + b": ")
+        end = raw.index(b"\r\n", start)
+        raw = raw[:start] + f"{header}: {value}".encode() + raw[end:]
+    else:
+        raw = basic_invite((f"{header}: {value}",))
+    with pytest.raises(SipParseError) as e:
+        parse_message(raw)
+    assert (e.value.status, e.value.reason) == (400, reason)
+
+
+def test_numeric_headers_at_their_bounds_parse():
+    ok = basic_invite(("Expires: 4294967295", "Session-Expires: 1800;refresher=uac", "Min-SE: 90"))
+    ok = ok.replace(b"Max-Forwards: 70", b"Max-Forwards: 255").replace(b"CSeq: 1 INVITE", b"CSeq: 2147483647 INVITE")
+    msg = parse_message(ok)
+    assert msg.cseq == (2**31 - 1, "INVITE") and msg.headers.get("Expires") == "4294967295"
+    assert parse_message(basic_invite().replace(b"CSeq: 1 INVITE", b"CSeq: 0000000001 INVITE")).cseq[0] == 1
+
+
+def test_error_response_from_raw_lines():
+    raw = basic_invite().replace(b"CSeq: 1 INVITE", f"CSeq: {2 ** 40} INVITE".encode())
+    text = error_response(raw, 400, "Bad CSeq", to_tag="t1", headers=[("Server", "x")]).decode()
+    assert text == ("SIP/2.0 400 Bad CSeq\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bK-1;rport\r\n"
+                    "From: <sip:src@10.0.0.9>;tag=abc\r\nTo: <sip:srs@10.0.0.1>;tag=t1\r\nCall-ID: c1@10.0.0.9\r\n"
+                    f"CSeq: {2 ** 40} INVITE\r\nServer: x\r\nContent-Length: 0\r\n\r\n")  # echoed: the client matches it
+    compact = b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h:5;branch=z9hG4bKc\r\nf: <sip:x@y>;tag=1\r\nt: <sip:a@b>;tag=2\r\ni: c1\r\nCSeq: 7 OPTIONS\r\n\r\n"
+    r2 = parse_message(error_response(compact, 400, "Bad Thing", to_tag="t9"))
+    assert r2.to_tag == "2" and r2.call_id == "c1" and r2.cseq == (7, "OPTIONS")  # an existing To tag is kept
+    # not answerable: a response, an ACK, no Call-ID, a Via that is not SIP/2.0/..., a CSeq without method
+    assert error_response(b"SIP/2.0 200 OK\r\n" + compact.split(b"\r\n", 1)[1], 400, "x") is None
+    assert error_response(compact.replace(b"OPTIONS sip", b"ACK sip"), 400, "x") is None
+    assert error_response(compact.replace(b"i: c1\r\n", b""), 400, "x") is None
+    assert error_response(compact.replace(b"v: SIP/2.0/UDP", b"v: HTTP/1.1"), 400, "x") is None
+    assert error_response(compact.replace(b"CSeq: 7 OPTIONS", b"CSeq: 7"), 400, "x") is None
+    assert error_response(b"\x00\xff garbage", 400, "x") is None and error_response(b"", 400, "x") is None
 
 
 def test_errors_name_the_header_and_carry_the_status():
@@ -714,7 +786,9 @@ def test_stream_framer_requires_content_length_and_breaks_on_garbage():
     k = StreamFramer(max_size=2000)
     with pytest.raises(SipParseError) as e:
         k.feed(BYE.replace(b"Content-Length: 0", b"Content-Length: 5000"))
-    assert e.value.status == 513 and k.broken
+    # a Content-Length beyond the size limit is itself invalid: 400 (answered from the head), then close
+    assert (e.value.status, e.value.reason) == (400, "Bad Content-Length") and k.broken
+    assert k.error_data.startswith(b"BYE ") and k.error_data.endswith(b"\r\n\r\n")
 
 
 def test_stream_framer_skips_a_framed_but_invalid_message():

@@ -10,8 +10,12 @@ request can be answered (400 by default, 505 for another SIP version, 513 for an
 message names the offending header or line so that the log line is enough to find the sender's bug.
 
 What we validate at parse time is what the transaction and dialog layers read without a ``try``: the
-start-line, Via (the top one), From, To, Call-ID, CSeq, Max-Forwards and Content-Length. Everything else
-is kept as text and parsed on demand (:func:`parse_name_addr`, :func:`parse_uri`, :func:`parse_via`).
+start-line, Via (the top one), From, To, Call-ID, CSeq (number below 2**31), Max-Forwards (0-255),
+Content-Length (0 to the message size limit), and in requests Expires, Session-Expires and Min-SE
+(delta-seconds below 2**32). The reason phrase names what failed ("Bad CSeq", "Bad Content-Length", ...),
+so the peer's log says it too. Everything else is kept as text and parsed on demand
+(:func:`parse_name_addr`, :func:`parse_uri`, :func:`parse_via`). :func:`error_response` answers a request
+that did not parse, from its raw header lines, when it carries what a response needs.
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ _TOKEN_RE = re.compile(rf"{_TOKEN}\Z")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _REQUEST_LINE_RE = re.compile(rf"({_TOKEN}) ([^\s]+) ([Ss][Ii][Pp]/[0-9]{{1,3}}\.[0-9]{{1,3}})\Z")
 _STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/[0-9]{1,3}\.[0-9]{1,3}) ([0-9]{3})(?:[ \t](.*))?\Z", re.S)
-_CSEQ_RE = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+({_TOKEN})[ \t]*\Z")
-_DIGITS_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]*\Z")
+_CSEQ_RE = re.compile(rf"[ \t]*([0-9]+)[ \t]+({_TOKEN})[ \t]*\Z")
+_DIGITS_RE = re.compile(r"[ \t]*([0-9]+)[ \t]*\Z")
 _VIA_RE = re.compile(rf"\s*({_TOKEN})\s*/\s*({_TOKEN})\s*/\s*({_TOKEN})\s+(.*)\Z", re.S)
 _HOSTPORT_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?\Z")
 _HOSTPORT_STRICT_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?\Z")
@@ -74,6 +78,8 @@ _LINE_RE = re.compile(r"\r?\n")
 _DISPLAY_BAD = set('"<>,;:@\\/[]?={}()') | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 MAX_CSEQ = 2**31 - 1  # RFC 3261 section 8.1.1.5: the sequence number MUST be less than 2**31
+MAX_DELTA_SECONDS = 2**32 - 1  # RFC 3261 section 20.19 (Expires) and RFC 4028 (Session-Expires, Min-SE)
+MAX_SIZE = 65535  # the default largest message, and so the largest Content-Length, we accept
 
 
 def canonical_name(name: str) -> str:
@@ -500,15 +506,25 @@ def parse_uri(value: str) -> SipUri:
 # --- messages ------------------------------------------------------------------------------------------
 
 
+def _bounded_int(digits: str, limit: int) -> int | None:
+    """The value of a run of ASCII digits, or None when it is above ``limit``. Never converts a huge digit
+    string (int() of thousands of digits is slow, and over 4300 raises ValueError)."""
+    d = digits.lstrip("0") or "0"
+    if len(d) > len(str(limit)):
+        return None
+    n = int(d)
+    return n if n <= limit else None
+
+
 def _parse_cseq(value: str | None) -> tuple[int, str]:
     if value is None:
-        raise SipParseError("missing CSeq header")
+        raise SipParseError("missing CSeq header", reason="Bad CSeq")
     m = _CSEQ_RE.match(value)
     if not m:
-        raise SipParseError(f"malformed CSeq {value[:80]!r} (want '<number> <METHOD>')")
-    num = int(m.group(1))
-    if num > MAX_CSEQ:
-        raise SipParseError(f"CSeq number {num} is not below 2**31")
+        raise SipParseError(f"malformed CSeq {value[:80]!r} (want '<number> <METHOD>')", reason="Bad CSeq")
+    num = _bounded_int(m.group(1), MAX_CSEQ)
+    if num is None:
+        raise SipParseError(f"CSeq number {m.group(1)[:40]} is not below 2**31", reason="Bad CSeq")
     return num, m.group(2)
 
 
@@ -627,16 +643,21 @@ def _parse_start_line(line: str) -> tuple[str, str, str]:
         return "response", str(status), reason.strip(" \t")
     m = _REQUEST_LINE_RE.match(line)
     if not m:
-        raise SipParseError(f"malformed request line {_show(line)} (want 'METHOD uri SIP/2.0')")
+        raise SipParseError(f"malformed request line {_show(line)} (want 'METHOD uri SIP/2.0')",
+                            reason="Bad Request-Line")
     method, uri, version = m.groups()
     if version.upper() != "SIP/2.0":
         raise SipParseError(f"unsupported SIP version {version}", 505, "Version Not Supported")
     if not _SCHEME_RE.match(uri):
-        raise SipParseError(f"Request-URI {uri[:80]!r} is not an absolute URI")
+        raise SipParseError(f"Request-URI {uri[:80]!r} is not an absolute URI", reason="Bad Request-URI")
     if uri.split(":", 1)[0].lower() in ("sip", "sips"):
-        parsed = parse_uri(uri)
+        try:
+            parsed = parse_uri(uri)
+        except SipParseError as e:
+            raise SipParseError(f"Request-URI: {e}", reason="Bad Request-URI") from None
         if parsed.headers:
-            raise SipParseError(f"Request-URI must not carry URI headers (RFC 3261 19.1.1): {uri[:80]!r}")
+            raise SipParseError(f"Request-URI must not carry URI headers (RFC 3261 19.1.1): {uri[:80]!r}",
+                                reason="Bad Request-URI")
     return "request", method, uri
 
 
@@ -645,18 +666,18 @@ def _parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SipParseError(f"header bytes are not UTF-8 (offset {e.start})") from None
+        raise SipParseError(f"header bytes are not UTF-8 (offset {e.start})", reason="Bad Header Encoding") from None
     lines = _LINE_RE.split(text)
     start = lines[0]
     if "\r" in start:
-        raise SipParseError(f"stray CR in start line {_show(start)}")
+        raise SipParseError(f"stray CR in start line {_show(start)}", reason="Bad Request-Line")
     fields: list[list[str]] = []
     for line in lines[1:]:
         if "\r" in line:
-            raise SipParseError(f"stray CR in header line {_show(line)}")
+            raise SipParseError(f"stray CR in header line {_show(line)}", reason="Bad Header")
         if line[:1] in (" ", "\t"):
             if not fields:
-                raise SipParseError(f"continuation line before any header: {_show(line)}")
+                raise SipParseError(f"continuation line before any header: {_show(line)}", reason="Bad Header")
             # RFC 3261 7.3.1: a fold (CRLF + LWS) is equivalent to a single space
             prev = fields[-1]
             prev[1] = (prev[1] + " " + line.strip(" \t")).strip(" \t")
@@ -664,7 +685,7 @@ def _parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if not colon or not _TOKEN_RE.match(name):
-            raise SipParseError(f"malformed header line {_show(line)}")
+            raise SipParseError(f"malformed header line {_show(line)}", reason="Bad Header")
         fields.append([canonical_name(name), value.strip(" \t")])
     return start, [(n, v) for n, v in fields]
 
@@ -678,40 +699,71 @@ def _skip_leading_crlf(data: bytes) -> int:
     return i
 
 
-def _content_length(headers: Headers) -> int | None:
+def _content_length(headers: Headers, max_size: int = MAX_SIZE) -> int | None:
+    """The Content-Length, checked to be one number in 0..``max_size`` (a larger body could never fit)."""
     values = {v.strip(" \t") for v in headers.get_all("Content-Length")}
     if not values:
         return None
     if len(values) > 1:
-        raise SipParseError(f"conflicting Content-Length headers: {', '.join(sorted(values))[:80]}")
+        raise SipParseError(f"conflicting Content-Length headers: {', '.join(sorted(values))[:80]}",
+                            reason="Bad Content-Length")
     (v,) = values
     m = _DIGITS_RE.match(v)
     if not m:
-        raise SipParseError(f"invalid Content-Length {v[:40]!r}")
-    return int(m.group(1))
+        raise SipParseError(f"invalid Content-Length {v[:40]!r}", reason="Bad Content-Length")
+    n = _bounded_int(m.group(1), max_size)
+    if n is None:
+        raise SipParseError(f"Content-Length {m.group(1)[:40]} is over the {max_size}-byte message limit",
+                            reason="Bad Content-Length")
+    return n
+
+
+def _delta_seconds(headers: Headers, name: str, minimum: int = 0) -> None:
+    """Expires, Session-Expires, Min-SE: delta-seconds (``minimum``..2**32-1), parameters allowed after
+    ';' for the last two. Answered 400 "Bad <name>" otherwise (RFC 3261 20.19, RFC 4028 4 and 5)."""
+    values = headers.get_all(name)
+    if not values:
+        return
+    if len(values) > 1:
+        raise SipParseError(f"more than one {name} header", reason=f"Bad {name}")
+    v = values[0]
+    number = v.split(";", 1)[0] if name != "Expires" else v
+    m = _DIGITS_RE.match(number)
+    n = _bounded_int(m.group(1), MAX_DELTA_SECONDS) if m else None
+    if n is None or n < minimum:
+        raise SipParseError(f"invalid {name} {v[:40]!r} (want {minimum}..{MAX_DELTA_SECONDS} seconds)",
+                            reason=f"Bad {name}")
 
 
 def _validate(headers: Headers, method: str | None) -> None:
     missing = [n for n in _MANDATORY if not headers.get(n)]
     if missing:
-        raise SipParseError(f"missing mandatory header(s): {', '.join(missing)}")
+        raise SipParseError(f"missing mandatory header(s): {', '.join(missing)}", reason=f"Missing {missing[0]}")
     for name in _SINGLETONS:
         if len(headers.get_all(name)) > 1:
-            raise SipParseError(f"more than one {name} header")
+            raise SipParseError(f"more than one {name} header", reason=f"Bad {name}")
     num, cseq_method = _parse_cseq(headers.get("CSeq"))
     if method is not None and cseq_method != method:
-        raise SipParseError(f"CSeq method {cseq_method!r} does not match the request method {method!r}")
-    parse_via(headers.get("Via") or "")
+        raise SipParseError(f"CSeq method {cseq_method!r} does not match the request method {method!r}",
+                            reason="Bad CSeq")
+    try:
+        parse_via(headers.get("Via") or "")
+    except SipParseError as e:
+        raise SipParseError(str(e), reason="Bad Via") from None
     for name in ("From", "To"):
         try:
             parse_name_addr(headers.get(name) or "")
         except SipParseError as e:
-            raise SipParseError(f"malformed {name} header: {e}") from None
+            raise SipParseError(f"malformed {name} header: {e}", reason=f"Bad {name}") from None
     mf = headers.get("Max-Forwards")
     if mf is not None:
         m = _DIGITS_RE.match(mf)
-        if not m or int(m.group(1)) > 255:
-            raise SipParseError(f"invalid Max-Forwards {mf[:40]!r} (want 0-255)")
+        if not m or _bounded_int(m.group(1), 255) is None:
+            raise SipParseError(f"invalid Max-Forwards {mf[:40]!r} (want 0-255)", reason="Bad Max-Forwards")
+    if method is not None:
+        _delta_seconds(headers, "Expires")
+        _delta_seconds(headers, "Session-Expires", minimum=1)
+        _delta_seconds(headers, "Min-SE")
 
 
 def parse_message(data: bytes, max_size: int = 65535) -> SipRequest | SipResponse:
@@ -735,10 +787,11 @@ def parse_message(data: bytes, max_size: int = 65535) -> SipRequest | SipRespons
     headers = Headers()
     headers._items = fields  # already canonical and free of CR/LF
     body = data[m.end():]
-    cl = _content_length(headers)
+    cl = _content_length(headers, max_size)
     if cl is not None:
-        if cl > len(body):
-            raise SipParseError(f"body is shorter than Content-Length ({len(body)} < {cl} bytes)")
+        if cl > len(body):  # RFC 3261 18.3: over UDP this MUST be answered 400
+            raise SipParseError(f"body is shorter than Content-Length ({len(body)} < {cl} bytes)",
+                                reason="Bad Content-Length")
         body = body[:cl]
     version = "SIP/2.0"
     if kind == "request":
@@ -772,6 +825,9 @@ class StreamFramer:
         self._start_checked = False
         self._pending: list[SipRequest | SipResponse] = []
         self._error: SipParseError | None = None
+        self.error_data: bytes = b""
+        """The bytes of the message behind the last error raised (its head when framing was lost), so the
+        caller can still answer it (e.g. 400 Bad Content-Length) before closing."""
 
     @property
     def buffered(self) -> int:
@@ -834,11 +890,14 @@ class StreamFramer:
                 try:
                     start_line, fields = _parse_head(bytes(buf[:m.start()]))
                     _parse_start_line(start_line)
-                    cl = _content_length(Headers(fields))
+                    cl = _content_length(Headers(fields), self.max_size)
                 except SipParseError as e:
+                    self.error_data = bytes(buf[:m.end()])
                     raise self._fail(str(e), e.status, e.reason) from None
                 if cl is None:
-                    raise self._fail("Content-Length is required on stream transports (RFC 3261 18.3)")
+                    self.error_data = bytes(buf[:m.end()])
+                    raise self._fail("Content-Length is required on stream transports (RFC 3261 18.3)",
+                                     reason="Missing Content-Length")
                 self._need = m.end() + cl
                 if self._need > self.max_size:
                     raise self._fail(f"message of {self._need} bytes is over the {self.max_size}-byte limit",
@@ -853,6 +912,7 @@ class StreamFramer:
             try:
                 out.append(parse_message(raw, self.max_size))
             except SipParseError:
+                self.error_data = raw
                 self._pending = out
                 raise
         return out
@@ -940,6 +1000,63 @@ def make_response(request: SipRequest, status: int, reason: str | None = None, *
     return SipResponse(status, reason, h, bytes(body))
 
 
+_RAW_HEADER_RE = re.compile(rb"(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)[ \t]*\Z", re.I | re.S)
+_RAW_REQUEST_LINE_RE = re.compile(rb"[A-Za-z0-9.!%*_+`'~-]+ [^ \t\r\n]")
+_RAW_VIA_RE = re.compile(rf"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*{_TOKEN}[ \t]+[^ \t;,]", re.I)
+_RAW_CSEQ_RE = re.compile(rf"[^ \t]+[ \t]+({_TOKEN})\Z")
+_RAW_TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
+_RAW_LONG = {b"v": "via", b"f": "from", b"t": "to", b"i": "call-id"}
+MAX_RAW_LINE = 8192
+
+
+def error_response(data: bytes, status: int, reason: str, *, to_tag: str | None = None,
+                   headers: Iterable[tuple[str, str]] = ()) -> bytes | None:
+    """``status reason`` for a request that did not parse, built from its raw header lines (RFC 3261
+    8.2.6.2 copies Via, From, To, Call-ID and CSeq; a client matches the response by the top Via's branch
+    and the CSeq method). Returns None when ``data`` cannot be answered: not a request (a response, not
+    SIP), an ACK (never answered), or missing any of Via (of the form ``SIP/2.0/<transport> <host>``),
+    From, To, Call-ID, or a CSeq that ends in a method. Header values are echoed as received, so one with
+    a bad number (``CSeq: 1099511627776 OPTIONS``) still matches the client's transaction."""
+    if not 100 <= status <= 699 or any(ch in reason for ch in "\r\n"):
+        raise ValueError(f"cannot write status line {status!r} {reason!r}")
+    data = bytes(data[_skip_leading_crlf(data):])
+    m = _HEAD_END_RE.search(data)
+    lines = _RAW_LINE_SPLIT_RE.split(data[:m.start()] if m else data)
+    first = lines[0]
+    if first[:4].upper() == b"SIP/" or not _RAW_REQUEST_LINE_RE.match(first) or first.split(b" ", 1)[0] == b"ACK":
+        return None
+    found: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        hm = _RAW_HEADER_RE.match(line)
+        if hm is None:
+            continue
+        if len(line) > MAX_RAW_LINE or b"\r" in line:
+            return None
+        try:
+            value = hm.group(2).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        name = hm.group(1).lower()
+        found.setdefault(_RAW_LONG.get(name, name.decode()), []).append(value)
+    vias = [v for v in found.get("via", []) if v]
+    frm, to, call_id, cseq = (found.get(n, [""])[0] for n in ("from", "to", "call-id", "cseq"))
+    cm = _RAW_CSEQ_RE.match(cseq)
+    if not vias or not _RAW_VIA_RE.match(vias[0]) or not frm or not to or not call_id or not cm or cm.group(1) == "ACK":
+        return None
+    if to_tag and not _RAW_TAG_RE.search(to):
+        to = f"{to};tag={to_tag}"
+    out = [f"SIP/2.0 {status} {reason}"] + [f"Via: {v}" for v in vias]
+    out += [f"From: {frm}", f"To: {to}", f"Call-ID: {call_id}", f"CSeq: {cseq}"]
+    for name, value in headers:
+        _check_header_text(name, value)
+        out.append(f"{canonical_name(name)}: {value}")
+    out.append("Content-Length: 0")
+    return ("\r\n".join(out) + "\r\n\r\n").encode("utf-8")
+
+
+_RAW_LINE_SPLIT_RE = re.compile(rb"\r?\n")
+
+
 def new_tag() -> str:
     """A From/To tag: 64 random bits (RFC 3261 19.3 asks for at least 32), hex."""
     return secrets.token_hex(8)
@@ -953,5 +1070,5 @@ def new_branch() -> str:
 __all__ = [
     "COMPACT", "Headers", "SipRequest", "SipResponse", "parse_message", "StreamFramer", "make_response",
     "new_tag", "new_branch", "Via", "parse_via", "NameAddr", "parse_name_addr", "SipUri", "parse_uri",
-    "canonical_name", "REASONS",
+    "canonical_name", "REASONS", "error_response",
 ]

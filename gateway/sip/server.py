@@ -7,8 +7,12 @@ bound -> pipeline call opened with the metadata -> 200 OK with our SDP answer (r
 ACK). BYE, CANCEL, a media timeout or shutdown end it: the jitter buffers are drained and the pipeline
 session ended, so every final is in Redis before CallEnded.
 
-Anything malformed is answered 400 when it can be routed back, else logged and dropped; one peer's
-garbage never touches another call. See docs/sip.md.
+Before any of that, per message: a source outside ``sip_allow`` gets 403 Forbidden (every transport;
+:mod:`.admission`); anything malformed is answered 400 with a reason phrase naming the problem ("Bad
+CSeq") when it can be routed back, else logged (warning, rate-limited) and dropped; under a burst (too many
+calls being set up, or too many transactions) a new INVITE gets an immediate stateless 503 + Retry-After
+before any work is done for it. One source may hold at most ``cfg.source_quota`` calls (503 above it). One
+peer's garbage never touches another call. See docs/sip.md.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import re
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -31,10 +36,11 @@ from callscribe.pipeline import Pipeline
 from ..rtp.codecs import SUPPORTED, Codec
 from ..rtp.ports import PortPool
 from ..rtp.receiver import RtpStream
+from .admission import Admission
 from .call import SipCall
 from .callplan import CallPlan, offer_sdp, plan_call
 from .dialog import Dialog
-from .message import SipRequest, SipResponse, StreamFramer, make_response, new_tag, parse_message
+from .message import SipRequest, SipResponse, StreamFramer, error_response, make_response, new_tag, parse_message
 from .sdp import MediaChoice, build_answer, negotiate, parse_sdp
 from .siprec import RoleRules
 from .transaction import AckTimeout, ClientResult, Deliver, Output, Peer, Send, TransactionLayer
@@ -44,8 +50,10 @@ log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 SUPPORTED_EXTENSIONS = ("siprec", "timer", "100rel", "replaces", "norefersub")
 MAX_TCP_BUFFER = 256 * 1024
+MAX_SETUPS = 32  # INVITEs being set up (ports, pipeline) at once; beyond, new ones are shed with 503
+MAX_TRANSACTIONS_FOR_INVITE = 10_000  # open transactions beyond which new INVITEs are shed with 503
+RECV_BUFFER_BYTES = 4 * 1024 * 1024  # SO_RCVBUF asked for the UDP socket unless sip_recv_buffer_bytes says
 _CALL_ID_OK = re.compile(r"^[A-Za-z0-9._:@+-]{1,120}$")
-_SALVAGE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:", re.I | re.M)
 
 
 @dataclass(slots=True)
@@ -55,7 +63,10 @@ class SipStats:
     malformed: int = 0
     calls_accepted: int = 0
     calls_refused_capacity: int = 0
+    calls_refused_quota: int = 0  # a source at its cfg.source_quota
     calls_refused_other: int = 0
+    forbidden: int = 0  # messages from sources outside sip_allow (answered 403 when they could be)
+    shed: int = 0  # INVITEs answered a stateless 503 under a burst (MAX_SETUPS / MAX_TRANSACTIONS_FOR_INVITE)
     calls_cancelled: int = 0
     calls_ended: dict[str, int] = field(default_factory=dict)
     # media of ended calls: lost audio concealed at the receiver, and (Opus) decoded from the next packet
@@ -81,6 +92,12 @@ class SipServer:
         self.codecs = tuple(c for c in cfg.sip_codecs if c in SUPPORTED)
         self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
         self.pending: dict[str, _Pending] = {}  # INVITEs being set up (ports, pipeline) by Call-ID
+        self.admission = Admission.from_config(cfg)
+        self._sources: dict[str, str] = {}  # Call-ID -> source address counted in admission (until released)
+        self.max_setups = MAX_SETUPS
+        self.max_transactions_for_invite = MAX_TRANSACTIONS_FOR_INVITE
+        self.udp_recv_buffer = 0  # SO_RCVBUF the kernel granted (Linux reports twice what it holds for data)
+        self._limited = _RateLimitedLog()
         self.stats = SipStats()
         self.ports: dict[str, int] = {}  # transport -> bound port
         self.advertised = cfg.sip_advertised_address or _outbound_address(self.host)
@@ -101,6 +118,8 @@ class SipServer:
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, port))
             port = self._udp.get_extra_info("sockname")[1]
             self.ports["udp"] = port
+            want = int(getattr(self.cfg, "sip_recv_buffer_bytes", RECV_BUFFER_BYTES))  # TODO(config): direct
+            self.udp_recv_buffer = _grow_recv_buffer(self._udp.get_extra_info("socket"), want)
         if "tcp" in self.cfg.sip_transports:
             srv = await asyncio.start_server(lambda r, w: self._serve_stream(r, w, "tcp"), self.host, port)
             self._servers.append(srv)
@@ -112,7 +131,9 @@ class SipServer:
             self._servers.append(srv)
             self.ports["tls"] = srv.sockets[0].getsockname()[1]
         self._timer = asyncio.create_task(self._timer_loop(), name="sip-timers")
-        log.info("SIP listening on %s %s (codecs %s)", self.host, self.ports, ", ".join(self.codecs))
+        log.info("SIP listening on %s %s (codecs %s); %s", self.host, self.ports, ", ".join(self.codecs),
+                 "sources: " + (", ".join(map(str, self.admission.networks)) or "none") if self.admission.enforce
+                 else "sources: any (ingest_auth off)")
 
     @property
     def port(self) -> int:
@@ -143,12 +164,25 @@ class SipServer:
                 self._udp.sendto(b"\r\n", addr)
             return
         peer = Peer("udp", (addr[0], addr[1]))
+        if not self.admission.allowed(addr[0]):
+            self._forbid(data, peer)
+            return
         try:
             msg = parse_message(data)
         except SipParseError as exc:
             self._bad_message(data, exc, peer)
             return
         self._on_message(msg, peer)
+
+    def _forbid(self, data: bytes, peer: Peer) -> None:
+        """A message from outside ``sip_allow``: 403 to a request (stateless, from its raw lines, so nothing
+        is parsed or kept for it), nothing to a response or an ACK; logged either way (rate-limited)."""
+        self.stats.forbidden += 1
+        resp = error_response(data, 403, "Forbidden", to_tag=new_tag(), headers=[("Server", self.cfg.sip_user_agent)])
+        if resp is not None:
+            self._transmit(resp, peer)
+        self._limited("forbidden", logging.WARNING, "sip %s %s: source not in sip_allow: %s", peer.transport,
+                      peer.addr[0], "403 Forbidden" if resp is not None else "dropped")
 
     async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str) -> None:
         conn = next(self._conn_ids)
@@ -157,18 +191,26 @@ class SipServer:
         peer = Peer(transport, (addr[0], addr[1]), conn)
         framer = StreamFramer()
         try:
+            if not self.admission.allowed(addr[0]):
+                await self._forbid_stream(reader, peer)
+                return
             while not reader.at_eof():
                 data = await reader.read(65536)
                 if not data:
                     break
-                pings = getattr(framer, "pings", 0)
-                try:
-                    messages = framer.feed(data)
-                except SipParseError as exc:
-                    self.stats.malformed += 1
-                    log.warning("sip %s %s: closing connection: %s", transport, addr, exc)
-                    break
-                if getattr(framer, "pings", 0) > pings:
+                pings = framer.pings
+                messages: list[SipRequest | SipResponse] = []
+                while True:  # a message that frames but does not parse is answered; the stream goes on
+                    try:
+                        messages += framer.feed(data)
+                        break
+                    except SipParseError as exc:
+                        self._bad_message(framer.error_data, exc, peer)
+                        if framer.broken:  # no way to find the next message: answered (if we could), closed
+                            log.info("sip %s %s: closing connection: %s", transport, addr, exc)
+                            return
+                        data = b""
+                if framer.pings > pings:
                     writer.write(b"\r\n")
                 for msg in messages:
                     self._on_message(msg, peer)
@@ -178,6 +220,19 @@ class SipServer:
             self._conns.pop(conn, None)
             writer.close()
 
+    async def _forbid_stream(self, reader: asyncio.StreamReader, peer: Peer) -> None:
+        """A connection from outside ``sip_allow``: 403 to the requests of its first message(s), then close."""
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data and len(data) < 65536:
+                chunk = await asyncio.wait_for(reader.read(65536), 5.0)
+                if not chunk:
+                    break
+                data += chunk
+        except asyncio.TimeoutError:
+            pass
+        self._forbid(data, peer)
+
     def _on_message(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
         now = time.monotonic()
         try:
@@ -186,6 +241,9 @@ class SipServer:
                 self._perform(self.txn.on_response(msg, now))
             else:
                 self.stats.requests += 1
+                if msg.method == "INVITE" and self._overloaded() and self._new_invite(msg):
+                    self._shed(msg, peer)
+                    return
                 self._perform(self.txn.on_request(msg, peer, now))
         except SipParseError as exc:  # a header the parser took lazily (CSeq, Via) is broken
             self._bad_message(msg.to_bytes(), exc, peer)
@@ -195,15 +253,42 @@ class SipServer:
                 self._send_direct(msg, 500, peer)
 
     def _bad_message(self, data: bytes, exc: SipParseError, peer: Peer) -> None:
-        """A message we cannot parse: 400 (or the error's status) if it carries enough to route a
-        response back, else a logged drop (RFC 3261 16.3 / 8.2.1)."""
+        """A message we cannot parse: 400 (or the error's status) with the error's reason phrase ("Bad
+        CSeq") and the details in a Warning header, if it carries enough to route a response back (Via,
+        From, To, Call-ID, a CSeq method); else a drop logged as a warning (RFC 3261 8.2.1, 18.3). Both
+        log lines are rate-limited, so a flood of garbage cannot flood the log."""
         self.stats.malformed += 1
-        log.info("sip %s: malformed message dropped: %s", peer.addr, exc)
-        if not data[:16].split(b" ", 1)[0].isalpha() or data.startswith(b"SIP/") or data.startswith(b"ACK "):
-            return  # a response, an ACK or not SIP at all: never answered
-        resp = _salvage_response(data, exc.status, exc.reason)
+        resp = error_response(data, exc.status, exc.reason, to_tag=new_tag(),
+                              headers=[("Server", self.cfg.sip_user_agent), ("Warning", _warning(str(exc)))])
         if resp is not None:
             self._transmit(resp, peer)
+            self._limited("malformed", logging.INFO, "sip %s %s: malformed request answered %d %s: %s",
+                          peer.transport, peer.addr, exc.status, exc.reason, exc)
+        else:
+            self._limited("unanswerable", logging.WARNING, "sip %s %s: malformed message cannot be answered, "
+                          "dropped: %s", peer.transport, peer.addr, exc)
+
+    # --- load shedding ------------------------------------------------------------------------------
+    def _overloaded(self) -> bool:
+        return len(self.pending) >= self.max_setups or len(self.txn) >= self.max_transactions_for_invite
+
+    def _new_invite(self, req: SipRequest) -> bool:
+        """An initial INVITE we have not seen (not a re-INVITE, not a retransmission of one in progress)."""
+        return (not req.to_tag and req.call_id not in self.pending and req.call_id not in self.calls
+                and not self.txn.has_server(req))
+
+    def _shed(self, req: SipRequest, peer: Peer) -> None:
+        """A burst: answer a new INVITE 503 + Retry-After at once, statelessly (no transaction, no 100
+        Trying, no SDP parsing), so the socket buffer keeps draining and no INVITE goes unanswered. A lost
+        503 is repaired by the client's own INVITE retransmission, which gets another one."""
+        self.stats.shed += 1
+        self.stats.calls_refused_capacity += 1
+        resp = make_response(req, 503, to_tag=new_tag(), headers=[
+            ("Retry-After", str(self.cfg.sip_retry_after_s)), ("Server", self.cfg.sip_user_agent),
+            ("Warning", _warning(f"overloaded: {len(self.pending)} calls being set up"))])
+        self._transmit(resp.to_bytes(), peer)
+        self._limited("shed", logging.WARNING, "sip: overloaded (%d calls being set up, %d transactions): "
+                      "new INVITEs answered 503", len(self.pending), len(self.txn))
 
     # --- wire out -----------------------------------------------------------------------------------
     def _perform(self, outputs: list[Output]) -> None:
@@ -243,8 +328,7 @@ class SipServer:
         hdrs = list(headers or [])
         hdrs.append(("Server", self.cfg.sip_user_agent))
         if warning and status >= 300:
-            safe = warning.replace('"', "'").replace("\r", " ").replace("\n", " ")[:200]
-            hdrs.append(("Warning", f'399 callscribe "{safe}"'))
+            hdrs.append(("Warning", _warning(warning)))
         if status == 405:
             hdrs.append(("Allow", ALLOW))
         if to_tag is None and status >= 200 and status != 100 and not req.to_tag:
@@ -316,6 +400,15 @@ class SipServer:
             self._reply(req, 503, headers=[("Retry-After", str(self.cfg.sip_retry_after_s))],
                         warning=f"at capacity ({self.cfg.max_calls} calls)" if not self._closing else "shutting down")
             return
+        source = peer.addr[0]
+        if self.admission.over_quota(source):
+            self.stats.calls_refused_quota += 1
+            quota = self.admission.quota
+            self._limited("quota", logging.WARNING, "sip: source %s is at its quota of %d calls: 503 to INVITE %s",
+                          source, quota, req.call_id)
+            self._reply(req, 503, headers=[("Retry-After", str(self.cfg.sip_retry_after_s))],
+                        warning=f"this source is at its quota ({quota} calls)")
+            return
         try:
             plan = plan_call(req, self.codecs, self.rules)
         except SipError as exc:
@@ -323,8 +416,16 @@ class SipServer:
             log.info("sip: refusing INVITE %s: %d %s", req.call_id, exc.status, exc)
             self._reply(req, exc.status, exc.reason, warning=str(exc))
             return
+        self.admission.admit(source)
+        self._sources[req.call_id] = source
         self.pending[req.call_id] = _Pending(req, peer)
         self._spawn(self._accept(req, peer, plan))
+
+    def _release_source(self, call_id: str) -> None:
+        """The call is gone (refused in set-up, cancelled, failed or ended): its source may open another."""
+        source = self._sources.pop(call_id, None)
+        if source is not None:
+            self.admission.release(source)
 
     async def _accept(self, req: SipRequest, peer: Peer, plan: CallPlan) -> None:
         pending = self.pending[req.call_id]
@@ -392,6 +493,8 @@ class SipServer:
                 s.close()
             if base and (call is None or req.call_id not in self.calls):
                 self.pool.release(base)
+            if req.call_id not in self.calls:
+                self._release_source(req.call_id)
 
     async def _open_streams(self, plan: CallPlan) -> tuple[int, list[RtpStream]]:
         """Bind adjacent RTP/RTCP pairs for the plan's streams; ports busy on the host are skipped."""
@@ -520,6 +623,7 @@ class SipServer:
             if self.calls.get(call.call_id) is call:
                 del self.calls[call.call_id]
                 self.pool.release(call.port_base)
+                self._release_source(call.call_id)
                 self.stats.calls_ended[reason] = self.stats.calls_ended.get(reason, 0) + 1
                 for s in call.streams:
                     self.stats.media_concealed_ms += s.decoder.stats.concealed_ms
@@ -587,23 +691,60 @@ def _pipeline_call_id(sip_call_id: str) -> str:
     return f"{clean}-{hashlib.sha1(sip_call_id.encode('utf-8', 'replace')).hexdigest()[:10]}"
 
 
-def _salvage_response(data: bytes, status: int, reason: str) -> bytes | None:
-    """Build an error response from the raw lines of an unparseable request, if it has the five headers
-    a response needs (Via, From, To, Call-ID, CSeq); else None."""
+def _warning(text: str) -> str:
+    """A Warning header value (RFC 3261 20.43) carrying ``text``: code 399, quotes and line ends removed."""
+    safe = text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")[:200]
+    return f'399 callscribe "{safe}"'
+
+
+def _grow_recv_buffer(sock, want: int) -> int:
+    """Ask for a ``want``-byte receive buffer on a UDP socket (SO_RCVBUF, which the kernel caps at
+    net.core.rmem_max; then SO_RCVBUFFORCE, which needs CAP_NET_ADMIN); log and return what was granted.
+    A burst of INVITEs waits here while the loop works: too small a buffer drops them unanswered."""
+    if sock is None or want <= 0:
+        return 0
     try:
-        head = data.split(b"\r\n\r\n", 1)[0]
-        lines = [ln for ln in head.replace(b"\r\n", b"\n").split(b"\n")[1:] if _SALVAGE.match(ln)]
-        names = {_SALVAGE.match(ln).group(1).lower() for ln in lines}  # type: ignore[union-attr]
-        need = [("via", "v"), ("from", "f"), ("to", "t"), ("call-id", "i"), ("cseq",)]
-        if not all(any(n in names for n in alts) for alts in need):
-            return None
-        if any(len(ln) > 1024 for ln in lines):
-            return None
-        text = b"SIP/2.0 %d %s\r\n" % (status, reason.encode()) + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"
-        text.decode("utf-8")
-        return text
-    except (UnicodeDecodeError, AttributeError, ValueError):
-        return None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
+    except OSError as exc:
+        log.info("sip udp: SO_RCVBUF %d refused (%s)", want, exc)
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # Linux reports double what was set (it counts its bookkeeping), so compare with the doubled request
+    full = want * 2 if sys.platform.startswith("linux") else want
+    if got < full and hasattr(socket, "SO_RCVBUFFORCE"):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, want)
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:  # no CAP_NET_ADMIN: keep what rmem_max allowed
+            pass
+    if got < full:
+        log.warning("sip udp: receive buffer %d bytes granted, %d asked (sip_recv_buffer_bytes); raise "
+                    "net.core.rmem_max (sysctl) or INVITE bursts may be dropped by the kernel", got, want)
+    else:
+        log.info("sip udp: receive buffer %d bytes granted (%d asked)", got, want)
+    return got
+
+
+class _RateLimitedLog:
+    """At most ``per_window`` lines per kind every ``window_s`` seconds; what was held back is counted and
+    reported in one line when the next window opens (so a flood of garbage cannot flood the log)."""
+
+    def __init__(self, per_window: int = 20, window_s: float = 10.0) -> None:
+        self.per_window = per_window
+        self.window_s = window_s
+        self._windows: dict[str, list] = {}  # kind -> [window start, lines logged, lines suppressed]
+
+    def __call__(self, kind: str, level: int, msg: str, *args) -> None:
+        now = time.monotonic()
+        w = self._windows.get(kind)
+        if w is None or now - w[0] >= self.window_s:
+            if w is not None and w[2]:
+                log.warning("sip: %d more %s log line(s) suppressed in %.0f s", w[2], kind, now - w[0])
+            w = self._windows[kind] = [now, 0, 0]
+        if w[1] < self.per_window:
+            w[1] += 1
+            log.log(level, msg, *args)
+        else:
+            w[2] += 1
 
 
 def _outbound_address(host: str) -> str:

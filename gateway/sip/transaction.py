@@ -308,6 +308,10 @@ class TransactionLayer:
     def _drop_server(self, txn: _Server) -> None:
         self._servers.pop(txn.key, None)
 
+    def has_server(self, req: SipRequest) -> bool:
+        """A server transaction for ``req`` exists (so ``req`` is a retransmission)."""
+        return server_key(req) in self._servers
+
     def __len__(self) -> int:
         return len(self._servers) + len(self._clients)
 
