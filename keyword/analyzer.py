@@ -31,6 +31,7 @@ answered) are not flagged.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -51,9 +52,18 @@ from .intent import CallIntent, IntentClassifier
 from .matcher import Hit, Matcher
 from .packs import PackStore
 from .redact import redact
-from .sentiment import CallSentiment, negative_trend
+from .sentiment import CallSentiment, negative_trend, score_utterance
 
 __all__ = ["Analytics", "AnalyticsSettings", "CallAnalyzer", "PriorCall"]
+
+SATISFIED_MIN = 0.6
+"""A customer turn scoring at least this (keyword/sentiment.py), with no negative cue in it, says the customer is
+satisfied in their own words: it settles an open or pending issue as an explicit accept cue does."""
+
+CALM_OPEN_PRIOR = -0.15
+"""Sentiment prior of a customer turn whose only sign of trouble is an open-problem cue (waiting, hanging up)."""
+
+_GRATITUDE_CUE = re.compile(r"thank|appreciat|cheers|谢|感谢|辛苦|麻烦")
 
 SUPERVISOR_CATEGORIES = ("escalation", "abuse", "compliance", "silence", "overtalk", "sentiment")
 
@@ -252,8 +262,13 @@ class CallAnalyzer:
             kinds = {h.rule.category for h in hits} | {h.rule.signal for h in hits if h.rule.category == "signal"}
             if kinds & {"escalation", "abuse"}:
                 prior = -0.6
-            elif kinds & {"unresolved", "reject", "hangup", "transfer_loop"}:
+            elif kinds & {"reject", "transfer_loop"}:
                 prior = -0.4
+            elif kinds & {"unresolved", "hangup"}:
+                # "I'll wait", "till then", 那我等着吧, 那我挂了: the problem is open, the mood is not necessarily
+                # bad. Where the words are calm (the lexicon finds nothing negative) the cue is resignation,
+                # which annotators label neutral; a complaint ("still not working") scores negative by itself
+                prior = CALM_OPEN_PRIOR
             elif "accept" in kinds:
                 prior = 0.4
         self.sentiment.add(t.channel, t.text, t.language or self.language, t.start_ms, t.end_ms, prior)
@@ -354,9 +369,23 @@ class CallAnalyzer:
         elif "accept" in signals and not escalated:
             # the customer says it works / is what they wanted: resolved, even after a ticket was mentioned
             st.resolve(self.turn)
+        elif st.state in ("open", "pending") and not escalated and self._satisfied(t):
+            # the customer's own words are clearly satisfied ("oh that's so much better, you've been a star",
+            # 这下踏实了，太感谢了): what was left open was a side matter or is settled for them. A bare thanks or
+            # "fine" is manners and never counts (SATISFIED_MIN is above any polite turn's score)
+            st.resolve(self.turn)
         if "hangup" in signals:
             st.state = "open"
             st.note("customer hung up angry", quote())
+
+    def _satisfied(self, t: Transcript) -> bool:
+        mood = score_utterance(t.text, t.language or self.language)
+        if mood.polite or mood.score < SATISFIED_MIN or any(c.startswith("-") for c in mood.cues):
+            return False
+        # a lexicon cue about the outcome or the agent ("that fixed it", "you've been a star", 太好了, 靠谱), not
+        # VADER alone (it reads "Great. Fine." and "someone better show up" as warm) and not gratitude alone
+        # (a heartfelt thanks for a booked visit still leaves the visit to come)
+        return any(c.startswith("+") and not _GRATITUDE_CUE.search(c) for c in mood.cues)
 
     def _unresolved_now(self) -> tuple[bool, list[tuple[str, Quote | None]]]:
         """Whether the call counts as unresolved right now, with (reason, quote) pairs."""
