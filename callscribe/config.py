@@ -70,9 +70,8 @@ def default_data_dir() -> str:
         home = Path.home()
     except (RuntimeError, KeyError):  # no HOME and no passwd entry
         home = Path()
-    if not home.is_absolute():
-        home = Path(tempfile.gettempdir()) / f"callscribe-{os.getuid()}"
-        return str(home)
+    if not home.is_absolute():  # still per user, still absolute
+        return str(Path(tempfile.gettempdir()) / f"callscribe-{os.getuid()}")
     return str(home / ".local" / "share" / "callscribe")
 
 
