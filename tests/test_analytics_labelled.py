@@ -100,10 +100,11 @@ def test_cli_analyze_bad_input_is_a_clear_error(tmp_path):
 
 HOLDOUT = DATA / "holdout"
 # Measured 2026-12-07 on the hold-out set as text, after tuning on dialogues_tune and dialogues_tune2: alerts P 0.94
-# R 0.85, intent 0.90, unresolved F1 0.78, end sentiment 0.76, PII 0.98 masked (docs/analytics.md). Floors 0.05
+# R 0.85, intent 0.90, unresolved F1 0.78, end sentiment 0.76, PII 0.98 masked; after the error-class fixes (one
+# aggregate run): unresolved F1 0.84, end sentiment 0.78, the rest unchanged (docs/analytics.md). Floors 0.05
 # under, so a change that loses ground on calls nobody tuned for fails.
-HOLDOUT_FLOORS = {"alert_precision": 0.89, "alert_recall": 0.80, "intent_accuracy": 0.85, "unresolved_f1": 0.73,
-                  "sentiment_accuracy": 0.71, "pii_masked": 0.95}
+HOLDOUT_FLOORS = {"alert_precision": 0.89, "alert_recall": 0.80, "intent_accuracy": 0.85, "unresolved_f1": 0.79,
+                  "sentiment_accuracy": 0.73, "pii_masked": 0.95}
 
 
 def test_holdout_never_tuned_on_stays_above_its_floors(analytics):
