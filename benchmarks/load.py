@@ -569,7 +569,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "hardware": hardware(),
         "model": engine.description,
-        "config": {k: v for k, v in asdict(cfg).items() if k in (
+        "config": {k: v for k, v in cfg.model_dump().items() if k in (
             "beam_size_final", "beam_size_partial", "final_window", "partial_window", "max_batch_size", "partial_interval_s",
             "vad_hangover_ms", "word_timestamps", "cpu_threads")},
         "duration_s": args.duration,

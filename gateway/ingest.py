@@ -240,9 +240,10 @@ class IngestServer:
                 await session.end(reason)  # flushes every final of the call, also on disconnect
                 self._outboxes.pop(session.call_id, None)
                 publisher = self.pipeline.sink
-                pending = publisher.pending(session.call_id) if hasattr(publisher, "pending") else 0
-                if pending:  # the client must not take "ended" for "stored"
-                    await outbox.put(proto.storage_message(False, pending, session.call_id))
+                if getattr(publisher, "degraded", False):  # the client must not take "ended" for "stored"
+                    pending = publisher.pending(session.call_id)
+                    if pending:
+                        await outbox.put(proto.storage_message(False, pending, session.call_id))
             await outbox.put(None)
             await sender
             if close is not None:

@@ -210,6 +210,11 @@ class RedisPublisher:
             except Exception:  # a listener's bug must not stop the writer
                 log.exception("publisher listener failed")
 
+    @property
+    def degraded(self) -> bool:
+        """Redis is not taking writes, or is back but the events buffered meanwhile are not all written."""
+        return not self.stats.redis_up or self._catching_up
+
     def pending(self, call_id: str) -> int:
         """Durable events of ``call_id`` not yet acknowledged by Redis."""
         return sum(1 for e in self._queue if e.call_id == call_id and is_durable(e))

@@ -19,6 +19,9 @@ from callscribe.stream.server import free_port
 
 AUDIO_DIR = Path(__file__).parent / "data" / "audio"
 
+# A bare Config() puts data in the per-user data home (XDG); tests must never write into the real one.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="callscribe-tests-xdg-")
+
 
 def load_manifest() -> list[dict[str, str]]:
     with open(AUDIO_DIR / "manifest.tsv", newline="", encoding="utf-8") as f:

@@ -210,7 +210,16 @@ async def test_health_and_prometheus_metrics(service):
     await client.stream_file(DEMO / "demo_call_en.wav", call_id="metrics-call", speed=None)
     health = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/health", timeout=5).read())
     assert health == b"ok\n"
-    body = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/metrics", timeout=5).read().decode())
+    from urllib.error import HTTPError
+
+    from callscribe.gateway.web.auth import TokenAuthority
+
+    with pytest.raises(HTTPError) as refused:  # the ingest port's metrics are behind the gateway's auth
+        await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/metrics", timeout=5).read())
+    assert refused.value.code == 401
+    admin = TokenAuthority.from_config(service.cfg).mint("admin", "ops")[0]
+    request = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {admin}"})
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=5).read().decode())
     values = {line.split()[0]: float(line.split()[1]) for line in body.splitlines() if line and not line.startswith("#")}
     assert values["callscribe_asr_finals_decoded_total"] >= 6
     assert values["callscribe_redis_published_total"] >= 8
