@@ -317,7 +317,8 @@ def test_shed_503_is_stateless_and_carries_retry_after():
 @needs_127_0_0_2
 async def test_allow_list_403_for_a_source_outside_it_on_udp_and_tcp(redis_server, engine, asr_config, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="callscribe.gateway.sip.server")
-    s = await start_service(redis_server, engine, asr_config, tmp_path, sip_allow=("127.0.0.2/32", "::1/128"))
+    s = await start_service(redis_server, engine, asr_config, tmp_path, sip_allow=("127.0.0.2/32", "::1/128"),
+                            ingest_auth=True)
     try:
         port = s.sip.ports["udp"]
         denied, allowed = await UdpPeer.open("127.0.0.1"), await UdpPeer.open("127.0.0.2")
