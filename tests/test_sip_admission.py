@@ -69,14 +69,13 @@ def test_allow_cache_is_bounded():
 def test_from_config():
     cfg = Config()
     a = Admission.from_config(cfg)
-    assert a.enforce == getattr(cfg, "ingest_auth", True)
-    assert a.allowed("127.0.0.1") and not a.allowed("192.0.2.1")
-    if "sip_allow" in getattr(type(cfg), "model_fields", {}):
-        c2 = cfg.replace(sip_allow=("192.0.2.0/24",), ingest_auth=False, source_max_calls=3, max_calls=10)
-        a2 = Admission.from_config(c2)
-        assert not a2.enforce and a2.quota == 3 == c2.source_quota and a2.allowed("10.0.0.1")
-        assert Admission.from_config(c2.replace(ingest_auth=True)).allowed("192.0.2.9")
-        assert Admission.from_config(cfg.replace(max_calls=10)).quota == cfg.replace(max_calls=10).source_quota
+    assert a.enforce and a.allowed("127.0.0.1") and a.allowed("::1") and not a.allowed("192.0.2.1")
+    c2 = cfg.replace(sip_allow=("192.0.2.0/24",), ingest_auth=False, source_max_calls=3, max_calls=10)
+    a2 = Admission.from_config(c2)
+    assert not a2.enforce and a2.quota == 3 == c2.source_quota and a2.allowed("10.0.0.1")
+    a3 = Admission.from_config(c2.replace(ingest_auth=True))
+    assert a3.allowed("192.0.2.9") and not a3.allowed("127.0.0.1")
+    assert Admission.from_config(cfg.replace(max_calls=10)).quota == 8  # 0 = 80% of max_calls
 
 
 def test_normalize():

@@ -6,7 +6,7 @@
   ``::`` reports for an IPv4 peer) is checked as the IPv4 address; a scope (``fe80::1%eth0``) is dropped.
 - The per-source quota (``cfg.source_quota``): live calls (being set up or answered) per source IP
   address; above it the source's new INVITEs get 503 + Retry-After while other sources still get in.
-  0 or less: no per-source limit (``max_calls`` still bounds the whole worker).
+  (A quota of 0, possible only when built by hand, means no per-source limit.)
 
 The server calls :meth:`Admission.admit` before it takes anything for a call and :meth:`Admission.release`
 exactly once when that call is gone (refused during set-up, cancelled, or ended).
@@ -62,13 +62,9 @@ class Admission:
 
     @classmethod
     def from_config(cls, cfg) -> "Admission":
-        """From ``ingest_auth``, ``sip_allow`` and ``source_quota`` (``source_max_calls``, else no limit)."""
-        # TODO(config): read the fields directly once callscribe/config.py has them
-        quota = getattr(cfg, "source_quota", None)
-        if quota is None:
-            quota = getattr(cfg, "source_max_calls", 0)
-        return cls(tuple(getattr(cfg, "sip_allow", DEFAULT_ALLOW)), enforce=bool(getattr(cfg, "ingest_auth", True)),
-                   quota=int(quota or 0))
+        """From ``ingest_auth``, ``sip_allow`` and ``source_quota`` (``source_max_calls``, or 80% of
+        ``max_calls`` when that is 0)."""
+        return cls(tuple(cfg.sip_allow), enforce=cfg.ingest_auth, quota=cfg.source_quota)
 
     # --- allow list -------------------------------------------------------------------------------------
     def allowed(self, addr: str) -> bool:

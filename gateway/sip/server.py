@@ -52,7 +52,6 @@ SUPPORTED_EXTENSIONS = ("siprec", "timer", "100rel", "replaces", "norefersub")
 MAX_TCP_BUFFER = 256 * 1024
 MAX_SETUPS = 32  # INVITEs being set up (ports, pipeline) at once; beyond, new ones are shed with 503
 MAX_TRANSACTIONS_FOR_INVITE = 10_000  # open transactions beyond which new INVITEs are shed with 503
-RECV_BUFFER_BYTES = 4 * 1024 * 1024  # SO_RCVBUF asked for the UDP socket unless sip_recv_buffer_bytes says
 _CALL_ID_OK = re.compile(r"^[A-Za-z0-9._:@+-]{1,120}$")
 
 
@@ -118,8 +117,7 @@ class SipServer:
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, port))
             port = self._udp.get_extra_info("sockname")[1]
             self.ports["udp"] = port
-            want = int(getattr(self.cfg, "sip_recv_buffer_bytes", RECV_BUFFER_BYTES))  # TODO(config): direct
-            self.udp_recv_buffer = _grow_recv_buffer(self._udp.get_extra_info("socket"), want)
+            self.udp_recv_buffer = _grow_recv_buffer(self._udp.get_extra_info("socket"), self.cfg.sip_recv_buffer_bytes)
         if "tcp" in self.cfg.sip_transports:
             srv = await asyncio.start_server(lambda r, w: self._serve_stream(r, w, "tcp"), self.host, port)
             self._servers.append(srv)
