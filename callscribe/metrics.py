@@ -25,7 +25,8 @@ class ServiceCollector:
         s = self.pipeline.scheduler.stats
         yield GaugeMetricFamily("callscribe_calls_live", "Calls in progress on this node", value=len(self.pipeline.calls))
         if self.ingest is not None:
-            yield CounterMetricFamily("callscribe_calls_refused", "Calls refused at max_calls", value=self.ingest.refused)
+            yield CounterMetricFamily("callscribe_calls_refused", "WebSocket calls refused (capacity, source quota, reused call id)", value=self.ingest.refused)
+            yield CounterMetricFamily("callscribe_ingest_unauthorized", "WebSocket handshakes refused 401/403 (no or wrong token)", value=getattr(self.ingest, "unauthorized", 0))
             yield CounterMetricFamily("callscribe_connections", "Ingest connections accepted", value=self.ingest.connections)
         yield CounterMetricFamily("callscribe_asr_batches", "Decode batches run", value=s.batches)
         yield CounterMetricFamily("callscribe_asr_finals_decoded", "Finals decoded", value=s.finals_decoded)
@@ -53,6 +54,7 @@ class ServiceCollector:
             yield CounterMetricFamily("callscribe_redis_outages", "Redis outages seen", value=p.outages)
             yield GaugeMetricFamily("callscribe_redis_buffered", "Events waiting to be written", value=p.buffered)
             yield GaugeMetricFamily("callscribe_redis_up", "1 when Redis answers", value=1 if p.redis_up else 0)
+            yield CounterMetricFamily("callscribe_redis_rejected", "Events Redis refused for good (logged with their call id)", value=p.rejected)
 
 
 def _sip_metrics(sip):
@@ -63,6 +65,9 @@ def _sip_metrics(sip):
     yield CounterMetricFamily("callscribe_sip_calls_accepted", "SIP calls accepted", value=st.calls_accepted)
     yield CounterMetricFamily("callscribe_sip_calls_refused_capacity", "SIP calls refused 503 at capacity", value=st.calls_refused_capacity)
     yield CounterMetricFamily("callscribe_sip_calls_refused_other", "SIP calls refused for codec/body/extension", value=st.calls_refused_other)
+    yield CounterMetricFamily("callscribe_sip_forbidden", "SIP requests refused 403 (source not in sip_allow)", value=getattr(st, "forbidden", 0))
+    yield CounterMetricFamily("callscribe_sip_shed", "INVITEs answered 503 at once under a burst (load shedding)", value=getattr(st, "shed", 0))
+    yield CounterMetricFamily("callscribe_sip_calls_refused_quota", "SIP calls refused 503: their source at its quota", value=getattr(st, "calls_refused_quota", 0))
     ended = CounterMetricFamily("callscribe_sip_calls_ended", "SIP calls ended, by reason", labels=["reason"])
     for reason, n in sorted(st.calls_ended.items()):
         ended.add_metric([reason], n)

@@ -154,7 +154,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.log_path),
         ]
-        with open(self.dir / "server.out", "ab") as out:
+        with os.fdopen(os.open(self.dir / "server.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077
             )
