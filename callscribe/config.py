@@ -384,7 +384,7 @@ class Config(BaseSettings):
     channel_map: Channels = ("customer", "agent")
     """Role of each channel of a stereo recording, in channel order."""
     ingest_auth: bool = True
-    """WebSocket ingest and SIP need credentials: a bearer token with role `ingest` (or admin) on the WebSocket, an allowed source address for SIP. `demo` turns it off."""
+    """WebSocket ingest and SIP need credentials: a bearer token with role `ingest` (or admin) on the WebSocket, an allowed source address for SIP. Off only for closed test set-ups (`demo` keeps it on and mints its own token)."""
     source_max_calls: Annotated[Int, Field(ge=0, le=1_000_000)] = 0
     """Most live calls one source (an ingest token's subject, or a SIP peer address) may hold; 0 = 80% of max_calls (rounded up), so one source never takes every slot."""
     http_header_timeout_s: Annotated[Float, Field(gt=0, le=3600)] = 10.0

@@ -105,7 +105,7 @@ class Pipeline:
             raise CallIdInUse(f"call id {call_id!r} is already live; a call id is used once")
         if len(self.calls) + len(self._opening) >= self.cfg.max_calls:
             raise CapacityError(f"worker at capacity ({self.cfg.max_calls} live calls); retry later or add workers")
-        quota = getattr(self.cfg, "source_quota", 0) or self.cfg.max_calls
+        quota = self.cfg.source_quota
         if source and self.source_calls(source) >= quota:
             raise SourceQuotaError(f"source {source!r} holds its quota of {quota} live calls; retry later")
         self._opening.add(call_id)

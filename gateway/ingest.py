@@ -1,7 +1,7 @@
 """WebSocket ingest server: one connection = one call (docs/protocol.md).
 
-Who may send a call is decided before the WebSocket exists: with ``ingest_auth`` (on everywhere but the
-demo) the handshake must carry ``Authorization: Bearer <token>`` of role ``ingest`` (or admin), else it is
+Who may send a call is decided before the WebSocket exists: with ``ingest_auth`` (on by default; the
+demo mints its own token) the handshake must carry ``Authorization: Bearer <token>`` of role ``ingest`` (or admin), else it is
 answered HTTP 401/403 and takes no call slot. The token's subject is the *source*: one source holds at most
 ``cfg.source_quota`` live calls, so a misbehaving SBC or script cannot take every slot. ``/metrics`` needs
 an admin token unless ``metrics_public``.
@@ -52,7 +52,7 @@ class IngestServer:
         self._outboxes: dict[str, asyncio.Queue[str | None]] = {}  # call_id -> its connection's outbox
         self._stopping = False
         self._auth = None
-        if getattr(cfg, "ingest_auth", True) or not cfg.metrics_public:
+        if cfg.ingest_auth or not cfg.metrics_public:
             from callscribe.gateway.web.auth import TokenAuthority
 
             self._auth = TokenAuthority.from_config(cfg)
@@ -70,7 +70,7 @@ class IngestServer:
             max_queue=64,
             ping_interval=20,
             ping_timeout=20,
-            open_timeout=getattr(self.cfg, "http_header_timeout_s", 10.0),
+            open_timeout=self.cfg.http_header_timeout_s,
         )
 
     def mint_token(self, source: str, ttl_h: float = 12.0) -> str:
@@ -108,11 +108,11 @@ class IngestServer:
             response = connection.respond(HTTPStatus.OK, render(self.metrics).decode())
             response.headers["Content-Type"] = CONTENT_TYPE
             return response
-        limit = getattr(self.cfg, "http_max_connections", 0)
+        limit = self.cfg.http_max_connections
         if limit and self.connections_open >= limit:
             self.refused += 1
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later\n")
-        if getattr(self.cfg, "ingest_auth", True):
+        if self.cfg.ingest_auth:
             try:
                 who = self._auth.verify(self._token(request))
             except AuthError as exc:

@@ -180,7 +180,10 @@ class AnalyticsWorker:
                 if "NOGROUP" in str(exc):
                     await self._ensure_group()
                     continue
-                log.warning("analytics worker %s: Redis error, retrying in %.1f s: %s", self.consumer, backoff, exc)
+                if backoff <= 0.1:  # the first error of an outage; the rest at debug level
+                    log.warning("analytics worker %s: Redis error, retrying: %s", self.consumer, exc)
+                else:
+                    log.debug("analytics worker %s: Redis still unavailable: %s", self.consumer, exc)
                 backlog = True  # an entry whose outputs or ack failed is still pending: redo it first
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

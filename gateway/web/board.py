@@ -392,6 +392,7 @@ class Board:
             self.state.observe_final_latency, self.state.observe_alert_latency = self._observers
         self.ready.set()
         last_prune = time.monotonic()
+        down = False
         while True:
             try:
                 reply = await self.redis.xread(self.last_ids, count=self.COUNT, block=self.BLOCK_MS)
@@ -402,8 +403,14 @@ class Board:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("board: Redis error, retrying: %s", exc)
+                if not down:  # once per outage, not every half second
+                    log.warning("board: Redis error, retrying every 0.5 s: %s", exc)
+                down = True
                 await asyncio.sleep(0.5)
+                continue
+            if down:
+                log.warning("board: Redis is back")
+                down = False
             if time.monotonic() - last_prune >= 5.0:
                 last_prune = time.monotonic()
                 self._publish(self.state.prune())
