@@ -189,6 +189,11 @@ class Api:
 
         @app.post("/api/v1/tokens", tags=["auth"])
         async def mint(body: TokenRequest, who: Principal = Depends(self.allow())) -> dict[str, Any]:
+            # JSON may carry lone surrogates ("\ud800") and control characters: a token naming such a
+            # subject could not be answered (its /me would not encode: HTTP 500) nor audited in Redis.
+            for name in ("sub", "agent_id"):
+                if not getattr(body, name).isprintable():
+                    raise HTTPException(400, f"{name} must be printable text (no control characters or lone surrogates)")
             try:
                 token, exp = gw.auth.mint(body.role, body.sub, body.agent_id, body.ttl_h)
             except AuthError as exc:
