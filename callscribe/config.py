@@ -46,8 +46,9 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "CALLSCRIBE_"
-# CALLSCRIBE_ variables that are not settings: the config file, and switches the test suite and tools read
-_NOT_SETTINGS = frozenset({"CONFIG", "ARTIFACTS", "CHROMIUM", "REQUIRE_BROWSER", "REQUIRE_POSTGRES"})
+# CALLSCRIBE_ variables that are not settings: the config file, the token `callscribe stream` sends, and
+# switches the test suite and tools read
+_NOT_SETTINGS = frozenset({"CONFIG", "TOKEN", "ARTIFACTS", "CHROMIUM", "REQUIRE_BROWSER", "REQUIRE_POSTGRES"})
 _CHANNELS = ("customer", "agent", "mixed")
 _ROLES = ("agent", "supervisor", "qa", "admin", "ingest")
 # Whisper's languages (faster_whisper.tokenizer._LANGUAGE_CODES; yue came with large-v3)
