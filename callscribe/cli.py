@@ -406,7 +406,9 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.keep_open and service.web is not None:
             console.print(f"[bold]pages stay up[/bold] at {service.web.url} (links above); Ctrl-C to stop")
             await _wait_for_signal()
-        console.print(f"Read them: redis-cli -u {safe_url(service.redis_url)} XRANGE {keys.finals_stream(cfg)} - +   (embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
+        url = safe_url(service.redis_url).replace(":***@", f":$(cat {cfg.data_path / 'redis' / 'password'})@")
+        console.print(f'Read them: redis-cli -u "{url}" XRANGE {keys.finals_stream(cfg)} - +   '
+                      f"(embedded Redis stops now; data kept in {cfg.data_path / 'redis'})")
     finally:
         await service.stop()
     return 0
