@@ -58,17 +58,38 @@ def storage_message(durable: bool, pending: int, call_id: str = "") -> str:
 def parse_text(message: str) -> StartRequest | EndRequest:
     """Parse one text message. Raises ProtocolError (code 1007) with a reason a client can act on."""
     try:
+        return _parse_text(message)
+    except RecursionError as exc:  # JSON nested past the interpreter's limit (a 64 kB frame holds 64,000 '[')
+        raise ProtocolError("bad JSON: nested too deeply", 1007) from exc
+
+
+def _parse_text(message: str) -> StartRequest | EndRequest:
+    try:
         obj = json.loads(message)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ProtocolError(f"bad JSON: {exc.msg} at {exc.pos}", 1007) from exc
+    except ValueError as exc:  # an integer past Python's digit limit (4,300 digits)
+        raise ProtocolError(f"bad JSON: {str(exc)[:80]}", 1007) from exc
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object", 1007)
     kind = obj.get("type")
     if kind == "start":
         return _parse_start(obj)
     if kind == "end":
-        return EndRequest(str(obj.get("reason", "client_end"))[:64])
+        reason = str(obj.get("reason", "client_end"))[:64]
+        if not _utf8(reason):
+            raise ProtocolError("end.reason must be UTF-8 text (no lone surrogates)", 1007)
+        return EndRequest(reason)
     raise ProtocolError(f"unknown message type {kind!r}; expected start or end", 1007)
+
+
+def _utf8(text: str) -> bool:
+    """JSON may escape a lone surrogate ("\\ud800"): such a str cannot be written to Redis or sent back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_start(obj: dict) -> StartRequest:
@@ -101,6 +122,8 @@ def _parse_start(obj: dict) -> StartRequest:
     if not isinstance(metadata, dict) or len(metadata) > 64:
         raise ProtocolError("start.metadata must be an object of at most 64 entries", 1007)
     meta = {str(k)[:64]: str(v)[:256] for k, v in metadata.items() if isinstance(v, (str, int, float))}
+    if not all(_utf8(k) and _utf8(v) for k, v in meta.items()):
+        raise ProtocolError("start.metadata keys and values must be UTF-8 text (no lone surrogates)", 1007)
     return StartRequest(call_id, tuple(channels), encoding, int(rate), language, layout, meta)
 
 
