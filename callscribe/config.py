@@ -457,6 +457,10 @@ class Config(BaseSettings):
     Edited packs are reloaded by running workers within seconds."""
     intent_catalog: Text = ""
     """YAML intent catalog with example questions per intent; empty = the bundled telecom example."""
+    assist_packs: Paths = ()
+    """YAML scenario packs for agent assist (keyword/assist/: guided steps, knowledge answers, offers, ticket
+    templates), files or directories of `assist-*.yaml`; empty = the bundled zh and en telecom packs. Edited
+    packs are reloaded within seconds."""
     silence_alert_s: Annotated[Float, Field(gt=0)] = 30.0
     """Nobody speaking for this long (hold, dead air) raises a `silence` alert."""
     overtalk_alert_count: Annotated[Int, Field(ge=1)] = 3

@@ -251,13 +251,147 @@ class CallbackDone:
     emitted_at_ms: int = field(default_factory=now_ms)
 
 
+# --- agent assist (keyword/assist/): cards for the agent desk while the call goes on -------------------
+# Added within schema v1: new types only, every field has a meaning at its default, so an older reader that
+# meets one rejects it as an unknown type (SchemaError) and never misreads it. ``trigger_at_ms`` is the
+# emit time of the final that caused the card, so ``emitted_at_ms - trigger_at_ms`` is final-to-card latency.
+@dataclass(frozen=True, slots=True)
+class ScenarioCard:
+    """The call's intent is settled: the scenario (流程导引) the agent follows, with its steps and lines.
+    ``seq`` counts the call's scenario cards from 0 (a later one replaces the earlier when the intent moves)."""
+
+    TYPE: ClassVar[str] = "assist_scenario"
+    call_id: str
+    seq: int
+    scenario: str
+    intent: str
+    title: str
+    language: str = ""
+    steps: tuple[str, ...] = ()
+    """Step ids in their order."""
+    required: tuple[str, ...] = ()
+    lines: Mapping[str, str] = field(default_factory=dict)
+    """Step id -> the line to say (话术)."""
+    score: float = 0.0
+    finals: int = 0
+    trigger_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StepDone:
+    """A guided step is recognised as done from the transcript (or the analyzer's state: ``by`` says which)."""
+
+    TYPE: ClassVar[str] = "assist_step_done"
+    call_id: str
+    scenario: str
+    step: str
+    title: str = ""
+    by: str = ""
+    """``phrase``, ``pattern`` or ``signal:<name>`` (the analyzer's verification / resolved / pending)."""
+    quote: str = ""
+    start_ms: int = 0
+    end_ms: int = 0
+    segment_id: str = ""
+    trigger_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPrompt:
+    """A required step is missing: ``reason`` says why now (``before:<step>`` an order violation such as an
+    account change before verification, ``account_access`` details read out unverified, ``closing``)."""
+
+    TYPE: ClassVar[str] = "assist_step_prompt"
+    call_id: str
+    scenario: str
+    step: str
+    reason: str
+    title: str = ""
+    line: str = ""
+    segment_id: str = ""
+    trigger_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeCard:
+    """An answer card for the customer's latest question, shown at or above its threshold, with the score."""
+
+    TYPE: ClassVar[str] = "assist_knowledge"
+    call_id: str
+    card: str
+    title: str
+    answer: str
+    source: str
+    score: float
+    threshold: float = 0.0
+    scenario: str = ""
+    question: str = ""
+    """The customer's words (redacted)."""
+    matched: str = ""
+    """The card's similar question that matched best."""
+    segment_id: str = ""
+    trigger_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A scenario's offer (场景化营销) at its moment: ``status`` ``made`` (shown to the agent) or ``suppressed``
+    with ``reason`` (``escalation``, ``negative_sentiment``, ``not_resolved``, ``open_complaint``, ...)."""
+
+    TYPE: ClassVar[str] = "assist_offer"
+    call_id: str
+    offer: str
+    scenario: str
+    status: str
+    reason: str = ""
+    title: str = ""
+    line: str = ""
+    moment: str = ""
+    segment_id: str = ""
+    trigger_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketDraft:
+    """A one-click ticket (智能化快捷派单) drafted for the agent: at call end when unresolved, or on a click.
+
+    ``summary`` is extractive: the customer's key utterances verbatim (redacted), never generated text."""
+
+    TYPE: ClassVar[str] = "assist_ticket"
+    call_id: str
+    ticket_type: str
+    """The template's type (``type`` in the ticket JSON; the entry's own ``type`` is the event type)."""
+    priority: str
+    intent: str
+    title: str = ""
+    subtype: str = ""
+    trigger: str = "unresolved"
+    """``unresolved`` (call end) or ``agent`` (the agent asked for it)."""
+    summary: tuple[str, ...] = ()
+    quotes: tuple[Quote, ...] = ()
+    fields: Mapping[str, str] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    """Required fields the call did not fill: the agent completes them."""
+    reasons: tuple[str, ...] = ()
+    caller: str = ""
+    """Masked (138****8000)."""
+    previous_calls: tuple[str, ...] = ()
+    steps_done: tuple[str, ...] = ()
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
 Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge,
-              CallbackDone]
+              CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft]
 _TYPES: dict[str, type] = {
     c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate,
-                        Surge, CallbackDone)
+                        Surge, CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft)
 }
-_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone)
+_GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone, ScenarioCard, StepDone,
+            StepPrompt, KnowledgeCard, Offer, TicketDraft)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -443,5 +577,6 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
     "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "SentimentUpdate", "Surge", "CallbackDone",
+    "ScenarioCard", "StepDone", "StepPrompt", "KnowledgeCard", "Offer", "TicketDraft",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -28,6 +28,8 @@ from callscribe.errors import CallscribeError
 from callscribe.events import CallEnded, CallFlag, CallStarted, CallSummary, Alert, IntentUpdate, Transcript
 
 from .analyzer import Analytics, PriorCall
+from .assist import Assist, assist_for
+from .assist.bridge import outcome_of, state_of
 from .normalize import is_han
 from .redact import redact
 from .repeat import RepeatIndex, caller_hash
@@ -166,19 +168,28 @@ def analyze_dialogue(
 
 def analyze_call(
     analytics: Analytics, started: CallStarted, finals: list[Transcript], ended: CallEnded,
-    repeat: RepeatIndex | None = None, surge: SurgeDetector | None = None,
+    repeat: RepeatIndex | None = None, surge: SurgeDetector | None = None, assist: Assist | None = None,
 ) -> dict[str, Any]:
     """One call's events (from a dialogue file or from transcribing a recording) through a CallAnalyzer,
-    in call-time order, against the shared repeat-caller index; the JSON-ready result."""
+    in call-time order, against the shared repeat-caller index; the JSON-ready result.
+
+    Agent assist (keyword/assist/) runs beside the analyzer on the same finals: ``assist`` (default: the one
+    attached to ``analytics``, else the bundled scenario packs) adds ``"assist"`` and ``"ticket"`` (null when
+    the call is resolved)."""
     caller = started.metadata.get("caller", "")
     started_at_ms = started.started_at_ms
     finals = sorted(finals, key=lambda t: (t.start_ms, t.end_ms))
     history: list[PriorCall] = repeat.lookup(caller, started_at_ms) if (repeat and caller) else []
     call = analytics.call(started, history)
+    masked = _mask_caller(caller) if caller else ""
+    session = (assist or assist_for(analytics)).session(started.call_id, started.language, masked)
     events: list[Any] = []
     for t in finals:
-        events += call.on_final(t)
+        new = call.on_final(t)
+        events += new
+        session.on_final(t, state_of(call, new, t.channel))
     events += call.on_end(ended)
+    session.on_end(ended, outcome_of(call, events, masked))
     summary = next(e for e in events if isinstance(e, CallSummary))
     flag = next(e for e in events if isinstance(e, CallFlag) and e.final)
     if repeat is not None and caller:
@@ -216,6 +227,8 @@ def analyze_call(
         "utterances": [
             {"channel": t.channel, "text": redact(t.text), "start_ms": t.start_ms, "end_ms": t.end_ms} for t in finals
         ],
+        "assist": session.to_json(),
+        "ticket": session.ticket_json(),
     }
 
 
