@@ -113,10 +113,16 @@ _PERMANENT_PHRASES = ("wrong number of arguments", "syntax error", "value is not
 
 def is_permanent(reply: BaseException) -> bool:
     """True when Redis refused an entry for good (retrying cannot help); everything else is an outage."""
+    if isinstance(reply, UnencodableEvent):
+        return True
     if isinstance(reply, _RETRYABLE_REPLIES) or not isinstance(reply, ResponseError):
         return False
     text = str(reply)
     return text.startswith(_PERMANENT_PREFIXES) or any(p in text for p in _PERMANENT_PHRASES)
+
+
+class UnencodableEvent(ResponseError):
+    """An event whose fields cannot be sent at all: refused for good, logged with its call id."""
 
 
 class _RetryBatch(Exception):
@@ -393,14 +399,31 @@ class RedisPublisher:
 
         Raises on connection errors and retryable replies (the caller retries the whole batch: idempotent).
         """
-        calls = [self._args(event) for event in batch]
-        results = await self._run(calls, by_sha=True)
-        first = next((i for i, r in enumerate(results) if isinstance(r, NoScriptError)), None)
-        if first is not None:  # a restarted or flushed server: EVAL sends (and caches) the script
-            results[first:] = await self._run(calls[first:], by_sha=False)
-        for res in results:
-            if isinstance(res, Exception) and not is_permanent(res):
-                raise _RetryBatch(str(res))
+        # An event that cannot even be encoded (a lone surrogate in its text, a bug) is refused for good on
+        # its own: retrying it would stall every call's events behind it.
+        results: list[Any] = [None] * len(batch)
+        calls: list[tuple[list[str], list[str]]] = []
+        index: list[int] = []
+        for i, event in enumerate(batch):
+            try:
+                k, a = self._args(event)
+                for x in (*k, *a):
+                    x.encode("utf-8")
+            except Exception as exc:  # noqa: BLE001 - whatever it is, it is this event's alone
+                results[i] = UnencodableEvent(f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            calls.append((k, a))
+            index.append(i)
+        if calls:
+            sent = await self._run(calls, by_sha=True)
+            first = next((j for j, r in enumerate(sent) if isinstance(r, NoScriptError)), None)
+            if first is not None:  # a restarted or flushed server: EVAL sends (and caches) the script
+                sent[first:] = await self._run(calls[first:], by_sha=False)
+            for res in sent:
+                if isinstance(res, Exception) and not is_permanent(res):
+                    raise _RetryBatch(str(res))
+            for i, res in zip(index, sent):
+                results[i] = res
         return results
 
     async def _run(self, calls: list[tuple[list[str], list[str]]], by_sha: bool) -> list[Any]:

@@ -374,3 +374,18 @@ async def test_kill9_of_a_serving_node_its_call_is_ended_as_lost(redis_server, t
         await publisher.stop()
     ends = [e for e in await call_events(redis_server.url, cfg, "f-lost") if isinstance(e, CallEnded)]
     assert [e.reason for e in ends] == ["lost"] and ends[0].duration_ms > 0
+
+
+async def test_an_unencodable_event_is_refused_alone_and_others_still_land(redis_server, tmp_path):
+    """A lone surrogate (a bug upstream) must not jam the one writer every call shares."""
+    cfg = Config(data_dir=str(tmp_path))
+    pub = RedisPublisher(cfg, redis_server.url)
+    await pub.start()
+    bad = Transcript("f-bad", "customer", "f-bad/customer/0", 1, True, "bad \ud800 text", 0, 500, "zh", -0.2)
+    good = Transcript("f-good", "customer", "f-good/customer/0", 1, True, "好的", 0, 500, "zh", -0.2)
+    await pub.publish(bad)
+    await pub.publish(good)
+    assert await pub.flush(5) and not pub.degraded
+    assert pub.stats.rejected == 1 and pub.stats.published == 1
+    await pub.stop()
+    assert_exactly_once_in_order(await finals_in_redis(redis_server.url, cfg, "f-good"), [good])
