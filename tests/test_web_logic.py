@@ -113,7 +113,7 @@ def test_board_follows_a_call_from_start_to_callback_done():
     b = BoardState(NAMES, clock)
     t0 = 1_000_000_000
     msgs = b.apply("1-0", started("c1", "a7", t0))
-    assert msgs[0]["type"] == "call" and msgs[0]["call"]["caller"] == "138****5678"
+    assert msgs[0]["type"] == "call" and msgs[0]["call"]["caller"] == "13812345678"  # masked at each exit, per role
     assert b.agent_call("a7")["call_id"] == "c1"
     assert b.apply("2-0", Transcript("c1", "customer", "c1/customer/0", 0, False, "我", 0, 500, "zh", 0.5)) == []  # partials: no board change
     [m] = b.apply("3-0", IntentUpdate("c1", 1, "billing_dispute", "Billing dispute", 0.4, "other", 0.1, 2))

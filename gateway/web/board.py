@@ -156,7 +156,7 @@ class BoardState:
         call = self._call(e.call_id)
         call.agent_id = md.get("agent_id", "") or call.agent_id
         call.queue = md.get("queue", "") or call.queue
-        call.caller = mask_caller(md.get("caller", "")) or call.caller
+        call.caller = md.get("caller", "") or call.caller  # raw here; every exit masks it per role (pii.py)
         call.language = e.language if e.language != "auto" else call.language
         call.channels = list(e.channels)
         call.started_at_ms = e.started_at_ms
