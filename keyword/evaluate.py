@@ -8,6 +8,13 @@ Intent: top-1 accuracy. Unresolved: F1 with unresolved as the positive class. En
 at the end of the call, over the calls that carry that label. PII (labels ``pii``: the personal data as
 written in the call): the share of those strings that no longer appear, with digits compared on their
 own, in the redacted utterances and alert quotes of the result.
+
+Agent assist (keyword/assist/, results carrying ``ticket`` and ``assist``): a ticket is proposed for a call
+when ``ticket`` is not null; scored against the labels' ``unresolved`` (precision / recall / F1, unresolved
+positive), and its type checked against the labelled intent (``ticket_type_accuracy``: tickets proposed on
+calls labelled unresolved whose template intent is the labelled intent). Offers: an offer ``made`` on a call
+labelled with an escalation, or after an escalation alert of the result, or on a call labelled with a
+negative end sentiment, is a violation (``offer_violations``; none is the target).
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
     u_tp = u_fp = u_fn = 0
     sent_ok = sent_n = 0
     pii_total = pii_masked = 0
+    t_tp = t_fp = t_fn = 0
+    type_ok = type_n = 0
+    offers_made = offer_bad_escalation = offer_bad_negative = 0
+    assisted = 0
     errors: list[dict[str, Any]] = []
     for r in results:
         label = labels.get(r["call_id"])
@@ -94,7 +105,48 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
                     errors.append({"call_id": r["call_id"], "what": "pii", "exposed": str(item)})
                 else:
                     pii_masked += 1
+        if "ticket" in r:
+            assisted += 1
+            ticket = r.get("ticket")
+            got_t = ticket is not None
+            t_tp += got_t and want_u
+            t_fp += got_t and not want_u
+            t_fn += want_u and not got_t
+            if got_t != want_u:
+                errors.append({"call_id": r["call_id"], "what": "ticket", "got": got_t, "want": want_u})
+            if got_t and want_u:
+                type_n += 1
+                if ticket.get("intent") == label.get("intent"):
+                    type_ok += 1
+                else:
+                    errors.append({"call_id": r["call_id"], "what": "ticket_type", "got": ticket.get("type"),
+                                   "got_intent": ticket.get("intent"), "want_intent": label.get("intent")})
+            first_escalation = min((a.get("start_ms", 0) for a in r.get("alerts", ()) if a.get("category") == "escalation"),
+                                   default=None)
+            for offer in (r.get("assist") or {}).get("offers", ()):
+                if offer.get("status") != "made":
+                    continue
+                offers_made += 1
+                at = offer.get("at_ms", 0)
+                if "escalation" in label.get("alerts", ()) or (first_escalation is not None and first_escalation <= at):
+                    offer_bad_escalation += 1
+                    errors.append({"call_id": r["call_id"], "what": "offer_during_escalation", "offer": offer.get("offer")})
+                if want_s == "negative":
+                    offer_bad_negative += 1
+                    errors.append({"call_id": r["call_id"], "what": "offer_negative_end", "offer": offer.get("offer")})
     u_p, u_r = _ratio(u_tp, u_tp + u_fp), _ratio(u_tp, u_tp + u_fn)
+    t_p, t_r = _ratio(t_tp, t_tp + t_fp), _ratio(t_tp, t_tp + t_fn)
+    assist_scores = {
+        "ticket_precision": round(t_p, 4),
+        "ticket_recall": round(t_r, 4),
+        "ticket_f1": round(2 * t_p * t_r / (t_p + t_r), 4) if t_p + t_r else 0.0,
+        "ticket_type_accuracy": round(_ratio(type_ok, type_n), 4),
+        "tickets_typed": type_n,
+        "offers_made": offers_made,
+        "offer_violations": offer_bad_escalation + offer_bad_negative,
+        "offer_violations_escalation": offer_bad_escalation,
+        "offer_violations_negative_end": offer_bad_negative,
+    } if assisted else {}
     return {
         "calls": n,
         "alert_precision": round(_ratio(tp, tp + fp), 4),
@@ -112,5 +164,6 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
         "sentiment_calls": sent_n,
         "pii_masked": round(_ratio(pii_masked, pii_total), 4) if pii_total else None,
         "pii_cases": pii_total,
+        **assist_scores,
         "errors": errors,
     }
