@@ -50,8 +50,9 @@ from callscribe.events import (
 
 from .intent import CallIntent, IntentClassifier
 from .matcher import Hit, Matcher
+from .normalize import fold, is_han
 from .packs import PackStore
-from .redact import redact
+from .redact import find_pii, pii_key, redact
 from .sentiment import CallSentiment, negative_trend, score_utterance
 
 __all__ = ["Analytics", "AnalyticsSettings", "CallAnalyzer", "PriorCall"]
@@ -64,6 +65,33 @@ CALM_OPEN_PRIOR = -0.15
 """Sentiment prior of a customer turn whose only sign of trouble is an open-problem cue (waiting, hanging up)."""
 
 _GRATITUDE_CUE = re.compile(r"thank|appreciat|cheers|谢|感谢|辛苦|麻烦")
+
+HURT_PRIOR = -0.25
+"""Sentiment prior of a customer turn after the agent insulted them ("Shut up and let me finish"): a terse "Wow.
+Okay." there is hurt, not neutral; only clear warmth (a lexicon score above it) overrides."""
+
+_ANYTHING_ELSE = re.compile(
+    r"anything else|any other (?:questions?|issues?|problems?)|something else i can|还有(?:什么|其他|其它|别的)"
+    r"(?:问题|需要|业务|事|可以|能)|还有别的|其他还有|还需要(?:什么|其他)")
+_DECLINE = re.compile(
+    r"^\W*(?:(?:no|nope|nah|not really|no thanks|no thank you)\b[\s,.!…]*"
+    r"(?:(?:i guess not|i don't think so|i think that's (?:it|all)|that's (?:it|all|everything)|nothing else|"
+    r"all good|i'm good|that's all for now)\b[\s,.!…]*)?|(?:没有了|没了|没有|没别的了|没什么了|不用了|暂时没有了?)[，,。.!！…\s]*)")
+"""Declining more help after "anything else?" (No, I guess not / 没有了): a reply, not a mood."""
+
+_CREDENTIAL_READ = re.compile(r"^[^，。？?,.!；;]{0,4}(?:是|为|:|：|\bis\b)\s*[0-9零一二三四五六七八九幺]{4}")
+"""A verification word followed by its value (身份证号码是3502...): the agent reading the credential out."""
+
+_NOT_ACCOUNT_NUMBER = re.compile(
+    r"(?:工单|单号|编号|受理号|流水号|订单号|reference|ref|ticket|case|order|confirmation|tracking)\W{0,3}(?:\w+\W{0,2}){0,2}$",
+    re.I)
+_PUBLIC_PLACE = re.compile(
+    r"营业厅|门店|网点|店|营业|服务中心|store|shop|branch|office|outlet|centre|center|hours|open\b|opening", re.I)
+"""Around an address: a shop or office the agent directs the caller to (张江的营业厅在..., "same Sunday hours")."""
+READOUT_KINDS = ("id_card", "bank_card", "email", "address", "digits")
+"""PII an agent reads out of the account (an ID or card number, an IMEI or account number, an address, an e-mail):
+before verification a disclosure, unless the caller said it first. Phone numbers are left out (the agent gives
+hotlines and callback numbers)."""
 
 SUPERVISOR_CATEGORIES = ("escalation", "abuse", "compliance", "silence", "overtalk", "sentiment")
 
@@ -133,11 +161,13 @@ class _IssueState:
     last_escalation_turn: int = -1
     escalation_quote: Quote | None = None
     last_resolution_turn: int = -1
+    plain: bool = False  # resolved by the customer accepting an explanation or next step, not by a fix
 
     def resolve(self, turn: int) -> None:
         """Resolved now: earlier reasons no longer hold, except that the customer was passed around."""
         self.state = "resolved"
         self.last_resolution_turn = turn
+        self.plain = False
         keep = [(r, q) for r, q in zip(self.reasons, self.quotes) if r.startswith(("transferred", "customer transferred"))]
         self.reasons = [r for r, _ in keep]
         self.quotes = [q for _, q in keep]
@@ -146,6 +176,12 @@ class _IssueState:
         if reason not in self.reasons:
             self.reasons.append(reason)
             self.quotes.append(quote)
+
+
+def _plain(hits: Iterable[Hit]) -> bool:
+    """Every accept cue among ``hits`` is a plain one (accepting an explanation or a next step, not a fix)."""
+    accepts = [h for h in hits if h.rule.signal == "accept"]
+    return bool(accepts) and all(h.rule.id.endswith("accept_plain") for h in accepts)
 
 
 class CallAnalyzer:
@@ -180,6 +216,11 @@ class CallAnalyzer:
         self.sentiment_seq = 0
         self.sentiment_shown = ""
         self._last_customer_final: Transcript | None = None
+        self._given: set[str] = set()  # PII keys the caller said (or the caller number): read back, not read out
+        self._asked_more = False  # the agent's last turn asked "anything else?"
+        self._agent_abused = False
+        if self.caller:
+            self._given.add("".join(c for c in self.caller if c.isdigit()))
 
     # ---------------------------------------------------------------------------------------------
     def _quote(self, t: Transcript) -> Quote:
@@ -242,13 +283,20 @@ class CallAnalyzer:
         verification = signals.get("verification")
         access = signals.get("account_access")
         # a turn that changes the account and names the credential it changes (已经帮您把服务密码重置了) has
-        # not verified anyone: a verification word inside the account change does not count
-        if verification is not None and (access is None or not access.start <= verification.start < access.end):
+        # not verified anyone: a verification word inside the account change does not count, nor one followed by
+        # its value (身份证号码是3502...: read out, not asked)
+        verifies = verification is not None and (access is None or not access.start <= verification.start < access.end) \
+            and not (t.channel == "agent" and _CREDENTIAL_READ.search(t.text[verification.end:]))
+        if verifies:
             self.verified = True
         if t.channel == "agent":
             out += self._compliance(t, quote, signals)
+            if any(h.rule.category == "abuse" for h in hits):
+                self._agent_abused = True
+        else:
+            self._given.update(pii_key(sp) for sp in find_pii(t.text))
         escalated = any(h.rule.category in ("escalation", "abuse") for h in hits)
-        self._issue(t, quote, signals, escalated)
+        self._issue(t, quote, signals, escalated, hits)
         damp = 0.3 if self.intent.customer_turns and any(h.rule.category in ("escalation", "abuse") for h in hits) else 1.0
         out += self._intent(t, damp)
         out += self._provisional_flag()
@@ -258,8 +306,22 @@ class CallAnalyzer:
 
     def _sentiment(self, t: Transcript, quote: Callable[[], Quote], hits: list[Hit]) -> list:
         prior = 0.0
-        if t.channel != "agent":
+        text = t.text
+        if t.channel == "agent":
+            self._asked_more = bool(_ANYTHING_ELSE.search(fold(t.text)))
+        else:
             kinds = {h.rule.category for h in hits} | {h.rule.signal for h in hits if h.rule.category == "signal"}
+            accepts = [h for h in hits if h.rule.signal == "accept"]
+            plain = _plain(hits)
+            rejects = [h for h in hits if h.rule.signal == "reject"]
+            if accepts and rejects and min(h.start for h in accepts) <= min(h.start for h in rejects):
+                kinds.discard("reject")  # 算了，那我还是等到期吧: the customer chooses the other option
+            if self._asked_more:
+                # "No, I guess not. I'll check the bill." after "anything else?": the no answers the question
+                m = _DECLINE.match(fold(text))
+                if m and m.end() > 0:
+                    text = text[m.end():].strip() or ("好的" if any(is_han(c) for c in text) else "okay")
+            self._asked_more = False
             if kinds & {"escalation", "abuse"}:
                 prior = -0.6
             elif kinds & {"reject", "transfer_loop"}:
@@ -269,9 +331,13 @@ class CallAnalyzer:
                 # bad. Where the words are calm (the lexicon finds nothing negative) the cue is resignation,
                 # which annotators label neutral; a complaint ("still not working") scores negative by itself
                 prior = CALM_OPEN_PRIOR
-            elif "accept" in kinds:
-                prior = 0.4
-        self.sentiment.add(t.channel, t.text, t.language or self.language, t.start_ms, t.end_ms, prior)
+            elif "accept" in kinds and not plain:
+                prior = 0.4  # accepting an explanation or a next step (plain) is not warmth: the words decide
+            if self._agent_abused and prior == 0.0:
+                mood = score_utterance(text, t.language or self.language)
+                if mood.score < SATISFIED_MIN:
+                    prior = HURT_PRIOR
+        self.sentiment.add(t.channel, text, t.language or self.language, t.start_ms, t.end_ms, prior)
         if t.channel == "agent":
             return []
         self._last_customer_final = t
@@ -319,7 +385,29 @@ class CallAnalyzer:
                 "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
                 {"matched": signals["account_access"].text},
             )
+        elif not self.verified and (read := self._reads_out(t.text)):
+            out += self._alert(
+                "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
+                {"matched": redact(read) if self.s.redact_quotes else read},
+            )
         return out
+
+    def _reads_out(self, text: str) -> str:
+        """Personal data from the account in an agent turn that the caller did not say first (an ID number, an
+        IMEI, an address: "that's the Pixel going to 2218 SE Alder Street", 身份证号码是3502...): a read-out,
+        whatever words frame it. A ticket or order number the agent gives is not account data."""
+        for span in find_pii(text):
+            if span.kind not in READOUT_KINDS:
+                continue
+            if span.kind == "digits" and _NOT_ACCOUNT_NUMBER.search(fold(text[max(0, span.start - 24):span.start])):
+                continue
+            if span.kind == "address" and _PUBLIC_PLACE.search(fold(text[max(0, span.start - 30):span.end + 30])):
+                continue
+            key = pii_key(span)
+            if len(key) < 6 or any(key in g or (len(g) >= 7 and g in key) for g in self._given):
+                continue
+            return span.text
+        return ""
 
     def _discloses(self, text: str, hit: Hit, depth: int = 0) -> bool:
         """An account-access hit that reads out or changes account data, not one that asks for it; when the
@@ -331,7 +419,8 @@ class CallAnalyzer:
         again = next((h for h in self.a.matcher.match(rest, "agent") if h.rule.signal == "account_access"), None)
         return again is not None and depth < 3 and self._discloses(rest, again, depth + 1)
 
-    def _issue(self, t: Transcript, quote: Callable[[], Quote], signals: dict[str, Hit], escalated: bool) -> None:
+    def _issue(self, t: Transcript, quote: Callable[[], Quote], signals: dict[str, Hit], escalated: bool,
+               hits: list[Hit] = ()) -> None:
         st = self.issue
         if t.channel == "agent":
             if "transfer" in signals:
@@ -345,7 +434,10 @@ class CallAnalyzer:
                 st.state = "pending"
                 st.note("left pending: ticket, callback or wait for notice", quote())
             elif "resolved" in signals:
-                st.resolve(self.turn)
+                # a closing formula ("you're all set") does not settle a visit booked or an order re-submitted
+                weak = all(h.rule.id.endswith("resolved_weak") for h in hits if h.rule.signal == "resolved")
+                if not (weak and st.state == "pending"):
+                    st.resolve(self.turn)
             return
         # customer (or mixed) turn; self.intent.customer_turns counts the earlier ones (intent runs after)
         if escalated:
@@ -366,9 +458,11 @@ class CallAnalyzer:
         ):  # (the first turn states the problem: "this is ridiculous" there rejects no answer yet)
             st.state = "open"  # (with both in one turn, what the customer says last is the conclusion)
             st.note("customer did not accept the answer", quote())
-        elif "accept" in signals and not escalated:
-            # the customer says it works / is what they wanted: resolved, even after a ticket was mentioned
+        elif "accept" in signals and not escalated and self._settles(t, hits):
+            # the customer says it works / is what they wanted: resolved, even after a ticket was mentioned. Taking
+            # a next step (我现在就去营业厅) settles it only when said without anger (…你们最好给我个说法 does not)
             st.resolve(self.turn)
+            st.plain = _plain(hits)
         elif st.state in ("open", "pending") and not escalated and self._satisfied(t):
             # the customer's own words are clearly satisfied ("oh that's so much better, you've been a star",
             # 这下踏实了，太感谢了): what was left open was a side matter or is settled for them. A bare thanks or
@@ -377,6 +471,11 @@ class CallAnalyzer:
         if "hangup" in signals:
             st.state = "open"
             st.note("customer hung up angry", quote())
+
+    def _settles(self, t: Transcript, hits: Iterable[Hit]) -> bool:
+        """An accept cue settles the issue; taking a next step or an explanation (a plain accept: 我现在就去营业厅)
+        only when said without anger (…你们最好给我个说法 is no acceptance)."""
+        return not _plain(hits) or score_utterance(t.text, t.language or self.language).label != "negative"
 
     def _satisfied(self, t: Transcript) -> bool:
         mood = score_utterance(t.text, t.language or self.language)
@@ -411,7 +510,7 @@ class CallAnalyzer:
         unresolved, _ = self._unresolved_now()
         if unresolved:
             return "unresolved"
-        return "resolved" if self.issue.state == "resolved" else ""
+        return "resolved" if self.issue.state == "resolved" and not self.issue.plain else ""
 
     def _intent(self, t: Transcript, damp: float) -> list[IntentUpdate]:
         self.intent.add_utterance(t.text, t.channel, damp)

@@ -78,7 +78,13 @@ def _whole_words(clause: str, start: int, end: int) -> bool:
         following = next((flag for a, _, flag in words if a == end), "")
         if following[:1] == "n":
             return False
+        # 我妈的，一三六…… / 俺妈的呢 / 咱妈的意思: a first-person possessor makes it "my mum's", whatever follows
+        if _FIRST_PERSON.search(clause[:start]):
+            return False
     return True
+
+
+_FIRST_PERSON = re.compile(r"(?:我|俺|咱|我们|咱们|我家|俺家|自己)$")
 
 
 def _clause_bounds(folded: str, start: int, end: int) -> tuple[int, int]:

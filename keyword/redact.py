@@ -36,7 +36,7 @@ from typing import Literal
 
 from .normalize import fold as _fold
 
-__all__ = ["DEFAULT_MASKS", "PiiKind", "Span", "find_pii", "redact", "redact_words"]
+__all__ = ["DEFAULT_MASKS", "PiiKind", "Span", "find_pii", "pii_key", "redact", "redact_words"]
 
 PiiKind = Literal["phone", "id_card", "bank_card", "email", "address", "digits"]
 
@@ -75,6 +75,16 @@ def find_pii(text: str) -> list[Span]:
         norm = _blank(norm, new)
     found.sort()
     return [Span(s, e, k, text[s:e]) for s, e, k in found]
+
+
+def pii_key(span: Span) -> str:
+    """What a span says, whatever its written form: the digits of a number (一三九 二七六八 = 1392768...), the
+    letters and digits of an address or e-mail, lower-cased. Two mentions of the same data have the same key
+    (keyword/analyzer.py: an agent reading back what the caller said is not reading the account out)."""
+    if span.kind in ("address", "email"):
+        return "".join(c for c in _fold(span.text) if c.isalnum())
+    digits = "".join("".join(run.digits) for run in _runs(_fold(span.text)))
+    return digits or "".join(c for c in _fold(span.text) if c.isalnum())
 
 
 def redact(text: str, mask: Callable[[Span], str] | None = None) -> str:
