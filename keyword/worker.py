@@ -81,7 +81,12 @@ def analytics_from_config(cfg: Config) -> Analytics:
         repeat_window_s=cfg.repeat_window_h * 3600.0,
         sentiment_alert=cfg.sentiment_alert,
     )
-    return Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None)
+    analytics = Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None)
+    if cfg.assist_packs:  # agent assist's scenario packs (keyword/assist/); default: the bundled ones
+        from .assist import assist_for
+
+        assist_for(analytics, cfg.assist_packs)
+    return analytics
 
 
 @dataclass(slots=True)
