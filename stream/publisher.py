@@ -17,10 +17,20 @@ Contract of :class:`RedisPublisher`:
   never waited for: it is dropped (``stats.partials_dropped``) when the queue is full, a producer is waiting,
   or Redis is down; partials already queued are discarded when an outage starts (stale by the time Redis is
   back).
-* **Outages.** Connection refused/reset/timeouts and retryable replies (LOADING, BUSY, OOM, READONLY, ...)
-  are retried with backoff 0.1 s .. 2 s, logged once per outage at WARNING with the number of buffered
-  events, and the recovery is logged too. ``publish`` never raises for Redis errors. An entry Redis rejects
-  for good (e.g. a key of the wrong type) is logged with its call id and counted in ``stats.rejected``.
+* **Outages.** Whatever Redis answers is an outage unless it says this entry can never be written
+  (``is_permanent``: WRONGTYPE, bad arguments, an event that cannot be encoded): connection refused/reset,
+  timeouts, MISCONF (a full disk under the AOF), OOM, READONLY, LOADING, NOAUTH ... The batch is retried with
+  backoff 0.1 s .. 2 s, logged once per outage at WARNING with the number of buffered events, and the
+  recovery is logged too. ``publish`` never raises for Redis errors. A permanent refusal is logged with its
+  call id and counted in ``stats.rejected``; it never holds up the events behind it.
+* **Told, not hidden.** ``add_listener`` callbacks hear when an outage starts and when every event buffered
+  during it is written (the ingest tells its clients, docs/protocol.md ``storage``); ``degraded`` and
+  ``pending(call_id)`` say the same on demand.
+* **Survives a stop.** Durable events still unwritten at ``stop`` are saved to ``spool_dir`` (JSON lines,
+  fsynced, 0600) and queued first at the next ``start``; a spool file is deleted once its events are in Redis.
+* **Live calls and call ids.** The same write-once script keeps ``keys.live_calls`` (a call's start adds it
+  under this publisher's ``node_id``, its end removes it) for the reaper (stream/liveness.py), and
+  ``claim_call`` takes a call id once for the life of its data (reused ids are refused by the pipeline).
 """
 
 from __future__ import annotations
@@ -237,6 +247,7 @@ class RedisPublisher:
             log.warning("call %s: could not check its call id with Redis (%s); accepting it", call_id, exc)
             return True
         return int(res) == 1
+
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Write what is queued (for up to ``drain_timeout_s``), then stop the writer and close the client."""
         if self._stopped:
