@@ -434,9 +434,10 @@ class CallAnalyzer:
                 st.state = "pending"
                 st.note("left pending: ticket, callback or wait for notice", quote())
             elif "resolved" in signals:
-                # a closing formula ("you're all set") does not settle a visit booked or an order re-submitted
+                # a closing formula ("you're all set") does not settle a visit booked, an order re-submitted or a problem
+                # the customer just said is still there
                 weak = all(h.rule.id.endswith("resolved_weak") for h in hits if h.rule.signal == "resolved")
-                if not (weak and st.state == "pending"):
+                if not (weak and st.state in ("pending", "open")):
                     st.resolve(self.turn)
             return
         # customer (or mixed) turn; self.intent.customer_turns counts the earlier ones (intent runs after)

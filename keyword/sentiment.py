@@ -240,13 +240,17 @@ _EN_POSITIVE: list[tuple[str, float]] = [
     (r"\b(?:you(?:'ve| have) been|you were|you're|you are)\s+(?:so |very |really |super |extremely |incredibly )?"
      r"(?:helpful|great|amazing|wonderful|fantastic|brilliant|patient|kind|a star|a lifesaver|a life saver|"
      r"the best)\b", 0.9),
+    # relief and emphatic thanks: "oh, thank God", "phew", "thanks, man, seriously", "honestly, thank you"
+    (r"\bthank (?:god|goodness|heavens)\b|\bphew\b|\b(?:thanks|thank you)\b[^.!?]{0,12}\b(?:seriously|honestly|"
+     r"for real|truly)\b|\b(?:seriously|honestly|genuinely),? (?:thanks|thank you)\b", 0.7),
     (r"\b(?:relieved|what a relief|made my day|happy now|"
      r"that'?s (?:great|perfect|brilliant|wonderful|awesome))\b", 0.6),
 ]
 
 _EN_NEGATORS = re.compile(r"\b(?:not|never|no|nothing|nobody|hardly|still not)\b|n't\b|\bstill\b")
 _EN_CONTRAST = re.compile(r"\b(?:but|however)\b")
-_EN_CONDITIONAL = re.compile(r"^\s*(?:if|unless|in case)\b|\b(?:if|unless|in case) (?:it|that|this|not)\b")
+_EN_CONDITIONAL = re.compile(r"^\s*(?:if|unless|in case)\b|\b(?:if|unless|in case) (?:it|that|this|not)\b|"
+                             r"\b(?:i hope|hopefully|let's hope|fingers crossed)\b")
 _EN_POLITE = re.compile(
     r"^(?:\W*\b(?:ok|okay|alright|all right|right|sure|yes|yeah|yep|yup|no|nope|fine|well|um+|uh+|hmm+|mm+|oh|"
     r"so|and|then|great|cool|good|perfect|lovely|got it|i see|understood|i understand|please|bye|goodbye|bye-bye|"
@@ -267,8 +271,17 @@ def _vader() -> Any:
     return analyzer
 
 
+_EN_TOPIC = re.compile(r"\b(?:scam|spam|fraud(?:ulent)?|phishing|nuisance|junk|robo)(?=[\s-]+(?:texts?|calls?|callers?|"
+                       r"messages?|emails?|numbers?|links?|alerts?|sms|department|team)\b)")
+"""Scam / spam / fraud naming a kind of message ("these scam texts", "the fraud team") is the topic, not a mood."""
+_EN_CONCESSIVE = re.compile(r"\bat least\b|\banyway\b|\bi suppose\b|\bi guess\b")
+"""Praise with a concession ("you've been very kind, at least", "thanks, I guess"): warmth for the person, not
+for the outcome; positive cues in its clause count a third."""
+
+
 def _score_en(text: str) -> UtteranceSentiment:
-    folded = fold(text)
+    folded = _EN_TOPIC.sub(lambda m: "x" * len(m.group()), fold(text))
+    text = folded
     if _EN_POLITE.match(folded):
         if _EN_GRATITUDE.search(folded):
             return UtteranceSentiment(POLITE_THANKS_SCORE, _label(POLITE_THANKS_SCORE), ("+thanks",), True)
@@ -298,6 +311,11 @@ def _score_en(text: str) -> UtteranceSentiment:
     conditionals = [c for c in clauses if _EN_CONDITIONAL.search(folded[c[0]:c[1]])]
     contrast = [m.start() for m in _EN_CONTRAST.finditer(folded)]
     contrast_at = contrast[-1] if contrast and hits else -1
+    sentences = [m.span() for m in re.finditer(r"[^.!?]+[.!?]*", folded)]
+    conceded = [c for c in sentences if _EN_CONCESSIVE.search(folded[c[0]:c[1]])]
+    if conceded:
+        hits = [_Hit(h.start, h.end, h.weight / 3, h.cue) if h.weight > 0 and any(a <= h.start < b for a, b in conceded)
+                else h for h in hits]
 
     compound = max(-0.999, min(0.999, compound))
     vader_raw = compound / math.sqrt(1.0 - compound * compound)
@@ -305,6 +323,8 @@ def _score_en(text: str) -> UtteranceSentiment:
         vader_raw *= 0.4
     if conditionals:
         vader_raw *= 0.5
+    if conceded and vader_raw > 0:
+        vader_raw /= 3
     cc_neg = sum(h.weight for h in hits if h.weight < 0)
     cc_pos = sum(h.weight for h in hits if h.weight > 0)
     if cc_neg < 0 and vader_raw > 0:
@@ -326,7 +346,7 @@ _ZH_LEXICON: dict[str, float] = {
     "贴心": 0.7, "周到": 0.6, "给力": 0.8, "靠谱": 0.6, "好评": 0.8, "开心": 0.8, "高兴": 0.8,
     "放心": 0.6, "舒服": 0.5, "有用": 0.4, "管用": 0.6, "有效": 0.4, "喜欢": 0.6, "解决": 0.5,
     "可以了": 0.5, "没问题": 0.3, "没问题了": 0.6, "帮大忙": 0.9, "帮了大忙": 0.9, "太感谢": 0.9,
-    "好": 0.5,
+    "好": 0.5, "幸亏": 0.6, "幸好": 0.6, "多亏": 0.7, "谢天谢地": 0.8, "还好你们": 0.6, "及时": 0.5,
     # gratitude (politeness when alone)
     "谢谢": 0.12, "谢谢你": 0.15, "谢谢您": 0.15, "谢谢你们": 0.15, "多谢": 0.12, "感谢": 0.3,
     "辛苦了": 0.2, "辛苦": 0.15, "辛苦你了": 0.2, "辛苦您了": 0.2, "麻烦你了": 0.1, "麻烦您了": 0.1,
@@ -371,7 +391,9 @@ _ZH_NEGATORS = frozenset({"不", "没", "没有", "别", "未", "无", "不是",
                           "从没", "绝不", "不太", "不怎么", "还没", "还没有", "并非", "没什么"})
 _ZH_SOFT_NEGATORS = frozenset({"不太", "不怎么"})  # "not very": half strength
 _ZH_CONTRAST = frozenset({"但是", "可是", "不过", "但", "然而", "只是"})
-_ZH_CONDITIONAL = frozenset({"如果", "要是", "万一", "假如", "的话", "假设", "要不然"})
+_ZH_CONDITIONAL = frozenset({"如果", "要是", "万一", "假如", "的话", "假设", "要不然",
+                             # hope and concession: 希望他们能给个说法 is no demand, 至少你态度还行 no satisfaction
+                             "希望", "但愿", "至少", "起码", "好歹"})
 _ZH_QUESTION_TAIL = frozenset({"吗", "么", "嘛", "?"})
 _ZH_QUESTION_WORDS = frozenset({"能不能", "行不行", "好不好", "是不是", "可不可以", "有没有", "对不对", "会不会",
                                 "要不要"})
