@@ -106,6 +106,7 @@ HTTP = [  # (method, path, roles allowed besides admin)
     ("GET", "/api/v1/stats/intents", {"supervisor"}),
     ("GET", "/api/v1/search", {"supervisor", "qa"}),
     ("GET", "/api/v1/calls/{call_id}", {"supervisor", "qa", "agent"}),
+    ("GET", "/api/v1/assist/knowledge", {"agent", "supervisor"}),
     ("POST", "/api/v1/tokens", set()),
     ("GET", "/metrics", set()),
 ]

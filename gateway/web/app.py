@@ -157,6 +157,17 @@ class Api:
         """Any event / record / message as this role may see it (callscribe/pii.py): every exit calls this."""
         return for_role(who.role, obj, self.cfg.redact_stored_text)
 
+    async def assist(self) -> Any:
+        """The agent assist (keyword/assist) over the configured packs, built once on first use (a second or so:
+        rule packs and intent catalog load with it)."""
+        found = getattr(self, "_assist", None)
+        if found is None:
+            from callscribe.keyword.assist import assist_for
+            from callscribe.keyword.worker import analytics_from_config
+
+            found = self._assist = await asyncio.to_thread(lambda: assist_for(analytics_from_config(self.cfg), self.cfg.assist_packs))
+        return found
+
     # --- routes ----------------------------------------------------------------------------------------------
     def mount(self, app: FastAPI) -> None:
         gw = self.gw
@@ -237,6 +248,15 @@ class Api:
         async def intent_stats(window_s: int = Query(3600, ge=60, le=86400), bucket_s: int = Query(300, ge=60, le=3600),
                                who: Principal = Depends(supervisors)) -> dict[str, Any]:
             return gw.board.state.intent_series(window_s, bucket_s)
+
+        @app.get("/api/v1/assist/knowledge", tags=["assist"])
+        async def assist_knowledge(q: str = Query("", max_length=500, description="the agent's question, free text"),
+                                   lang: str = Query("zh", pattern="^(zh|en)$"), limit: int = Query(3, ge=1, le=10),
+                                   who: Principal = Depends(self.allow("agent", "supervisor"))) -> dict[str, Any]:
+            """The knowledge search box of the agent desk: the best answer cards of the assist packs
+            (keyword/assist), best first, each with its cosine score and the threshold a live card needs."""
+            assist = await self.assist()
+            return {"q": q, "lang": lang, "cards": await asyncio.to_thread(_knowledge_cards, assist, q, lang, limit)}
 
         @app.get("/api/v1/search", tags=["search"])
         async def search(
@@ -520,3 +540,18 @@ def _record_from_info(call_id: str, info) -> CallRecord:
                       agent_id=info.agent_id, queue=info.queue, caller=info.caller, language=info.language,
                       intent=info.intent, intent_score=info.intent_score, unresolved=bool(info.unresolved),
                       alerts=tuple(info.alerts), reasons=tuple(info.flag_reasons))
+
+
+def _knowledge_cards(assist: Any, q: str, lang: str, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` answer cards for ``q`` in ``lang``, best first (keyword/assist KnowledgeIndex.best)."""
+    index = assist.compiled.knowledge.get(lang)
+    cards: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while index is not None and q.strip() and len(cards) < limit:
+        hit = index.best(q, exclude=seen)
+        if hit is None or hit.score <= 0:
+            break
+        seen.add(hit.card.id)
+        cards.append({"card": hit.card.id, "title": hit.card.title, "answer": hit.card.answer, "source": hit.card.source,
+                      "score": hit.score, "threshold": hit.threshold, "scenario": hit.scenario, "matched": hit.question})
+    return cards
