@@ -79,8 +79,11 @@ _DECLINE = re.compile(
     r"all good|i'm good|that's all for now)\b[\s,.!…]*)?|(?:没有了|没了|没有|没别的了|没什么了|不用了|暂时没有了?)[，,。.!！…\s]*)")
 """Declining more help after "anything else?" (No, I guess not / 没有了): a reply, not a mood."""
 
-_CREDENTIAL_READ = re.compile(r"^[^，。？?,.!；;]{0,4}(?:是|为|:|：|\bis\b)\s*[0-9零一二三四五六七八九幺]{4}")
-"""A verification word followed by its value (身份证号码是3502...): the agent reading the credential out."""
+_CREDENTIAL_READ = re.compile(
+    r"^[^，。？?,.!；;]{0,4}(?:(?:是|为|:|：|\bis\b)\s*[0-9零一二三四五六七八九幺]{4}|"
+    r"(?:是|为)[^，。？?！!；;吗]{2,}?(?<!什么)(?<!多少)(?<!哪个)(?:[，。！!；;]|$))")
+"""A verification word followed by its value (身份证号码是3502..., 机主姓名是李强。): the agent reading the credential
+out, not asking for it (机主姓名是？ / 身份证号码是多少？ stay questions)."""
 
 _NOT_ACCOUNT_NUMBER = re.compile(
     r"(?:工单|单号|编号|受理号|流水号|订单号|reference|ref|ticket|case|order|confirmation|tracking)\W{0,3}(?:\w+\W{0,2}){0,2}$",

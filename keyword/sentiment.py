@@ -168,6 +168,8 @@ _EN_LEXICON_OVERRIDES: dict[str, float] = {
     "sorry": 0.0, "pay": 0.0, "cancel": 0.0, "no": -0.4, "charged": -0.3, "problem": -0.6,
     "problems": -0.6, "lost": -0.6, "block": -0.6, "blocked": -0.5, "stolen": -0.8, "fraud": -0.8,
     "debt": -0.3, "dispute": -0.5,
+    # "fair enough" accepts an explanation; "that's not fair" is in _EN_NEGATIVE
+    "fair": 0.0,
 }
 
 _NEG = r"(?:not|n't|never|no longer|hardly)"
@@ -222,6 +224,7 @@ _EN_NEGATIVE: list[tuple[str, float]] = [
      r"\b(?:lost|losing) (?:a day|a week|\w+ (?:bucks|dollars|quid|pounds))\b", -0.6),
     (r"\b(?:could|might|should) (?:at least|just) (?:say|have said) sorry\b|\bwhat a (?:hassle|pain|mess|joke|headache)\b|"
      r"\b(?:stress(?:ful|ed)?|a headache|typical)\b|\bgo figure\b|\bwhatever\b", -0.5),
+    (r"\b(?:not|isn't|hardly|never) (?:very |really )?fair\b|\bunfair\b", -0.6),
     (r"\bthanks for nothing\b", -1.0),
     (r"\b(?:thanks|thank you) anyway\b", -0.3),
 ]

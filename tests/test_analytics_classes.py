@@ -143,3 +143,188 @@ def test_zh_readout_before_verification_is_compliance(analytics, readout):
     r = run(analytics, HELLO_ZH, ("customer", "我手机打不出去了。"), ("agent", "请您报一下服务密码。"),
             ("customer", "好了。"), VERIFY_ZH, ("agent", readout))
     assert "compliance" not in {a["category"] for a in r["alerts"]}
+
+
+# ======================================= round 3: dialogues_tune4 classes ===========================================
+def alerts(r: dict) -> set[str]:
+    return {a["category"] for a in r["alerts"]}
+
+
+# --- personal data read out of the account that the caller never said is a disclosure, whatever frames it --------
+@pytest.mark.parametrize("readout", [
+    "Okay, found you. So the handset on the line is IMEI 490154203237518, is that the one playing up?",
+    "Right, so that's the broadband at Flat 2, 17 Juniper Road, Leeds, yeah?",
+    "我查了一下，这个号码的机主身份证是一一零一零五一九九零零三零七一二三九，对吧？",
+    "好的，那张卡绑定的是招商银行的卡，卡号四五三九一四八八零三四三六四六七。",
+])
+def test_account_data_the_caller_did_not_give_is_a_disclosure(analytics, readout):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for c in readout) else HELLO_EN
+    r = run(analytics, hello, ("customer", "Hi, I need some help with my account please."), ("agent", readout))
+    assert "compliance" in alerts(r), r["alerts"]
+
+
+@pytest.mark.parametrize("turns", [
+    # the caller's own number read back, a shop address, a ticket number: nothing from the account
+    [("customer", "It's 0161 496 0734."), ("agent", "Okay, 0161 496 0734, let me bring that up.")],
+    [("customer", "Where's the nearest shop?"), ("agent", "Our store is at 12 Market Street, open till six.")],
+    [("customer", "我家宽带断了。"), ("agent", "好的，已经给您报修了，工单号是二零二六一二零七零零三一。")],
+])
+def test_read_back_shop_addresses_and_ticket_numbers_are_not_disclosures(analytics, turns):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for t in turns for c in t[1]) else HELLO_EN
+    r = run(analytics, hello, *turns)
+    assert "compliance" not in alerts(r), r["alerts"]
+
+
+@pytest.mark.parametrize("turn", [
+    "我帮您查一下……这个号的机主是王芳，身份证号码是三五零二零三一九九三零四一六一二八六。",
+    "登记的机主姓名是李强，身份证是110105199003071239。",
+    "看到了，机主身份证号码为四四零三零四一九七二零六一五零八九五。",
+])
+def test_a_credential_read_out_is_no_verification(analytics, turn):
+    r = run(analytics, HELLO_ZH, ("customer", "我想问一下这个号是谁的名字。"), ("agent", turn))
+    assert "compliance" in alerts(r), r["alerts"]
+
+
+@pytest.mark.parametrize("turn", [
+    "好的，我查到了，您这个号码上个月订了一个音乐包，每月十元。",
+    "系统显示，您名下还有一条宽带在用。",
+    "您现在还有五千六百个积分，可以换话费。",
+    "好的，已经兑换成功了，话费已经到账。",
+    "Alright, so you're paying sixty-five a month on that one.",
+])
+def test_read_outs_after_a_lookup_are_disclosures(analytics, turn):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for c in turn) else HELLO_EN
+    r = run(analytics, hello, ("customer", "Hi, quick question about my account."), ("agent", turn))
+    assert "compliance" in alerts(r), r["alerts"]
+
+
+# --- threats without the textbook words ------------------------------------------------------------------------
+@pytest.mark.parametrize("threat", [
+    "Honestly, if nobody sorts this by Friday I'm cancelling the lot.",
+    "Unless the engineer turns up tomorrow, we're switching, simple as that.",
+    "I'll be going with someone else if this carries on.",
+    "My cousin's a barrister, so we'll see about that.",
+    "Well, my daughter's a journalist, let's see what she makes of this.",
+])
+def test_conditional_and_veiled_threats_are_escalations(analytics, threat):
+    r = run(analytics, HELLO_EN, ("customer", "My line's been dead since Monday."), ("agent", "I'm sorry about that."),
+            ("customer", threat))
+    assert "escalation" in alerts(r), r["alerts"]
+
+
+def test_a_calm_cancellation_for_a_move_abroad_is_no_threat(analytics):
+    r = run(analytics, HELLO_EN, ("customer", "If I'm moving abroad next month, I'm cancelling the broadband, right?"))
+    assert "escalation" not in alerts(r), r["alerts"]
+
+
+# --- not abuse: an insult at oneself, my mum's ------------------------------------------------------------------
+@pytest.mark.parametrize("turn", [
+    "Ugh, I'm such an idiot, I left the router unplugged.",
+    "Silly me, I typed the wrong number, stupid me.",
+    "I felt like an idiot standing in the shop.",
+    "我妈的，还有我爸的，两个号都要改。",
+    "俺妈的呢？也是这个套餐吗？",
+])
+def test_self_directed_insults_and_first_person_possessives_are_not_abuse(analytics, turn):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for c in turn) else HELLO_EN
+    r = run(analytics, hello, ("customer", turn))
+    assert "abuse" not in alerts(r), r["alerts"]
+
+
+def test_a_curse_is_still_abuse(analytics):
+    r = run(analytics, HELLO_ZH, ("customer", "妈的，又断网了。"))
+    assert "abuse" in alerts(r)
+
+
+# --- the customer defers or the delay is restated: open; choosing the other option or the next step: settled ------
+@pytest.mark.parametrize("turn", [
+    "这个月钱紧，改天再说吧。",
+    "那等发工资再交吧。",
+    "Another fortnight. Brilliant.",
+    "Fine, I'll sort it out later I suppose.",
+])
+def test_deferring_leaves_the_call_open(analytics, turn):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for c in turn) else HELLO_EN
+    r = run(analytics, hello, ("customer", "My number can't be ported out."), ("agent", "The balance has to be cleared first."),
+            ("customer", turn))
+    assert r["unresolved"], r["reasons"]
+
+
+@pytest.mark.parametrize("turn", [
+    "算了，那我还是等合约到期吧。",
+    "算了，那我就先留着这个套餐吧。",
+    "那我下午就去营业厅办一下。",
+    "行，我明天跑一趟门店。",
+])
+def test_choosing_the_alternative_or_the_next_step_settles_it(analytics, turn):
+    r = run(analytics, HELLO_ZH, ("customer", "我想提前解约可以吗？"),
+            ("agent", "合约期内解约需要去营业厅，按剩余月份收违约金。"), ("customer", turn))
+    assert not r["unresolved"], r["reasons"]
+
+
+def test_a_next_step_said_in_anger_settles_nothing(analytics):
+    r = run(analytics, HELLO_ZH, ("customer", "我的卡被别人补办了！"), ("agent", "已经给您停机了，三个工作日内给您回复核查结果。"),
+            ("customer", "我现在就去营业厅，你们最好给我个说法。"))
+    assert r["unresolved"], r["reasons"]
+
+
+@pytest.mark.parametrize("closing", ["You're all set.", "Okay, that's done.", "Great, you're good to go."])
+def test_a_closing_formula_does_not_settle_a_pending_fix(analytics, closing):
+    r = run(analytics, HELLO_EN, ("customer", "My order never arrived."), VERIFY_EN,
+            ("agent", "I've re-submitted it, it should ship within three to five business days."),
+            ("customer", "Okay."), ("agent", closing))
+    assert r["unresolved"], r["reasons"]
+
+
+@pytest.mark.parametrize("last", [
+    "Thank you. You've been very patient, at least.",
+    "Okay. You were very kind about it, at least.",
+    "Well, you've been really helpful, I suppose.",
+])
+def test_concessive_praise_neither_settles_nor_warms(analytics, last):
+    r = run(analytics, HELLO_EN, ("customer", "I want to give some feedback about a shop visit."),
+            ("agent", "I've logged it, someone will call you within five working days."), ("customer", last))
+    assert r["unresolved"], r["reasons"]
+    assert r["sentiment"]["end"] == "neutral", r["sentiment"]["end_score"]
+
+
+# --- sentiment: accepting an explanation is not warmth; declining "anything else?" is not a mood -----------------
+@pytest.mark.parametrize("turns", [
+    [("customer", "Fair enough, I'll pop into the store on Monday."), ("agent", "Great. Anything else?"),
+     ("customer", "No, that's it. Cheers.")],
+    [("customer", "Makes sense. I'll get her to go into a shop then."), ("agent", "Lovely.")],
+    [("customer", "明白了，那我周末去营业厅。"), ("agent", "好的。")],
+])
+def test_accepting_an_explanation_ends_neutral(analytics, turns):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for t in turns for c in t[1]) else HELLO_EN
+    r = run(analytics, hello, ("customer", "Can I reset my dad's password?"),
+            ("agent", "Only the account holder can, in a store with photo ID."), *turns)
+    assert r["sentiment"]["end"] == "neutral", r["sentiment"]
+
+
+@pytest.mark.parametrize("reply", ["No, I guess not. I'll look at the app.", "Nope, that's all.", "没有了。"])
+def test_declining_anything_else_is_not_negative(analytics, reply):
+    hello = HELLO_ZH if any("\u4e00" <= c <= "\u9fff" for c in reply) else HELLO_EN
+    r = run(analytics, hello, ("customer", "I want to move to the cheaper plan."), VERIFY_EN,
+            ("agent", "I've switched you to the cheaper plan from today. Anything else?"), ("customer", reply))
+    assert r["sentiment"]["end"] != "negative", r["sentiment"]
+
+
+@pytest.mark.parametrize("after", [["Wow. Okay.", "Fine."], ["Right.", "Okay. No."], ["好吧。", "嗯。"]])
+def test_terse_turns_after_the_agent_insulted_the_customer_are_hurt(analytics, after):
+    r = run(analytics, HELLO_EN, ("customer", "How many points do I have?"), VERIFY_EN,
+            ("agent", "Shut up and let me finish."), ("customer", after[0]), ("agent", "Done, ten off your bill."),
+            ("customer", after[1]))
+    assert r["sentiment"]["end"] == "negative", r["sentiment"]
+
+
+@pytest.mark.parametrize("text,label", [
+    ("Oh, thank goodness. Thanks, honestly.", "positive"),
+    ("Phew. Thank you, seriously.", "positive"),
+    ("I keep getting spam calls about a parcel, how do I block them?", "neutral"),
+    ("嗯，希望他们这次能给个说法。", "neutral"),
+    ("幸亏你们处理得及时。", "positive"),
+])
+def test_relief_topic_words_and_hope(text, label):
+    from callscribe.keyword.sentiment import score_utterance
+    assert score_utterance(text, "").label == label

@@ -56,6 +56,17 @@ def test_labelled_set_meets_the_targets(analytics, name):
     # for expired real-name details) and the system picks sim_device for all three: 13/16
     assert s["intent_accuracy"] >= (0.8 if name == "dialogues_tune3" else 0.85), s["errors"]
     assert s["unresolved_f1"] >= 0.85, s["errors"]
+    for key, floor in SET_FLOORS.get(name, {}).items():
+        assert s[key] >= floor, (key, s[key], s["errors"])
+
+
+# Sets with floors of their own, 0.05 under what they measured after being tuned on (docs/analytics.md, round 3):
+# dialogues_tune4 (60 calls, first run alerts P 0.96 R 0.84, intent 0.88, unresolved F1 0.875, end sentiment 0.75,
+# PII 1.00) measured 1.00 / 1.00 / 0.93 / 0.98 / 0.87 / 1.00 after its error classes were fixed.
+SET_FLOORS = {
+    "dialogues_tune4": {"alert_precision": 0.95, "alert_recall": 0.95, "intent_accuracy": 0.88, "unresolved_f1": 0.93,
+                        "sentiment_accuracy": 0.81, "pii_masked": 0.95},
+}
 
 
 def test_repeat_callers_in_a_directory_are_linked(analytics):
