@@ -542,14 +542,18 @@ def _record_from_info(call_id: str, info) -> CallRecord:
                       alerts=tuple(info.alerts), reasons=tuple(info.flag_reasons))
 
 
+KNOWLEDGE_SEARCH_FLOOR = 0.1  # cosine; below it a search hit shares a stray n-gram, not a topic
+
+
 def _knowledge_cards(assist: Any, q: str, lang: str, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` answer cards for ``q`` in ``lang``, best first (keyword/assist KnowledgeIndex.best)."""
+    """Up to ``limit`` answer cards for ``q`` in ``lang``, best first (keyword/assist KnowledgeIndex.best), down to
+    :data:`KNOWLEDGE_SEARCH_FLOOR` (the agent asked, so lower than the pack's threshold for unasked live cards)."""
     index = assist.compiled.knowledge.get(lang)
     cards: list[dict[str, Any]] = []
     seen: set[str] = set()
     while index is not None and q.strip() and len(cards) < limit:
         hit = index.best(q, exclude=seen)
-        if hit is None or hit.score <= 0:
+        if hit is None or hit.score < KNOWLEDGE_SEARCH_FLOOR:
             break
         seen.add(hit.card.id)
         cards.append({"card": hit.card.id, "title": hit.card.title, "answer": hit.card.answer, "source": hit.card.source,

@@ -3,7 +3,7 @@
 import {
   boot, t, el, onLangChange, intentName, categoryName, moodName, severityName, channelName, stateName, reasonName,
   fmtOffset, fmtDuration, fmtTime, fmtPercent, atBottom, ReconnectingSocket, ConnIndicator, showNotice, uttNode,
-  previousCalls, alertText,
+  previousCalls, alertText, api, getToken, getLang, fmtDateTime, ApiError, fillList,
 } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,6 +24,17 @@ let ended = false;
 let endedDurationMs = 0;
 let repeatCount = 0;
 let stickToBottom = true; // auto-scroll unless the agent scrolled up
+// Agent assist (the captions stream's assist_* events; docs/assist.md), rendered as the server sends it.
+let scenario = null;        // the latest ScenarioCard (assist_scenario)
+let stepsDone = new Map();  // scenario id -> (step id -> StepDone)
+let stepTitles = new Map(); // step id -> title, as StepDone / StepPrompt name it
+let prompts = new Map();    // scenario|step|reason -> StepPrompt still on screen
+let dismissedPrompts = new Set();
+let offers = new Map();     // offer id -> Offer with status "made"
+let knowledge = new Map();  // card id -> KnowledgeCard, in arrival order
+let history = null;         // the caller_history message of /ws/v1/agent
+let ticket = null;          // {draft, source} while the ticket form is open
+let shown = new Set();      // telemetry: cards already reported as shown
 
 // ---------------------------------------------------------------------------------------------
 boot(start);
@@ -54,6 +65,7 @@ function start() {
     $("jump-latest").hidden = true;
   });
   setInterval(renderDuration, 1000);
+  wireAssist();
   onLangChange(renderAll);
   renderAll();
 }
@@ -65,6 +77,10 @@ function renderWatching() {
 // ---------------------------------------------------------------------------------------------
 // /ws/v1/agent: which call is current.
 function onAgentMessage(msg) {
+  if (msg.type === "caller_history") {
+    onHistory(msg);
+    return;
+  }
   if (msg.type !== "current_call") return; // ping and unknown types
   const next = msg.call || null;
   if (!next) {
@@ -104,6 +120,7 @@ function resetCall(next) {
   endedDurationMs = 0;
   repeatCount = 0;
   stickToBottom = true;
+  resetAssist();
   $("captions").replaceChildren();
   $("captions-note").hidden = true;
   $("jump-latest").hidden = true;
@@ -170,6 +187,15 @@ function onCaptionsMessage(msg) {
       break;
     case "dtmf":
       onDtmf(msg);
+      break;
+    case "assist_scenario":
+    case "assist_step_done":
+    case "assist_step_prompt":
+    case "assist_knowledge":
+    case "assist_offer":
+    case "assist_ticket":
+    case "ticket":
+      onAssist(msg);
       break;
     default:
       break; // ping, call_started and types this page does not know
@@ -258,6 +284,7 @@ function renderAll() {
   if (!has) {
     $("repeat-note").hidden = true;
     $("call-ended").hidden = true;
+    renderAssist();
     return;
   }
   $("call-id").textContent = call.call_id;
@@ -271,6 +298,7 @@ function renderAll() {
   renderFlag();
   renderAlerts();
   renderRepeat();
+  renderAssist();
 }
 
 function renderEnded() {
@@ -363,6 +391,487 @@ function renderRepeat() {
   const fromCall = Array.isArray(call?.repeat_of) && call.repeat_of.length > 0;
   note.hidden = !call || !(hasRepeatAlert || fromCall || repeatCount > 0);
   note.textContent = t("repeat_note", { n: repeatCount || call?.repeat_of?.length || 1 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent assist (docs/assist.md): the scenario guide, prompts, knowledge, offers, the ticket and the
+// caller's history. Every card is the server's; this only renders them and reports what the agent
+// did with them (POST /api/v1/assist/events, fire and forget).
+let searchResults = null;  // the knowledge search box's last answer (cards) or null
+let dismissedOffers = new Set();
+let dismissedCards = new Set();
+let usedCards = new Set();
+let ticketResult = null;   // {ticket_id, ...} after a submit (or a `ticket` event of the call)
+
+function wireAssist() {
+  $("kb-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    searchKnowledge();
+  });
+  $("ticket-btn").addEventListener("click", requestDraft);
+  $("ticket-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    submitTicket();
+  });
+  $("ticket-cancel").addEventListener("click", () => {
+    if (ticket) track("dismissed", "ticket", ticket.draft.type || "");
+    ticket = null;
+    renderTicket();
+  });
+  $("scenario-panel").addEventListener("click", () => {
+    if (scenario) track("clicked", "scenario", scenario.scenario);
+  });
+}
+
+function resetAssist() {
+  scenario = null;
+  stepsDone = new Map();
+  stepTitles = new Map();
+  prompts = new Map();
+  dismissedPrompts = new Set();
+  offers = new Map();
+  dismissedOffers = new Set();
+  knowledge = new Map();
+  dismissedCards = new Set();
+  usedCards = new Set();
+  history = null;
+  ticket = null;
+  ticketResult = null;
+  shown = new Set();
+  setTicketNote("");
+}
+
+/** One assist event of the call's stream (callscribe/events.py: ScenarioCard, StepDone, ...). */
+function onAssist(m) {
+  switch (m.type) {
+    case "assist_scenario":
+      scenario = m;
+      break;
+    case "assist_step_done": {
+      if (m.title) stepTitles.set(m.step, m.title);
+      if (!stepsDone.has(m.scenario)) stepsDone.set(m.scenario, new Map());
+      stepsDone.get(m.scenario).set(m.step, m);
+      break;
+    }
+    case "assist_step_prompt": {
+      if (m.title) stepTitles.set(m.step, m.title);
+      const key = `${m.scenario}|${m.step}|${m.reason}`;
+      if (!dismissedPrompts.has(key)) prompts.set(key, m);
+      break;
+    }
+    case "assist_knowledge":
+      knowledge.set(m.card, m);
+      break;
+    case "assist_offer":
+      if (m.status === "made") offers.set(m.offer, m); // a suppressed offer is never shown
+      break;
+    case "assist_ticket":
+      // The call ended unresolved: open the draft unless the agent is editing or has submitted one.
+      if (!ticket && !ticketResult) openTicket(m, "end");
+      break;
+    case "ticket":
+      ticketResult = m;
+      break;
+    default:
+      return;
+  }
+  renderAssist();
+}
+
+function renderAssist() {
+  renderScenario();
+  renderPrompts();
+  renderOffers();
+  renderKnowledge();
+  renderHistory();
+  renderTicket();
+}
+
+/** A step's name: the card's own titles when it has them, else as a step event named it ("" when unknown:
+ * the ScenarioCard carries step ids and lines only, and the line says what the step is). */
+function stepName(id) {
+  return scenario?.titles?.[id] || stepTitles.get(id) || "";
+}
+
+function renderScenario() {
+  const panel = $("scenario-panel");
+  if (!scenario) {
+    panel.hidden = true;
+    delete panel.dataset.scenario;
+    $("scenario-steps").replaceChildren();
+    return;
+  }
+  panel.hidden = false;
+  panel.dataset.scenario = scenario.scenario;
+  panel.dataset.seq = String(scenario.seq ?? "");
+  panel.dataset.intent = scenario.intent || "";
+  $("scenario-title").textContent = scenario.title || intentName(scenario.intent);
+  const done = stepsDone.get(scenario.scenario) || new Map();
+  const required = new Set(scenario.required || []);
+  const steps = scenario.steps || [];
+  const lines = scenario.lines || {};
+  $("scenario-steps").replaceChildren(...steps.map((id, i) => {
+    const d = done.get(id);
+    return el(
+      "li.step",
+      { dataset: { step: id, done: d ? "true" : "false", required: required.has(id) ? "true" : "false" } },
+      el("span.step-check", { text: d ? "✓" : String(i + 1), "aria-label": d ? t("step_done") : null }),
+      el("div.step-body", null,
+        el("div.step-head", null,
+          stepName(id) || !lines[id] ? el("span.step-name", { text: stepName(id) || id }) : null,
+          required.has(id) ? el("span.step-req", { text: t("step_required") }) : null),
+        lines[id] ? el("div.step-line", { title: t("say_line"), text: lines[id] }) : null,
+        d?.quote ? el("div.step-quote", { text: d.quote }) : null),
+    );
+  }));
+  $("scenario-progress").textContent = t("steps_progress", { done: steps.filter((s) => done.has(s)).length, total: steps.length });
+  track("shown", "scenario", scenario.scenario);
+}
+
+function promptText(p) {
+  const step = p.title || stepName(p.step) || p.step;
+  const reason = String(p.reason || "");
+  if (reason.startsWith("before:")) return t("prompt_before", { step });
+  if (reason === "account_access") return t("prompt_account_access", { step });
+  if (reason === "closing") return t("prompt_closing", { step });
+  return t("prompt_other", { step });
+}
+
+function renderPrompts() {
+  const box = $("assist-prompts");
+  const items = [...prompts.entries()];
+  box.replaceChildren(...items.map(([key, p]) => {
+    const stepDone = stepsDone.get(p.scenario)?.has(p.step);
+    return el(
+      "div.assist-prompt",
+      { dataset: { step: p.step, reason: p.reason, scenario: p.scenario, done: stepDone ? "true" : "false" } },
+      el("span.prompt-icon", { text: stepDone ? "✓" : "!" }),
+      el("div.prompt-body", null,
+        el("div.prompt-text", { text: promptText(p) }),
+        p.line ? el("div.prompt-line", { text: p.line }) : null),
+      el("button.prompt-dismiss", {
+        type: "button", title: t("dismiss"), "aria-label": t("dismiss"), text: "×",
+        onclick: () => {
+          prompts.delete(key);
+          dismissedPrompts.add(key);
+          track("dismissed", "step_prompt", p.step);
+          renderPrompts();
+        },
+      }),
+    );
+  }));
+  for (const [, p] of items) track("shown", "step_prompt", p.step);
+}
+
+function renderOffers() {
+  const items = [...offers.values()].filter((o) => !dismissedOffers.has(o.offer));
+  $("offers").replaceChildren(...items.map((o) =>
+    el(
+      "section.assist-card.offer-card",
+      { dataset: { offer: o.offer, moment: o.moment || "", used: usedCards.has("offer|" + o.offer) ? "true" : "false" } },
+      el("div.assist-head", null,
+        el("span.assist-kind", { text: t("offer_kind") }),
+        el("span.offer-title", { text: o.title || o.offer })),
+      o.line ? el("div.offer-line", { text: o.line }) : null,
+      el("div.card-actions", null,
+        el("button.btn.small.primary.offer-use", {
+          type: "button", text: usedCards.has("offer|" + o.offer) ? t("offer_used") : t("offer_use"),
+          disabled: usedCards.has("offer|" + o.offer),
+          onclick: () => {
+            usedCards.add("offer|" + o.offer);
+            track("used", "offer", o.offer);
+            renderOffers();
+          },
+        }),
+        el("button.btn.small.offer-dismiss", {
+          type: "button", text: t("dismiss"),
+          onclick: () => {
+            dismissedOffers.add(o.offer);
+            track("dismissed", "offer", o.offer);
+            renderOffers();
+          },
+        })),
+    )));
+  for (const o of items) track("shown", "offer", o.offer);
+}
+
+/** One answer card (live from the stream, or a search result). */
+function kbCard(c, origin) {
+  const id = c.card;
+  const used = usedCards.has("knowledge|" + id);
+  return el(
+    "div.kb-card",
+    {
+      dataset: { card: id, origin, used: used ? "true" : "false" },
+      onclick: (ev) => {
+        if (ev.target.closest("button")) return;
+        ev.currentTarget.classList.toggle("open");
+        track("clicked", "knowledge", id);
+      },
+    },
+    el("div.kb-head", null,
+      el("span.kb-title", { text: c.title || id }),
+      el("span.kb-score.mono", { title: t("score"), text: t("kb_score", { score: fmtPercent(c.score) }) }),
+      origin === "live"
+        ? el("button.kb-dismiss", {
+          type: "button", title: t("dismiss"), "aria-label": t("dismiss"), text: "×",
+          onclick: () => {
+            dismissedCards.add(id);
+            track("dismissed", "knowledge", id);
+            renderKnowledge();
+          },
+        })
+        : null),
+    origin === "live" && c.question ? el("div.kb-question", { text: t("kb_asked", { q: c.question }) }) : null,
+    el("div.kb-answer", { text: c.answer || "" }),
+    el("div.kb-foot", null,
+      el("span.kb-source.mono", { text: t("kb_source", { source: c.source || t("none_dash") }) }),
+      el("button.btn.small.kb-use", {
+        type: "button", text: used ? t("kb_used") : t("kb_use"), disabled: used,
+        onclick: () => {
+          usedCards.add("knowledge|" + id);
+          track("used", "knowledge", id);
+          renderKnowledge();
+        },
+      })),
+  );
+}
+
+function renderKnowledge() {
+  const live = [...knowledge.values()].filter((c) => !dismissedCards.has(c.card)).reverse(); // newest first
+  $("kb-live").replaceChildren(...live.map((c) => kbCard(c, "live")));
+  for (const c of live) track("shown", "knowledge", c.card);
+  const box = $("kb-results");
+  if (searchResults === null) {
+    box.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  box.hidden = false;
+  fillList(box, searchResults, (c) => kbCard(c, "search"), "kb_none");
+  for (const c of searchResults) track("shown", "knowledge", c.card);
+}
+
+/** The language of the answers to search: the call's, else the page's. */
+function kbLang() {
+  const lang = String(call?.language || getLang() || "zh");
+  return lang.startsWith("en") ? "en" : "zh";
+}
+
+async function searchKnowledge() {
+  const q = $("kb-q").value.trim();
+  const box = $("kb-results");
+  if (!q) {
+    searchResults = null;
+    renderKnowledge();
+    return;
+  }
+  box.hidden = false;
+  box.replaceChildren(el("div.empty", { text: t("loading") }));
+  try {
+    const res = await api("/api/v1/assist/knowledge", { query: { q, lang: kbLang() } });
+    searchResults = Array.isArray(res?.cards) ? res.cards : [];
+  } catch (err) {
+    searchResults = null;
+    box.replaceChildren(el("div.empty.error", { text: errText(err) }));
+    return;
+  }
+  renderKnowledge();
+}
+
+// --- caller history (caller_history on /ws/v1/agent) ------------------------------------------
+function onHistory(msg) {
+  if (msg.call_id && call && msg.call_id !== call.call_id) return; // another call's
+  history = msg;
+  renderHistory();
+}
+
+function historyCalls() {
+  const h = history || {};
+  const list = h.calls || h.history || h.previous_calls || [];
+  return Array.isArray(list) ? list : [];
+}
+
+/** resolved: true / false / null (unknown), as the server said it. */
+function resolvedOf(c) {
+  if (typeof c.resolved === "boolean") return c.resolved;
+  if (typeof c.unresolved === "boolean") return !c.unresolved;
+  return null;
+}
+
+function ticketLabel(tk) {
+  if (typeof tk === "string") return tk;
+  return [tk.ticket_id || tk.id, tk.type || tk.ticket_type, tk.status].filter(Boolean).join(" · ");
+}
+
+function renderHistory() {
+  const panel = $("history-panel");
+  if (!call || !history) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  const calls = historyCalls();
+  const repeat = typeof history.repeat === "boolean" ? history.repeat : calls.length > 0;
+  const banner = $("history-banner");
+  banner.hidden = !repeat;
+  banner.textContent = t("history_banner", { n: history.count ?? calls.length });
+  panel.dataset.repeat = repeat ? "true" : "false";
+  const promise = history.last_promise || history.promised || "";
+  const pnode = $("history-promise");
+  pnode.hidden = !promise;
+  pnode.textContent = promise ? t("history_promised", { text: promise }) : "";
+  const list = $("history-list");
+  if (!calls.length) {
+    list.replaceChildren(el("li.empty", { text: t("history_none") }));
+    return;
+  }
+  list.replaceChildren(...calls.map((c) => {
+    const resolved = resolvedOf(c);
+    const tickets = Array.isArray(c.tickets) ? c.tickets : [];
+    const alertsOf = Array.isArray(c.alerts) ? c.alerts : [];
+    const promised = c.promised || c.promise || "";
+    return el(
+      "li.history-call",
+      { dataset: { callId: c.call_id || "", resolved: resolved === null ? "" : String(resolved) } },
+      el("div.hc-head", null,
+        el("span.hc-date.mono", { text: fmtDateTime(c.started_at_ms) }),
+        el("span.hc-intent", { text: c.intent ? intentName(c.intent, c.intent_name) : t("none_dash") }),
+        resolved === null ? null
+          : el("span.badge", { class: resolved ? "good" : "bad", text: t(resolved ? "history_resolved" : "history_unresolved") })),
+      tickets.length ? el("div.hc-tickets", null, el("span.hc-label", { text: t("history_tickets") }),
+        ...tickets.map((tk) => el("span.hc-ticket.mono", { text: ticketLabel(tk) }))) : null,
+      alertsOf.length ? el("div.hc-alerts", null, el("span.hc-label", { text: t("history_alerts") }),
+        ...alertsOf.map((a) => el("span.badge.cat", { dataset: { category: a.category || a }, text: categoryName(a.category || a) }))) : null,
+      promised ? el("div.hc-promised", { text: t("history_promised", { text: promised }) }) : null,
+    );
+  }));
+  track("shown", "history", history.caller || "");
+}
+
+// --- ticket: draft (click or call end), edit, submit ------------------------------------------
+function callPath(suffix) {
+  return `/api/v1/calls/${encodeURIComponent(call.call_id)}/${suffix}`;
+}
+
+async function requestDraft() {
+  if (!call) return;
+  const callId = call.call_id;
+  setTicketNote(t("ticket_drafting"));
+  track("clicked", "ticket", "");
+  let res;
+  try {
+    res = await api(callPath("ticket/draft"), { method: "POST" });
+  } catch (err) {
+    setTicketNote(t("ticket_draft_failed", { msg: errText(err) }), "error");
+    return;
+  }
+  if (!call || call.call_id !== callId) return;
+  setTicketNote("");
+  openTicket(res?.draft || res?.ticket || res || {}, "click");
+}
+
+/** The draft as the form edits it: TicketDraft events say `ticket_type`, the API's JSON `type`. */
+function draftOf(d) {
+  return {
+    type: d.ticket_type || (d.type && !String(d.type).startsWith("assist_") ? d.type : ""),
+    priority: d.priority || "medium",
+    fields: d.fields && typeof d.fields === "object" ? d.fields : {},
+    missing: Array.isArray(d.missing) ? d.missing : [],
+    summary: Array.isArray(d.summary) ? d.summary : d.summary ? [String(d.summary)] : [],
+    title: d.title || "",
+  };
+}
+
+function openTicket(raw, source) {
+  const draft = draftOf(raw);
+  ticket = { draft, source };
+  ticketResult = null;
+  $("ticket-type").value = draft.type;
+  $("ticket-priority").value = draft.priority;
+  const names = [...Object.keys(draft.fields), ...draft.missing.filter((n) => !(n in draft.fields))];
+  $("ticket-fields").replaceChildren(...names.map((name) => {
+    const missing = draft.missing.includes(name) && !draft.fields[name];
+    return el("label.tf-row.tf-field", { dataset: { field: name, missing: missing ? "true" : "false" } },
+      el("span", { text: name }),
+      el("input", { name, value: String(draft.fields[name] ?? ""), maxlength: "1000", placeholder: missing ? t("ticket_missing") : null }));
+  }));
+  $("ticket-summary").value = draft.summary.join("\n");
+  $("ticket-source").textContent = t(source === "end" ? "ticket_from_end" : "ticket_from_click") + (draft.title ? ` · ${draft.title}` : "");
+  $("ticket-form").dataset.source = source;
+  renderTicket();
+  $("ticket-panel").scrollIntoView({ block: "nearest" });
+  track("shown", "ticket", draft.type);
+}
+
+async function submitTicket() {
+  if (!call || !ticket) return;
+  const callId = call.call_id;
+  const fields = {};
+  for (const input of $("ticket-fields").querySelectorAll("input[name]")) fields[input.name] = input.value;
+  const body = {
+    type: $("ticket-type").value.trim(),
+    priority: $("ticket-priority").value,
+    fields,
+    summary: $("ticket-summary").value.split("\n").map((s) => s.trim()).filter(Boolean),
+  };
+  const button = $("ticket-submit");
+  button.disabled = true;
+  setTicketNote(t("ticket_submitting"));
+  try {
+    const res = await api(callPath("tickets"), { method: "POST", body });
+    if (!call || call.call_id !== callId) return;
+    track("used", "ticket", body.type);
+    ticketResult = res?.ticket || res || {};
+    ticket = null;
+    setTicketNote("");
+  } catch (err) {
+    setTicketNote(t("ticket_failed", { msg: errText(err) }), "error");
+  } finally {
+    button.disabled = false;
+  }
+  renderTicket();
+}
+
+function setTicketNote(text, kind = "") {
+  const note = $("ticket-note");
+  note.hidden = !text;
+  note.textContent = text;
+  note.dataset.kind = kind;
+}
+
+function renderTicket() {
+  $("ticket-btn").disabled = !call;
+  $("ticket-form").hidden = !call || !ticket;
+  const result = $("ticket-result");
+  result.hidden = !call || !ticketResult;
+  if (ticketResult) {
+    const id = ticketResult.ticket_id || ticketResult.id || "";
+    result.dataset.ticketId = id;
+    result.textContent = t("ticket_submitted", { id: [id, ticketResult.status].filter(Boolean).join(" · ") });
+  }
+}
+
+function errText(err) {
+  if (err instanceof ApiError) return err.status ? `${err.status}${err.detail ? " " + err.detail : ""}` : err.detail;
+  return String(err);
+}
+
+// --- telemetry: what the agent did with a card (fire and forget; supervisors watching report nothing)
+function track(action, kind, cardId) {
+  if (!call || watchedAgent) return;
+  const key = `${kind}|${cardId}`;
+  if (action === "shown") {
+    if (shown.has(key)) return;
+    shown.add(key);
+  }
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = "Bearer " + token;
+  fetch("/api/v1/assist/events", {
+    method: "POST", headers, keepalive: true,
+    body: JSON.stringify({ call_id: call.call_id, card_kind: kind, card_id: String(cardId), action }),
+  }).catch(() => {});
 }
 
 // Surface unexpected failures instead of a silent dead page.
