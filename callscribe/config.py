@@ -21,6 +21,7 @@ import difflib
 import ipaddress
 import logging
 import os
+import string
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
@@ -211,6 +212,33 @@ def _api_tokens(v: tuple[str, ...]) -> tuple[str, ...]:
     return v
 
 
+_WEBHOOK_KIND = frozenset(string.ascii_letters + string.digits + "._-")
+
+
+def _webhook(v: str) -> str:
+    """One ``kind=url`` entry of ``webhooks`` (gateway/webhooks): an output kind, or ``*`` for every kind."""
+    kind, sep, url = v.partition("=")
+    if not sep or not kind or not url:
+        raise _invalid("each entry is kind=url, e.g. ticket=https://crm.example.com/hooks/callscribe (kind * = every kind)")
+    if kind != "*" and (len(kind) > 64 or not set(kind) <= _WEBHOOK_KIND):
+        raise _invalid(f"kind {kind[:64]!r} must be * or up to 64 letters, digits, '.', '_' or '-'")
+    scheme = _scheme(url)
+    if scheme not in ("http", "https"):  # the URL itself may hold a token: never echo it
+        raise _invalid(f"the {kind} URL must be http:// or https://; got {f'scheme {scheme!r}' if scheme else 'no scheme'}")
+    _check_url(url)
+    if not urlsplit(url).hostname:
+        raise _invalid(f"the {kind} URL needs a host")
+    return v
+
+
+def _distinct_webhooks(v: tuple[str, ...]) -> tuple[str, ...]:
+    """Like ``_distinct``, without echoing the URL (it may carry a token)."""
+    for i, x in enumerate(v):
+        if x in v[:i]:
+            raise _invalid(f"entry {i + 1} repeats entry {v.index(x) + 1}")
+    return v
+
+
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Float = Annotated[float, BeforeValidator(_no_bool)]  # finite: allow_inf_nan=False below
 Text = Annotated[str, AfterValidator(_text)]
@@ -241,6 +269,8 @@ Paths = Annotated[tuple[NonEmpty, ...], NoDecode, BeforeValidator(_split), After
 Networks = Annotated[tuple[Annotated[Word, AfterValidator(_network)], ...], NoDecode, BeforeValidator(_split),
                      AfterValidator(_distinct_networks)]
 ApiTokens = Annotated[tuple[Word, ...], NoDecode, BeforeValidator(_split), AfterValidator(_api_tokens)]
+Webhooks = Annotated[tuple[Annotated[Word, AfterValidator(_webhook)], ...], NoDecode, BeforeValidator(_split),
+                     AfterValidator(_distinct_webhooks)]
 
 
 @dataclass
@@ -505,6 +535,21 @@ class Config(BaseSettings):
     """On start the gateway rebuilds its live board (calls, alerts, callbacks, chart) from this much Redis
     history, so a restarted gateway shows the same wallboard."""
 
+    # --- webhooks (gateway/webhooks: tickets, alerts and reports POSTed to other systems; docs/webhooks.md) --
+    webhooks: Webhooks = Field((), repr=False)
+    """Receivers of outbound webhooks, each `kind=url` (kind `ticket`, `alert`, `report`, ... or `*` for
+    every kind), e.g. `ticket=https://crm.example.com/hooks/callscribe`; http or https only. Each delivery is
+    signed with webhook_secret, retried, and dead-lettered when it cannot be delivered."""
+    webhook_secret: Secret = Field("", repr=False)
+    """HMAC-SHA256 key signing every webhook (`X-Callscribe-Signature`), 32+ characters. Empty = generated once
+    into `{data_dir}/webhook.secret` (mode 0600); give receivers that file's content."""
+    webhook_timeout_s: Annotated[Float, Field(gt=0, le=300)] = 10.0
+    """One webhook POST (connect, send, answer) gets this long; a timeout is retried."""
+    webhook_max_attempts: Annotated[Int, Field(ge=1, le=1000)] = 20
+    """A delivery still failing after this many attempts goes to the dead-letter stream."""
+    webhook_max_age_s: Annotated[Float, Field(gt=0, le=30 * 86_400)] = 86_400.0
+    """A delivery still failing this long after it was enqueued goes to the dead-letter stream."""
+
     def __init__(self, **values: Any) -> None:
         """Validated settings: ``values`` over the defaults (only :meth:`load` reads the file and environment)."""
         try:
@@ -687,7 +732,7 @@ _PARSE = {"int_parsing": "a whole number", "int_parsing_size": "a whole number",
           "int_from_float": "a whole number", "float_parsing": "a number", "float_type": "a number",
           "bool_parsing": "true or false (also yes/no, on/off, 1/0)", "bool_type": "true or false",
           "string_type": "text", "tuple_type": "a list (comma-separated in the environment)"}
-_SECRET_FIELDS = frozenset({"auth_secret", "api_tokens", "redis_url", "store_url"})
+_SECRET_FIELDS = frozenset({"auth_secret", "api_tokens", "redis_url", "store_url", "webhooks", "webhook_secret"})
 
 
 def _env_var(name: str, load: _Load | None) -> str:

@@ -10,6 +10,10 @@
 | ``{prefix}:alerts`` | stream | supervisor alerts of every call and surge warnings (keyword/worker.py). MAXLEN ~ ``global_stream_maxlen`` |
 | ``{prefix}:insights`` | stream | intent updates, provisional and final unresolved flags, call summaries of every call |
 | ``{prefix}:callbacks`` | stream | the callback queue: final flags of calls left unresolved, with reasons and quotes |
+| ``{prefix}:webhooks`` | stream | outbound webhook deliveries (gateway/webhooks): ``v``, ``kind``, ``key``, ``payload`` (JSON); the entry id is the delivery id. One consumer group ``webhooks:{endpoint_id}`` per configured receiver. MAXLEN ~ ``global_stream_maxlen`` |
+| ``{prefix}:webhook:{kind}:{key}`` | string | write-once marker of one delivery (holds its delivery id): enqueueing the same kind and idempotency key again is a no-op. Expires after ``call_stream_ttl_s`` (at least ``webhook_max_age_s``) |
+| ``{prefix}:webhooks:attempts`` | hash | ``{endpoint_id}/{delivery_id} -> {attempts}|{last error}`` of deliveries waiting for a retry; removed when delivered or dead-lettered |
+| ``{prefix}:webhooks:dead`` | stream | webhook dead letters: deliveries refused for good (4xx) or out of attempts / age, with endpoint, attempts and the last error. MAXLEN ~ ``global_stream_maxlen`` |
 | ``{prefix}:out:{identity}`` | string ``1`` | write-once marker of one analytics output (alert id, ``{call_id}/intent/{seq}``, ...) |
 | ``{prefix}:live`` | hash | ``call_id -> {node_id}|{started_at_ms}`` of every live call: set with its call_started, removed with its call_ended (the same Lua script); the reaper (stream/liveness.py) ends calls whose node stopped heartbeating |
 | ``{prefix}:node:{node_id}`` | string | a serving node's heartbeat; expires ``liveness.NODE_TTL_S`` after its last refresh |
@@ -53,6 +57,26 @@ def insights_stream(cfg: Config) -> str:
 def callbacks_stream(cfg: Config) -> str:
     """The callback queue (final flags of unresolved calls)."""
     return f"{cfg.key_prefix}:callbacks"
+
+
+def webhooks_stream(cfg: Config) -> str:
+    """Outbound webhook deliveries (gateway/webhooks), one entry per enqueued delivery."""
+    return f"{cfg.key_prefix}:webhooks"
+
+
+def webhooks_dead_stream(cfg: Config) -> str:
+    """Webhook deliveries given up on, with their last error."""
+    return f"{cfg.key_prefix}:webhooks:dead"
+
+
+def webhook_marker(cfg: Config, kind: str, key: str) -> str:
+    """Write-once marker of the delivery of ``kind`` with idempotency key ``key`` (holds its delivery id)."""
+    return f"{cfg.key_prefix}:webhook:{kind}:{key}"
+
+
+def webhook_attempts(cfg: Config) -> str:
+    """Hash of failed attempts of deliveries waiting for a retry."""
+    return f"{cfg.key_prefix}:webhooks:attempts"
 
 
 def output_marker(cfg: Config, identity: str) -> str:
@@ -101,4 +125,5 @@ def event_dedup_key(cfg: Config, event: Event) -> str:
 __all__ = [
     "call_stream", "finals_stream", "dedup_key", "event_dedup_key", "alerts_stream", "insights_stream",
     "callbacks_stream", "output_marker", "caller_history", "live_calls", "node_heartbeat", "call_claim",
+    "webhooks_stream", "webhooks_dead_stream", "webhook_marker", "webhook_attempts",
 ]
