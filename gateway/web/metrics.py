@@ -93,6 +93,14 @@ class _Collector:
         yield alerts
         yield CounterMetricFamily("callscribe_gateway_viewers_dropped", "Viewers closed for falling behind (1013)", value=gw.board.dropped_viewers)
         yield CounterMetricFamily("callscribe_store_entries", "Stream entries applied to the transcript store", value=gw.ingest.entries)
+        yield GaugeMetricFamily("callscribe_store_ingest_healthy", "1 while the transcript store takes writes", value=1 if gw.ingest.healthy else 0)
+        hooks = getattr(gw, "webhooks", None)
+        if hooks is not None:
+            st = hooks.stats
+            yield CounterMetricFamily("callscribe_webhooks_delivered", "Webhook deliveries answered 2xx", value=st.delivered)
+            yield CounterMetricFamily("callscribe_webhooks_retried", "Webhook attempts that failed and will be retried", value=st.retried)
+            yield CounterMetricFamily("callscribe_webhooks_dead_lettered", "Webhook deliveries given up (dead-letter stream)", value=st.dead_lettered)
+            yield GaugeMetricFamily("callscribe_webhooks_backlog", "Webhook deliveries not yet settled", value=st.backlog)
         depth = GaugeMetricFamily("callscribe_stream_length", "Entries in a Redis stream", labels=["stream"])
         for name, n in sorted(self.m.streams.items()):
             depth.add_metric([name], n)

@@ -58,6 +58,11 @@ class WebGateway:
         # Captions block in XREAD for up to 15 s: a separate pool whose socket timeout is longer than that.
         self.stream_redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
         self.service_metrics = service_metrics  # the service's collector (publisher, pipeline) when in-process
+        self.webhooks = None  # the one outbound webhook sender (gateway/webhooks), when cfg.webhooks names endpoints
+        if cfg.webhooks:
+            from callscribe.gateway.webhooks import WebhookSender
+
+            self.webhooks = WebhookSender(cfg, redis_url)
         self.metrics = GatewayMetrics(self, service_metrics)
         self.ws_tasks: set[asyncio.Task] = set()
         self._server: _Server | None = None
@@ -78,6 +83,11 @@ class WebGateway:
             await self.ingest.start()
         except (RedisError, OSError) as exc:
             raise GatewayError(f"web gateway: Redis at {safe_url(self.redis_url)}: {exc}") from exc
+        if self.webhooks is not None:
+            try:
+                await self.webhooks.start()
+            except (RedisError, OSError) as exc:
+                raise GatewayError(f"web gateway: webhook sender: Redis at {safe_url(self.redis_url)}: {exc}") from exc
         self.board.observers(self.metrics.final_latency.observe, self.metrics.alert_latency.observe)
         await self.board.start()
         await self.metrics.start()
@@ -116,6 +126,8 @@ class WebGateway:
         await self._stop_backends()
 
     async def _stop_backends(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.metrics.stop()
         await self.board.stop()
         await self.ingest.stop()
