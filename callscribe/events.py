@@ -384,14 +384,61 @@ class TicketDraft:
     emitted_at_ms: int = field(default_factory=now_ms)
 
 
+# --- tickets and assist telemetry (gateway: the agent desk's submissions) ------------------------------------
+# Added within schema v1 as new types (an older reader rejects them as unknown, never misreads them).
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A ticket the agent (or a supervisor) submitted from the call, usually an edited :class:`TicketDraft`.
+
+    ``ticket_id`` is its identity (client-supplied, or ``{call_id}:{ticket_type}``): submitting it again is a
+    no-op. Goes to the tickets stream, the store, the supervisor's callback queue and out by webhook.
+    ``caller`` is the call's number as stored; every exit masks it per role (callscribe/pii.py)."""
+
+    TYPE: ClassVar[str] = "ticket"
+    ticket_id: str
+    call_id: str
+    ticket_type: str
+    """The ticket's type (``type`` in the API body; the entry's own ``type`` is the event type)."""
+    priority: str
+    summary: tuple[str, ...] = ()
+    fields: Mapping[str, str] = field(default_factory=dict)
+    title: str = ""
+    subtype: str = ""
+    intent: str = ""
+    status: str = "open"
+    caller: str = ""
+    agent_id: str = ""
+    """The agent of the call."""
+    by: str = ""
+    """Who submitted it (the token's subject)."""
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class AssistTelemetry:
+    """The agent desk reports what it did with an assist card: ``action`` shown | clicked | used | dismissed.
+    ``card_kind`` is the card event's type without ``assist_`` (scenario, step_prompt, knowledge, offer,
+    ticket, step_done) and ``card_id`` its id (scenario / step / card / offer / ticket_type field)."""
+
+    TYPE: ClassVar[str] = "assist_telemetry"
+    call_id: str
+    card_kind: str
+    card_id: str
+    action: str
+    agent_id: str = ""
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
 Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge,
-              CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft]
+              CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft,
+              Ticket, AssistTelemetry]
 _TYPES: dict[str, type] = {
     c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate,
-                        Surge, CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft)
+                        Surge, CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket,
+                        AssistTelemetry)
 }
 _GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone, ScenarioCard, StepDone,
-            StepPrompt, KnowledgeCard, Offer, TicketDraft)
+            StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket, AssistTelemetry)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -577,6 +624,6 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
     "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "SentimentUpdate", "Surge", "CallbackDone",
-    "ScenarioCard", "StepDone", "StepPrompt", "KnowledgeCard", "Offer", "TicketDraft",
+    "ScenarioCard", "StepDone", "StepPrompt", "KnowledgeCard", "Offer", "TicketDraft", "Ticket", "AssistTelemetry",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -10,8 +10,14 @@ Delivery contract ("no event skipped, none processed twice in the outputs"):
   again after the restart; entries a dead consumer left pending for ``claim_idle_s`` are taken over
   (``XAUTOCLAIM``).
 * Outputs are write-once: each has an identity (``alert_id``, ``{call_id}/intent/{seq}``,
-  ``{call_id}/flag/{seq}``, ``{call_id}/summary``, ``surge_id``) and one Lua script sets its marker and
-  appends it atomically, so processing an entry again never appends an output twice.
+  ``{call_id}/flag/{seq}``, ``{call_id}/summary``, ``surge_id``, ``{call_id}/assist/{kind}/{seq}``) and one Lua
+  script sets its marker and appends it atomically, so processing an entry again never appends an output twice.
+* Agent assist (keyword/assist/): beside each call's CallAnalyzer an AssistSession gets the same finals and the
+  analyzer's state after each (keyword/assist/bridge.py); its cards (scenario, step done, step prompt,
+  knowledge, offer) and, at the end of an unresolved call, the ticket draft go to the assist stream and the
+  call's own stream, where the agent desk reads them. ``kind`` is the card's type without ``assist_`` and
+  ``seq`` counts that kind in the call from 0: replay re-derives the same cards in the same order, so the
+  markers drop the ones already written. A failing assist session is logged and dropped; analytics go on.
 * State: a call's analyzer lives in memory. A worker that meets a call it has no state for (it restarted,
   or another consumer had the call's earlier entries) replays the call's earlier finals from the per-call
   stream first. Replay is deterministic, so the outputs it re-derives have the same identities and are
@@ -29,7 +35,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -52,16 +58,19 @@ from callscribe.events import (
     now_ms,
     to_fields,
 )
+from callscribe.pii import mask_number
 from callscribe.stream import keys
 from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 
 from .analyzer import Analytics, AnalyticsSettings, CallAnalyzer, PriorCall
+from .assist import AssistSession, assist_for
+from .assist.bridge import outcome_of, state_of
 from .repeat import caller_key
 from .surge import SurgeDetector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalyticsWorker", "WorkerStats", "analytics_from_config"]
+__all__ = ["AnalyticsWorker", "AssistOutput", "WorkerStats", "analytics_from_config", "prior_calls"]
 
 # KEYS: marker, stream 1[, stream 2 ...]; ARGV: ttl_s, maxlen, field, value, ...
 WRITE_ONCE_LUA = """
@@ -83,10 +92,52 @@ def analytics_from_config(cfg: Config) -> Analytics:
     )
     analytics = Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None)
     if cfg.assist_packs:  # agent assist's scenario packs (keyword/assist/); default: the bundled ones
-        from .assist import assist_for
-
         assist_for(analytics, cfg.assist_packs)
     return analytics
+
+
+async def prior_calls(redis: Any, cfg: Config, started: CallStarted) -> list[PriorCall]:
+    """The caller's earlier calls within ``repeat_window_h`` from the repeat-caller index (a sorted set the
+    worker fills with each call's summary): what a CallAnalyzer is opened with. Also used by the gateway when
+    it replays a call for a ticket draft."""
+    number = caller_key(started.metadata.get("caller", ""))
+    if not number:
+        return []
+    window_ms = int(cfg.repeat_window_h * 3600 * 1000)
+    at = started.started_at_ms or now_ms()
+    members = await redis.zrangebyscore(keys.caller_history(cfg, number), at - window_ms, at - 1)
+    out = []
+    for m in members:
+        try:
+            d = json.loads(m)
+            if d["call_id"] != started.call_id:
+                out.append(PriorCall(str(d["call_id"]), int(d["started_at_ms"]), str(d["intent"]), bool(d["unresolved"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AssistOutput:
+    """An assist card with its write-once identity ``{call_id}/assist/{kind}/{seq}`` (the cards carry no seq
+    of their own, so the worker numbers them per call and kind as they come)."""
+
+    identity: str
+    event: Any
+
+    @property
+    def call_id(self) -> str:
+        return self.event.call_id
+
+
+@dataclass(slots=True)
+class _AssistCall:
+    """One call's assist session, the alerts of the call so far (its end's outcome needs them all) and how
+    many cards of each kind it has emitted (their identities)."""
+
+    session: AssistSession
+    alerts: list[Alert] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -98,6 +149,8 @@ class WorkerStats:
     replays: int = 0
     bad_entries: int = 0
     redis_errors: int = 0
+    assist_cards: int = 0
+    assist_errors: int = 0
 
 
 class AnalyticsWorker:
@@ -122,6 +175,8 @@ class AnalyticsWorker:
         self._sha = ""
         self.calls: dict[str, CallAnalyzer] = {}
         self._seen: dict[str, set[str]] = {}  # call_id -> segment ids analysed (replay bookkeeping)
+        self.assist = assist_for(self.analytics)
+        self.sessions: dict[str, _AssistCall] = {}  # call_id -> its assist session, beside self.calls
         self.surge = SurgeDetector(cfg.surge_window_s, cfg.surge_baseline_s, cfg.surge_min_calls, cfg.surge_ratio)
         self.stats = WorkerStats()
         self._task: asyncio.Task | None = None
@@ -230,8 +285,7 @@ class AnalyticsWorker:
         if isinstance(event, CallStarted):
             if event.call_id in self.calls:
                 return []
-            self.calls[event.call_id] = self.analytics.call(event, await self._history(event))
-            self._seen[event.call_id] = set()
+            self._open(event, await self._history(event))
             return []
         if not isinstance(event, (Transcript, CallEnded)):
             return []  # dtmf and the like: nothing to analyse yet
@@ -244,10 +298,22 @@ class AnalyticsWorker:
             call = self.calls.get(event.call_id)
         if call is None:  # no call_started anywhere (expired per-call stream): start from what we have
             started = CallStarted(event.call_id, ("customer", "agent"), started_at_ms=now_ms())
-            call = self.calls[event.call_id] = self.analytics.call(started)
-            self._seen[event.call_id] = set()
+            call = self._open(started, [])
         outputs += self._feed(call, event)
         return outputs
+
+    def _open(self, started: CallStarted, history: list[PriorCall]) -> CallAnalyzer:
+        """A call's analyzer and, beside it, its assist session."""
+        call = self.calls[started.call_id] = self.analytics.call(started, history)
+        self._seen[started.call_id] = set()
+        caller = started.metadata.get("caller", "")
+        try:
+            session = self.assist.session(started.call_id, started.language, mask_number(caller) if caller else "")
+            self.sessions[started.call_id] = _AssistCall(session)
+        except Exception:  # noqa: BLE001 - assist must never stop analytics
+            self.stats.assist_errors += 1
+            log.exception("assist: cannot open a session for call %s; the call goes on without cards", started.call_id)
+        return call
 
     def _feed(self, call: CallAnalyzer, event: Transcript | CallEnded) -> list[Any]:
         if isinstance(event, Transcript):
@@ -262,11 +328,38 @@ class AnalyticsWorker:
                     outputs += call.repeat_alert()
                 elif isinstance(o, Alert) and o.category in ("escalation", "abuse"):
                     outputs += self._surge("rule", o.rule, o.call_id)
-            return outputs
+            return outputs + self._assist(call, event, outputs)
         outputs = call.on_end(event)
+        outputs += self._assist(call, event, outputs)
         self.calls.pop(event.call_id, None)
         self._seen.pop(event.call_id, None)
+        self.sessions.pop(event.call_id, None)
         return outputs
+
+    def _assist(self, call: CallAnalyzer, event: Transcript | CallEnded, outputs: list[Any]) -> list[AssistOutput]:
+        """The assist session's cards for one final (or the call's end), numbered for their identities."""
+        live = self.sessions.get(event.call_id)
+        if live is None:
+            return []
+        try:
+            alerts = [o for o in outputs if isinstance(o, Alert)]
+            live.alerts += alerts
+            if isinstance(event, Transcript):
+                cards = live.session.on_final(event, state_of(call, outputs, event.channel))
+            else:
+                cards = live.session.on_end(event, outcome_of(call, [*live.alerts, *outputs], live.session.caller))
+        except Exception:  # noqa: BLE001 - a pack or assist bug must not stall the call's analytics
+            self.stats.assist_errors += 1
+            self.sessions.pop(event.call_id, None)
+            log.exception("assist: session of call %s failed; no more cards for it", event.call_id)
+            return []
+        out = []
+        for card in cards:
+            kind = card.TYPE.removeprefix("assist_")
+            seq = live.counts.get(kind, 0)
+            live.counts[kind] = seq + 1
+            out.append(AssistOutput(f"{card.call_id}/assist/{kind}/{seq}", card))
+        return out
 
     def _surge(self, kind: str, topic: str, call_id: str) -> list[Surge]:
         surge = self.surge.observe(kind, topic, call_id, now_ms())
@@ -294,8 +387,7 @@ class AnalyticsWorker:
                 continue
             if isinstance(event, CallStarted):
                 if event.call_id not in self.calls:
-                    self.calls[event.call_id] = self.analytics.call(event, await self._history(event))
-                    self._seen[event.call_id] = set()
+                    self._open(event, await self._history(event))
                 continue
             if isinstance(upto, Transcript) and isinstance(event, Transcript) and event.segment_id == upto.segment_id:
                 break
@@ -304,21 +396,7 @@ class AnalyticsWorker:
         return outputs
 
     async def _history(self, started: CallStarted) -> list[PriorCall]:
-        number = caller_key(started.metadata.get("caller", ""))
-        if not number:
-            return []
-        window_ms = int(self.cfg.repeat_window_h * 3600 * 1000)
-        at = started.started_at_ms or now_ms()
-        members = await self.redis.zrangebyscore(keys.caller_history(self.cfg, number), at - window_ms, at - 1)
-        out = []
-        for m in members:
-            try:
-                d = json.loads(m)
-                if d["call_id"] != started.call_id:
-                    out.append(PriorCall(str(d["call_id"]), int(d["started_at_ms"]), str(d["intent"]), bool(d["unresolved"])))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return out
+        return await prior_calls(self.redis, self.cfg, started)
 
     async def _tick(self) -> None:
         outputs: list[Any] = []
@@ -349,6 +427,8 @@ class AnalyticsWorker:
             return f"{out.call_id}/summary", [keys.insights_stream(cfg), *per_call]
         if isinstance(out, SentimentUpdate):
             return f"{out.call_id}/sentiment/{out.seq}", [keys.insights_stream(cfg), *per_call]
+        if isinstance(out, AssistOutput):
+            return out.identity, [keys.assist_stream(cfg), *per_call]
         raise TypeError(f"not an analytics output: {out!r}")
 
     async def _write(self, outputs: list[Any]) -> None:
@@ -358,7 +438,7 @@ class AnalyticsWorker:
         for out in outputs:
             identity, streams = self._routes(out)
             argv: list[str] = [str(self._ttl_s), str(self.cfg.global_stream_maxlen)]
-            for k, v in to_fields(out).items():
+            for k, v in to_fields(out.event if isinstance(out, AssistOutput) else out).items():
                 argv += [k, v]
             calls.append(([keys.output_marker(self.cfg, identity), *streams], argv))
         try:
@@ -369,7 +449,9 @@ class AnalyticsWorker:
         for out, written in zip(outputs, results):
             if written:
                 self.stats.outputs_written += 1
-                if isinstance(out, Alert):
+                if isinstance(out, AssistOutput):
+                    self.stats.assist_cards += 1
+                elif isinstance(out, Alert):
                     self.stats.alerts += 1
                     log.info("alert %s %s on call %s: %s", out.category, out.rule, out.call_id, out.quote[:80])
             else:

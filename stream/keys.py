@@ -19,9 +19,13 @@
 | ``{prefix}:node:{node_id}`` | string | a serving node's heartbeat; expires ``liveness.NODE_TTL_S`` after its last refresh |
 | ``{prefix}:callid:{call_id}`` | string | claim of a call id (node id) taken before the call starts: a call id names one call for the life of its data (expires with ``call_stream_ttl_s``) |
 | ``{prefix}:caller:{digits}`` | sorted set | a caller's recent calls (JSON) scored by start time, for repeat-caller detection; expires after the window |
+| ``{prefix}:assist`` | stream | agent-assist cards of every call (scenario, step done, step prompt, knowledge, offer, ticket draft; keyword/worker.py, write-once as ``{call_id}/assist/{kind}/{seq}``); each also goes to its call's stream |
+| ``{prefix}:tickets`` | stream | tickets submitted from the agent desk (``ticket`` events; gateway/assist/tickets.py) |
+| ``{prefix}:ticket:{ticket_id}`` | string ``1`` | write-once marker of one submitted ticket (a resubmission is a no-op); expires after ``call_stream_ttl_s`` |
+| ``{prefix}:assist_telemetry`` | stream | what the agent desk did with each assist card (shown, clicked, used, dismissed) |
 
-Analytics outputs of a call (alerts, intent updates, flags, summary) are also appended to its per-call stream,
-so a page following one call reads captions and insights from one place.
+Analytics outputs of a call (alerts, intent updates, flags, summary) and its assist cards are also appended to its
+per-call stream, so a page following one call reads captions, insights and cards from one place.
 
 Segment ids are ``{call_id}/{channel}/{seq}`` (see the pipeline), so markers of different calls never collide
 and ``{call_id}/call`` is never a segment id. Entry fields are ``callscribe.events.to_fields(event)``:
@@ -89,6 +93,26 @@ def caller_history(cfg: Config, caller_digits: str) -> str:
     return f"{cfg.key_prefix}:caller:{caller_digits}"
 
 
+def assist_stream(cfg: Config) -> str:
+    """Agent-assist cards of every call."""
+    return f"{cfg.key_prefix}:assist"
+
+
+def tickets_stream(cfg: Config) -> str:
+    """Tickets submitted from the agent desk."""
+    return f"{cfg.key_prefix}:tickets"
+
+
+def ticket_marker(cfg: Config, ticket_id: str) -> str:
+    """Write-once marker of one submitted ticket."""
+    return f"{cfg.key_prefix}:ticket:{ticket_id}"
+
+
+def assist_telemetry_stream(cfg: Config) -> str:
+    """The agent desk's card telemetry (shown / clicked / used / dismissed)."""
+    return f"{cfg.key_prefix}:assist_telemetry"
+
+
 def live_calls(cfg: Config) -> str:
     """Hash of live calls: call_id -> ``{node_id}|{started_at_ms}``."""
     return f"{cfg.key_prefix}:live"
@@ -126,4 +150,5 @@ __all__ = [
     "call_stream", "finals_stream", "dedup_key", "event_dedup_key", "alerts_stream", "insights_stream",
     "callbacks_stream", "output_marker", "caller_history", "live_calls", "node_heartbeat", "call_claim",
     "webhooks_stream", "webhooks_dead_stream", "webhook_marker", "webhook_attempts",
+    "assist_stream", "tickets_stream", "ticket_marker", "assist_telemetry_stream",
 ]

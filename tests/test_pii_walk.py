@@ -72,7 +72,9 @@ QUERY_FILL: dict[str, list[str]] = {  # several values: each is walked (search: 
     "agent_id": [AGENT],
     "after": ["0"],
 }
-BODY_FILL = {"TokenRequest": {"role": "qa", "sub": "walker"}}
+BODY_FILL = {"TokenRequest": {"role": "qa", "sub": "walker"},
+             "TicketBody": {"type": "broadband_repair", "priority": "high", "fields": {"caller": CALLER}, "summary": ["宽带又断了"]},
+             "TelemetryBody": {"call_id": CALL, "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"}}
 # Routes that carry no call data and are not walked: the static files mount (the page assets). Pages, /health,
 # /ready, /openapi.json and /metrics are walked like any other route: cheap, and a leak there would count too.
 SKIP = {"/static"}

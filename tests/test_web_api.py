@@ -107,6 +107,11 @@ HTTP = [  # (method, path, roles allowed besides admin)
     ("GET", "/api/v1/search", {"supervisor", "qa"}),
     ("GET", "/api/v1/calls/{call_id}", {"supervisor", "qa", "agent"}),
     ("GET", "/api/v1/assist/knowledge", {"agent", "supervisor"}),
+    ("POST", "/api/v1/calls/{call_id}/ticket/draft", {"agent", "supervisor"}),
+    ("POST", "/api/v1/calls/{call_id}/tickets", {"agent", "supervisor"}),
+    ("GET", "/api/v1/calls/{call_id}/history", {"agent", "supervisor"}),
+    ("POST", "/api/v1/assist/events", {"agent"}),
+    ("GET", "/api/v1/reports/assist_adoption", {"supervisor"}),
     ("POST", "/api/v1/tokens", set()),
     ("GET", "/metrics", set()),
 ]
@@ -116,6 +121,12 @@ WS = [
     ("/ws/v1/supervisor", {"supervisor"}),
 ]
 PUBLIC = {"/health", "/ready", "/", "/openapi.json", "/favicon.ico", "/static", *PAGES}
+BODIES = {  # the JSON body each role sends to a route that takes one
+    "/api/v1/tokens": {"role": "qa", "sub": "new-qa"},
+    "/api/v1/calls/{call_id}/tickets": {"type": "broadband_repair", "priority": "high", "summary": ["宽带又断了"]},
+    "/api/v1/assist/events": {"call_id": "c-own", "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"},
+}
+CALL_OF = {"/api/v1/calls/{call_id}/tickets": "c-nope"}  # a ticket on c-own would queue it (the callback test counts the queue)
 
 
 async def test_the_role_tables_cover_every_route(env):
@@ -127,8 +138,8 @@ async def test_the_role_tables_cover_every_route(env):
 @pytest.mark.parametrize("who", [None, *ROLES])
 @pytest.mark.parametrize("method, path, allowed", HTTP, ids=[f"{m} {p}" for m, p, _ in HTTP])
 async def test_http_roles(env, method, path, allowed, who):
-    url = path.format(call_id="c-own") + ("?q=投诉" if path.endswith("search") else "")
-    body = {"role": "qa", "sub": "new-qa"} if path.endswith("tokens") else None
+    url = path.format(call_id=CALL_OF.get(path, "c-own")) + ("?q=投诉" if path.endswith("search") else "")
+    body = BODIES.get(path)
     async with httpx.AsyncClient(base_url=env.gw.url) as client:
         resp = await client.request(method, url, headers=env.headers(who), json=body)
     if who is None:

@@ -3,6 +3,7 @@ gateway's search API and the ingest consumer never know which one is behind them
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,104 @@ class CallRecord:
     unresolved: bool = False
     alerts: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
+    quotes: tuple[str, ...] = ()
+    """The final unresolved flag's quotes (what was left pending), each a compact JSON object
+    ``{"channel", "text", "start_ms", "end_ms"}`` (text redacted by the analyzer): caller history shows them."""
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRecord:
+    """A submitted ticket as stored (from a ``ticket`` event; ``caller`` as the call has it, masked at exits)."""
+
+    ticket_id: str
+    call_id: str
+    type: str
+    priority: str
+    status: str = "open"
+    title: str = ""
+    subtype: str = ""
+    intent: str = ""
+    summary: tuple[str, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)
+    caller: str = ""
+    agent_id: str = ""
+    created_by: str = ""
+    created_at_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ticket_id": self.ticket_id, "call_id": self.call_id, "type": self.type, "priority": self.priority,
+                "status": self.status, "title": self.title, "subtype": self.subtype, "intent": self.intent,
+                "summary": list(self.summary), "fields": dict(self.fields), "caller": self.caller,
+                "agent_id": self.agent_id, "created_by": self.created_by, "created_at_ms": self.created_at_ms}
+
+
+def ticket_record(e: Any) -> TicketRecord:
+    """The stored form of a ``ticket`` event (callscribe.events.Ticket)."""
+    return TicketRecord(e.ticket_id, e.call_id, e.ticket_type, e.priority, status=e.status, title=e.title,
+                        subtype=e.subtype, intent=e.intent, summary=tuple(e.summary), fields=dict(e.fields),
+                        caller=e.caller, agent_id=e.agent_id, created_by=e.by, created_at_ms=e.emitted_at_ms)
+
+
+TICKET_COLS = ["ticket_id", "call_id", "type", "priority", "status", "title", "subtype", "intent", "summary", "fields",
+               "caller", "agent_id", "created_by", "created_at_ms"]
+
+
+def ticket_from_row(row: Sequence[Any]) -> TicketRecord:
+    d = dict(zip(TICKET_COLS, row))
+    d["summary"] = tuple(json.loads(d["summary"] or "[]"))
+    d["fields"] = dict(json.loads(d["fields"] or "{}"))
+    return TicketRecord(**d)
+
+
+def ticket_row(t: TicketRecord) -> list[Any]:
+    return [t.ticket_id, t.call_id, t.type, t.priority, t.status, t.title, t.subtype, t.intent,
+            json.dumps(list(t.summary), ensure_ascii=False), json.dumps(dict(t.fields), ensure_ascii=False),
+            t.caller, t.agent_id, t.created_by, t.created_at_ms]
+
+
+@dataclass(frozen=True, slots=True)
+class AssistEvent:
+    """One thing the agent desk did with an assist card (telemetry). One row per call, card and action: a card
+    shown twice in a call counts once."""
+
+    call_id: str
+    card_kind: str
+    card_id: str
+    action: str  # shown | clicked | used | dismissed
+    agent_id: str = ""
+    at_ms: int = 0
+
+
+ASSIST_ACTIONS = ("shown", "clicked", "used", "dismissed")
+
+
+def adoption_report(counts: Sequence[tuple[str, str, str, str, int]]) -> dict[str, Any]:
+    """Adoption per card and per agent from ``(card_kind, card_id, agent_id, action, n)`` rows: how often each
+    action happened, ``adoption`` = used / shown and ``click_rate`` = clicked / shown (None when never shown)."""
+
+    def blank() -> dict[str, int]:
+        return {a: 0 for a in ASSIST_ACTIONS}
+
+    cards: dict[tuple[str, str], dict[str, int]] = {}
+    agents: dict[str, dict[str, int]] = {}
+    total = blank()
+    for kind, card, agent, action, n in counts:
+        if action not in total:
+            continue
+        cards.setdefault((kind, card), blank())[action] += n
+        agents.setdefault(agent, blank())[action] += n
+        total[action] += n
+
+    def rates(c: dict[str, int]) -> dict[str, Any]:
+        shown = c["shown"]
+        return {**c, "adoption": round(min(1.0, c["used"] / shown), 4) if shown else None,
+                "click_rate": round(min(1.0, c["clicked"] / shown), 4) if shown else None}
+
+    return {
+        "cards": [{"card_kind": k, "card_id": i, **rates(c)} for (k, i), c in sorted(cards.items())],
+        "agents": [{"agent_id": a, **rates(c)} for a, c in sorted(agents.items())],
+        "total": rates(total),
+    }
 
 
 def fields_set_by(call: CallRecord) -> list[str]:
@@ -150,5 +249,21 @@ class TranscriptStore(Protocol):
 
     def call(self, call_id: str) -> tuple[CallRecord, list[Utterance]] | None:
         """A call and its whole transcript in time order; None when unknown."""
+
+    def add_ticket(self, ticket: TicketRecord) -> bool:
+        """Store a submitted ticket (one already stored under its id is left as it is); True when new."""
+
+    def tickets(self, call_ids: Sequence[str]) -> list[TicketRecord]:
+        """The tickets of these calls, oldest first."""
+
+    def caller_calls(self, caller: str, since_ms: int, until_ms: int, limit: int = 50) -> list[CallRecord]:
+        """The calls of the same number (compared by ``keyword.repeat.caller_key``) that started in
+        [since_ms, until_ms), newest first."""
+
+    def add_assist_events(self, rows: Sequence[AssistEvent]) -> int:
+        """Store telemetry rows (a (call, card kind, card id, action) already stored is ignored); how many were new."""
+
+    def assist_counts(self, since_ms: int | None = None, until_ms: int | None = None) -> list[tuple[str, str, str, str, int]]:
+        """``(card_kind, card_id, agent_id, action, n)`` of the telemetry in the window (:func:`adoption_report`)."""
 
     def close(self) -> None: ...

@@ -1,6 +1,7 @@
 """Fills a TranscriptStore from Redis: consumer group ``store`` on the finals stream (calls and their
-finals, already redacted by the pipeline) and on the insights stream (call summaries: intent, flag,
-alerts). Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
+finals, already redacted by the pipeline), the insights stream (call summaries: intent, flag, alerts; the
+final unresolved flag's quotes), the tickets stream (submitted tickets) and the assist telemetry stream
+(what the agent desk did with each card). Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
 acknowledged only after it is in the store, so a restart redoes at most one batch and loses nothing.
 
 Any failure, Redis's or the store's (a full disk: SQLite's "database or disk is full", PostgreSQL down, a
@@ -11,6 +12,7 @@ gateway's /ready and /metrics, so a store that stopped taking calls is seen at o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -21,11 +23,12 @@ from redis.exceptions import RedisError
 
 from callscribe.config import Config
 from callscribe.errors import SchemaError
-from callscribe.events import CallEnded, CallStarted, CallSummary, Transcript, from_fields
+from callscribe.events import (AssistTelemetry, CallEnded, CallFlag, CallStarted, CallSummary, Ticket, Transcript,
+                               from_fields)
 from callscribe.stream import keys
 from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 
-from .base import CallRecord, TranscriptStore, Utterance
+from .base import AssistEvent, CallRecord, TranscriptStore, Utterance, ticket_record
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ class StoreIngest:
         self.store = store
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.streams = [keys.finals_stream(cfg), keys.insights_stream(cfg)]
+        self.streams = [keys.finals_stream(cfg), keys.insights_stream(cfg), keys.tickets_stream(cfg),
+                        keys.assist_telemetry_stream(cfg)]
         self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
         self._started: dict[str, int] = {}  # call_id -> started_at_ms, for utterance times
         self._task: asyncio.Task | None = None
@@ -71,7 +75,7 @@ class StoreIngest:
         await self.redis.aclose()
 
     async def drain(self, timeout_s: float = 10.0) -> bool:
-        """Wait until both streams are read and acknowledged by the group (tests, shutdown)."""
+        """Wait until every stream is read and acknowledged by the group (tests, shutdown)."""
         return await group_drained(self.redis, self.streams, self.group, timeout_s)
 
     async def _run(self) -> None:
@@ -112,6 +116,7 @@ class StoreIngest:
 
     def _apply(self, entries: list[tuple[str, Any]]) -> None:
         utterances: list[Utterance] = []
+        telemetry: list[AssistEvent] = []
         for entry_id, fields in entries:
             self.entries += 1
             if fields is None:
@@ -143,5 +148,14 @@ class StoreIngest:
                     e.call_id, intent=e.intent, intent_score=e.intent_score, unresolved=e.unresolved,
                     alerts=e.alerts, reasons=e.reasons, language=e.language,
                 ))
+            elif isinstance(e, CallFlag) and e.final and e.unresolved and e.quotes:
+                self.store.upsert_call(CallRecord(e.call_id, quotes=tuple(
+                    json.dumps({"channel": q.channel, "text": q.text, "start_ms": q.start_ms, "end_ms": q.end_ms},
+                               ensure_ascii=False, separators=(",", ":")) for q in e.quotes)))
+            elif isinstance(e, Ticket):
+                self.store.add_ticket(ticket_record(e))
+            elif isinstance(e, AssistTelemetry):
+                telemetry.append(AssistEvent(e.call_id, e.card_kind, e.card_id, e.action, e.agent_id, e.emitted_at_ms))
         self.store.add_utterances(utterances)
+        self.store.add_assist_events(telemetry)
 

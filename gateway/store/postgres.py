@@ -9,8 +9,8 @@ positions. A query becomes the ``tsquery`` twin of its FTS5 expression: a word i
 its tokens restricted to weight A, a one-character Chinese query that character with weight B, ``OR`` is
 ``|``, ``-x`` is ``& !``, ``word*`` is ``:*``. Both sides are split where FTS5's ``unicode61`` tokenizer
 splits (``'`` and ``_`` inside words), so ``it's`` finds what it finds in SQLite. A GIN index answers ``@@``.
-Tables: ``calls``, ``utterances`` (with the ``tsv`` column) in one schema (``callscribe`` unless told; tests
-use one per test).
+Tables: ``calls`` (with ``caller_key`` for caller history), ``utterances`` (with the ``tsv`` column), ``tickets``
+and ``assist_events``, as in SQLite, in one schema (``callscribe`` unless told; tests use one per test).
 
 One connection guarded by a lock, like SqliteStore; it is reopened when the server drops it.
 """
@@ -27,8 +27,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .base import (CallRecord, SearchPage, SearchQuery, StoreError, Utterance, fields_set_by, filter_clauses, masked,
-                   page_bounds, query_terms, search_page)
+from callscribe.keyword.repeat import caller_key
+
+from .base import (TICKET_COLS, AssistEvent, CallRecord, SearchPage, SearchQuery, StoreError, TicketRecord, Utterance,
+                   fields_set_by, filter_clauses, masked, page_bounds, query_terms, search_page, ticket_from_row, ticket_row)
 from .query import Term, han_tokens, index_tokens, pieces_of
 
 __all__ = ["PostgresStore"]
@@ -42,8 +44,25 @@ CREATE TABLE IF NOT EXISTS {s}.calls (
     intent_score double precision NOT NULL DEFAULT 0, unresolved boolean NOT NULL DEFAULT false,
     alerts text[] NOT NULL DEFAULT '{{}}', reasons text[] NOT NULL DEFAULT '{{}}'
 );
+ALTER TABLE {s}.calls ADD COLUMN IF NOT EXISTS quotes text[] NOT NULL DEFAULT '{{}}';
+ALTER TABLE {s}.calls ADD COLUMN IF NOT EXISTS caller_key text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS calls_started ON {s}.calls(started_at_ms);
 CREATE INDEX IF NOT EXISTS calls_agent ON {s}.calls(agent_id);
+CREATE INDEX IF NOT EXISTS calls_caller ON {s}.calls(caller_key, started_at_ms);
+CREATE TABLE IF NOT EXISTS {s}.tickets (
+    ticket_id text PRIMARY KEY, call_id text NOT NULL, type text NOT NULL, priority text NOT NULL,
+    status text NOT NULL DEFAULT 'open', title text NOT NULL DEFAULT '', subtype text NOT NULL DEFAULT '',
+    intent text NOT NULL DEFAULT '', summary text NOT NULL DEFAULT '[]', fields text NOT NULL DEFAULT '{{}}',
+    caller text NOT NULL DEFAULT '', agent_id text NOT NULL DEFAULT '', created_by text NOT NULL DEFAULT '',
+    created_at_ms bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tickets_call ON {s}.tickets(call_id, created_at_ms);
+CREATE TABLE IF NOT EXISTS {s}.assist_events (
+    call_id text NOT NULL, card_kind text NOT NULL, card_id text NOT NULL, action text NOT NULL,
+    agent_id text NOT NULL DEFAULT '', at_ms bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (call_id, card_kind, card_id, action)
+);
+CREATE INDEX IF NOT EXISTS assist_events_at ON {s}.assist_events(at_ms);
 CREATE TABLE IF NOT EXISTS {s}.utterances (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, call_id text NOT NULL, segment_id text NOT NULL UNIQUE,
     channel text NOT NULL, start_ms bigint NOT NULL, end_ms bigint NOT NULL, text text NOT NULL,
@@ -101,7 +120,15 @@ class PostgresStore:
             with self._db.transaction():
                 # concurrent first starts (several gateways) would race on CREATE ... IF NOT EXISTS
                 self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"callscribe.schema.{schema}",))
+                older = self._db.execute(
+                    "SELECT count(*) FILTER (WHERE column_name = 'caller_key'), count(*) FROM information_schema.columns"
+                    " WHERE table_schema = %s AND table_name = 'calls'", (schema,)).fetchone()
                 self._db.execute(self._sql(SCHEMA))
+                if older and older[1] and not older[0]:  # a store from before caller history: key its callers once
+                    rows = self._db.execute(self._sql("SELECT call_id, caller FROM {s}.calls WHERE caller != ''")).fetchall()
+                    with self._db.cursor() as cur:
+                        cur.executemany(self._sql("UPDATE {s}.calls SET caller_key = %s WHERE call_id = %s"),
+                                        [(caller_key(c), i) for i, c in rows])
         except psycopg.Error as exc:
             self._db.close()
             raise StoreError(f"cannot create the tables in schema {schema!r} at {masked(dsn)}: {str(exc).strip()}") from exc
@@ -150,11 +177,29 @@ class PostgresStore:
         """One atomic statement, so two writers cannot interleave a read and a write. Which columns an
         update writes depends only on ``call``: :func:`~.base.fields_set_by`, the rule SqliteStore merges by."""
         changed = fields_set_by(call)
+        if "caller" in changed:
+            changed.append("caller_key")
         update = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in changed)) if changed else "DO NOTHING"
-        query = self._sql(f"INSERT INTO {{s}}.calls({', '.join(_CALL_COLS)}) VALUES ({', '.join(['%s'] * len(_CALL_COLS))})"
-                          f" ON CONFLICT (call_id) {update}")
+        query = self._sql(f"INSERT INTO {{s}}.calls({', '.join(_CALL_COLS)}, caller_key)"
+                          f" VALUES ({', '.join(['%s'] * (len(_CALL_COLS) + 1))}) ON CONFLICT (call_id) {update}")
         values = [list(v) if isinstance(v, tuple) else v for v in (getattr(call, c) for c in _CALL_COLS)]
+        values.append(caller_key(call.caller))
         self._run(lambda db: db.execute(query, values))
+
+    def add_ticket(self, ticket: TicketRecord) -> bool:
+        query = self._sql(f"INSERT INTO {{s}}.tickets({', '.join(TICKET_COLS)}) VALUES ({', '.join(['%s'] * len(TICKET_COLS))})"
+                          " ON CONFLICT (ticket_id) DO NOTHING")
+        return bool(self._run(lambda db: db.execute(query, ticket_row(ticket)).rowcount))
+
+    def add_assist_events(self, rows: Sequence[AssistEvent]) -> int:
+        if not rows:
+            return 0
+        query = self._sql(
+            "INSERT INTO {s}.assist_events(call_id, card_kind, card_id, action, agent_id, at_ms)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+            " ON CONFLICT DO NOTHING")
+        columns = [list(col) for col in zip(*((r.call_id, r.card_kind, r.card_id, r.action, r.agent_id, r.at_ms) for r in rows))]
+        return int(self._run(lambda db: db.execute(query, columns).rowcount))
 
     # --- reads ---------------------------------------------------------------------------------------
     def call(self, call_id: str) -> tuple[CallRecord, list[Utterance]] | None:
@@ -168,6 +213,36 @@ class PostgresStore:
             return _call_from_row(rec), [Utterance(*r) for r in db.execute(rows_q, (call_id,)).fetchall()]
 
         return self._run(work)
+
+    def tickets(self, call_ids: Sequence[str]) -> list[TicketRecord]:
+        ids = list(dict.fromkeys(call_ids))
+        if not ids:
+            return []
+        query = self._sql(f"SELECT {', '.join(TICKET_COLS)} FROM {{s}}.tickets WHERE call_id = ANY(%s)"
+                          " ORDER BY created_at_ms, ticket_id")
+        return [ticket_from_row(r) for r in self._run(lambda db: db.execute(query, (ids,)).fetchall())]
+
+    def caller_calls(self, caller: str, since_ms: int, until_ms: int, limit: int = 50) -> list[CallRecord]:
+        key = caller_key(caller)
+        if not key:
+            return []
+        query = self._sql(f"SELECT {', '.join(_CALL_COLS)} FROM {{s}}.calls WHERE caller_key = %s AND started_at_ms >= %s"
+                          " AND started_at_ms < %s ORDER BY started_at_ms DESC LIMIT %s")
+        args = (key, since_ms, until_ms, max(1, min(limit, 500)))
+        return [_call_from_row(r) for r in self._run(lambda db: db.execute(query, args).fetchall())]
+
+    def assist_counts(self, since_ms: int | None = None, until_ms: int | None = None) -> list[tuple[str, str, str, str, int]]:
+        where, args = [], []
+        if since_ms is not None:
+            where.append("at_ms >= %s")
+            args.append(since_ms)
+        if until_ms is not None:
+            where.append("at_ms < %s")
+            args.append(until_ms)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        query = self._sql(f"SELECT card_kind, card_id, agent_id, action, count(*) FROM {{s}}.assist_events {clause}"
+                          " GROUP BY card_kind, card_id, agent_id, action")
+        return [(r[0], r[1], r[2], r[3], int(r[4])) for r in self._run(lambda db: db.execute(query, args).fetchall())]
 
     def search(self, q: SearchQuery) -> SearchPage:
         t0 = time.perf_counter()
@@ -200,6 +275,7 @@ def _call_from_row(row: Sequence[Any]) -> CallRecord:
     d = dict(zip(_CALL_COLS, row))
     d["alerts"] = tuple(d["alerts"])
     d["reasons"] = tuple(d["reasons"])
+    d["quotes"] = tuple(d["quotes"])
     return CallRecord(**d)
 
 

@@ -2,9 +2,11 @@
 
 Why SQLite by default: it needs no server, a 100,000-utterance index answers in milliseconds (measured
 by benchmarks/search.py), and a contact center can start with it and move to PostgreSQL behind the same
-interface. Tables: ``calls`` (one row per call, filled in as start, end and analytics arrive),
-``utterances`` (one row per final; ``segment_id`` unique, so a redelivered final is a no-op) and the
-contentless FTS5 table ``utterances_fts`` (columns ``bi`` and ``uni``, rowid = utterance id).
+interface. Tables: ``calls`` (one row per call, filled in as start, end and analytics arrive; ``caller_key``
+the number's digits for caller history), ``utterances`` (one row per final; ``segment_id`` unique, so a
+redelivered final is a no-op), the contentless FTS5 table ``utterances_fts`` (columns ``bi`` and ``uni``,
+rowid = utterance id), ``tickets`` (submitted tickets, by ``ticket_id``) and ``assist_events`` (the agent
+desk's card telemetry, one row per call, card and action).
 Thread-safe: one connection guarded by a lock (calls are short; the API runs them in a thread).
 """
 
@@ -19,8 +21,10 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import (CallRecord, SearchPage, SearchQuery, Utterance, fields_set_by, filter_clauses, page_bounds, query_terms,
-                   search_page)
+from callscribe.keyword.repeat import caller_key
+
+from .base import (TICKET_COLS, AssistEvent, CallRecord, SearchPage, SearchQuery, TicketRecord, Utterance, fields_set_by,
+                   filter_clauses, page_bounds, query_terms, search_page, ticket_from_row, ticket_row)
 from .query import index_tokens, to_fts
 
 __all__ = ["SqliteStore"]
@@ -31,10 +35,25 @@ CREATE TABLE IF NOT EXISTS calls (
     ended INTEGER NOT NULL DEFAULT 0, agent_id TEXT NOT NULL DEFAULT '', queue TEXT NOT NULL DEFAULT '',
     caller TEXT NOT NULL DEFAULT '', language TEXT NOT NULL DEFAULT '', intent TEXT NOT NULL DEFAULT '',
     intent_score REAL NOT NULL DEFAULT 0, unresolved INTEGER NOT NULL DEFAULT 0,
-    alerts TEXT NOT NULL DEFAULT '[]', reasons TEXT NOT NULL DEFAULT '[]'
+    alerts TEXT NOT NULL DEFAULT '[]', reasons TEXT NOT NULL DEFAULT '[]', quotes TEXT NOT NULL DEFAULT '[]',
+    caller_key TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at_ms);
 CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent_id);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, type TEXT NOT NULL, priority TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open', title TEXT NOT NULL DEFAULT '', subtype TEXT NOT NULL DEFAULT '',
+    intent TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '[]', fields TEXT NOT NULL DEFAULT '{}',
+    caller TEXT NOT NULL DEFAULT '', agent_id TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '',
+    created_at_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tickets_call ON tickets(call_id, created_at_ms);
+CREATE TABLE IF NOT EXISTS assist_events (
+    call_id TEXT NOT NULL, card_kind TEXT NOT NULL, card_id TEXT NOT NULL, action TEXT NOT NULL,
+    agent_id TEXT NOT NULL DEFAULT '', at_ms INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (call_id, card_kind, card_id, action)
+);
+CREATE INDEX IF NOT EXISTS assist_events_at ON assist_events(at_ms);
 CREATE TABLE IF NOT EXISTS utterances (
     id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, segment_id TEXT NOT NULL UNIQUE, channel TEXT NOT NULL,
     start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, text TEXT NOT NULL, at_ms INTEGER NOT NULL
@@ -45,6 +64,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS utterances_fts USING fts5(bi, uni, content=''
 """
 
 _CALL_COLS = [f.name for f in fields(CallRecord)]
+# Columns added after the first release: an older file gets them on open (CREATE TABLE IF NOT EXISTS does not)
+_ADDED_COLUMNS = (("calls", "quotes", "TEXT NOT NULL DEFAULT '[]'"), ("calls", "caller_key", "TEXT NOT NULL DEFAULT ''"))
 
 
 def _private(path: Path) -> None:
@@ -69,10 +90,24 @@ class SqliteStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
             self._db.executescript(SCHEMA)
+            self._db.execute("CREATE INDEX IF NOT EXISTS calls_caller ON calls(caller_key, started_at_ms)")
         if self.path != ":memory:":
             for suffix in ("", "-wal", "-shm"):
                 _private(Path(self.path + suffix).expanduser())
+
+    def _migrate(self) -> None:
+        """Add the columns an older store lacks, and fill ``caller_key`` for its calls."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(calls)").fetchall()}
+        if not have:
+            return  # a new file: SCHEMA creates everything
+        for table, column, decl in _ADDED_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        if "caller_key" not in have:
+            rows = self._db.execute("SELECT call_id, caller FROM calls WHERE caller != ''").fetchall()
+            self._db.executemany("UPDATE calls SET caller_key = ? WHERE call_id = ?", [(caller_key(c), i) for i, c in rows])
 
     def close(self) -> None:
         with self._lock:
@@ -105,10 +140,35 @@ class SqliteStore:
         with self._lock:
             old = self._call_row(call.call_id)
             merged = call if old is None else _merge(old, call)
-            values = [_to_sql(getattr(merged, c)) for c in _CALL_COLS]
+            values = [_to_sql(getattr(merged, c)) for c in _CALL_COLS] + [caller_key(merged.caller)]
             self._db.execute(
-                f"INSERT OR REPLACE INTO calls({', '.join(_CALL_COLS)}) VALUES ({', '.join('?' * len(_CALL_COLS))})", values
+                f"INSERT OR REPLACE INTO calls({', '.join(_CALL_COLS)}, caller_key) VALUES ({', '.join('?' * (len(_CALL_COLS) + 1))})",
+                values,
             )
+
+    def add_ticket(self, ticket: TicketRecord) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                f"INSERT OR IGNORE INTO tickets({', '.join(TICKET_COLS)}) VALUES ({', '.join('?' * len(TICKET_COLS))})",
+                ticket_row(ticket),
+            )
+            return bool(cur.rowcount)
+
+    def add_assist_events(self, rows: Sequence[AssistEvent]) -> int:
+        added = 0
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for r in rows:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO assist_events(call_id, card_kind, card_id, action, agent_id, at_ms)"
+                        " VALUES (?,?,?,?,?,?)", (r.call_id, r.card_kind, r.card_id, r.action, r.agent_id, r.at_ms))
+                    added += cur.rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
 
     # --- reads ---------------------------------------------------------------------------------------
     def _call_row(self, call_id: str) -> CallRecord | None:
@@ -125,6 +185,44 @@ class SqliteStore:
                 " WHERE call_id = ? ORDER BY start_ms, id", (call_id,)
             ).fetchall()
         return rec, [Utterance(*r) for r in rows]
+
+    def tickets(self, call_ids: Sequence[str]) -> list[TicketRecord]:
+        ids = list(dict.fromkeys(call_ids))
+        if not ids:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(TICKET_COLS)} FROM tickets WHERE call_id IN ({', '.join('?' * len(ids))})"
+                " ORDER BY created_at_ms, ticket_id", ids,
+            ).fetchall()
+        return [ticket_from_row(r) for r in rows]
+
+    def caller_calls(self, caller: str, since_ms: int, until_ms: int, limit: int = 50) -> list[CallRecord]:
+        key = caller_key(caller)
+        if not key:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_CALL_COLS)} FROM calls WHERE caller_key = ? AND started_at_ms >= ? AND started_at_ms < ?"
+                " ORDER BY started_at_ms DESC LIMIT ?", (key, since_ms, until_ms, max(1, min(limit, 500))),
+            ).fetchall()
+        return [_call_from_row(r) for r in rows]
+
+    def assist_counts(self, since_ms: int | None = None, until_ms: int | None = None) -> list[tuple[str, str, str, str, int]]:
+        where, args = [], []
+        if since_ms is not None:
+            where.append("at_ms >= ?")
+            args.append(since_ms)
+        if until_ms is not None:
+            where.append("at_ms < ?")
+            args.append(until_ms)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT card_kind, card_id, agent_id, action, count(*) FROM assist_events {clause}"
+                " GROUP BY card_kind, card_id, agent_id, action", args,
+            ).fetchall()
+        return [tuple(r) for r in rows]
 
     def search(self, q: SearchQuery) -> SearchPage:
         t0 = time.perf_counter()
@@ -163,6 +261,7 @@ def _call_from_row(row: Sequence[Any]) -> CallRecord:
     d["unresolved"] = bool(d["unresolved"])
     d["alerts"] = tuple(json.loads(d["alerts"] or "[]"))
     d["reasons"] = tuple(json.loads(d["reasons"] or "[]"))
+    d["quotes"] = tuple(json.loads(d["quotes"] or "[]"))
     return CallRecord(**d)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Query, WebSocket
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -25,7 +27,9 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from callscribe.errors import SchemaError
-from callscribe.events import CallbackDone, CallStarted, Transcript, from_fields, to_dict, to_fields
+from callscribe.events import AssistTelemetry, CallbackDone, CallStarted, Transcript, from_fields, now_ms, to_dict, to_fields
+from callscribe.gateway.assist import (TelemetryBody, TicketBody, adoption, build_ticket, caller_history, draft_now,
+                                       record_telemetry, send_ticket_webhook, submit_ticket, ticket_id_for, ticket_json)
 from callscribe.gateway.store import CallRecord, QueryError, SearchQuery, Utterance
 from callscribe.gateway.store.query import highlight, parse_query
 from callscribe.pii import for_role, number_for, text_for
@@ -72,6 +76,14 @@ def create_app(gw: "WebGateway") -> FastAPI:
                   description="See docs/gateway.md for roles, shapes and WebSocket messages.",
                   docs_url=None, redoc_url=None)  # their UIs load from a CDN; pages must work offline
     api.mount(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Any, exc: RequestValidationError) -> Response:
+        # FastAPI's own 422, but ASCII-escaped: a JSON body may carry a lone surrogate ("\ud800") that the error
+        # echoes as the invalid input, and UTF-8 cannot encode it (the default handler answered HTTP 500)
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
+
     app.add_middleware(SecurityHeaders)  # CSP, no framing, nosniff on every response (hardening.py)
     return app
 
@@ -81,6 +93,8 @@ class Api:
         self.gw = gw
         self.cfg = gw.cfg
         self._bearer = HTTPBearer(auto_error=False)
+        self._analytics: Any = None
+        self._analytics_lock = asyncio.Lock()
 
     # --- auth --------------------------------------------------------------------------------------------
     def authorize(self, token: str | None, roles: tuple[str, ...]) -> Principal:
@@ -157,16 +171,65 @@ class Api:
         """Any event / record / message as this role may see it (callscribe/pii.py): every exit calls this."""
         return for_role(who.role, obj, self.cfg.redact_stored_text)
 
-    async def assist(self) -> Any:
-        """The agent assist (keyword/assist) over the configured packs, built once on first use (a second or so:
-        rule packs and intent catalog load with it)."""
-        found = getattr(self, "_assist", None)
-        if found is None:
-            from callscribe.keyword.assist import assist_for
-            from callscribe.keyword.worker import analytics_from_config
+    async def analytics(self) -> Any:
+        """The call analytics (keyword/analyzer.py, as the worker builds it from the config), built once on first
+        use (a second or so: rule packs and intent catalog load with it): ticket drafts replay calls through it."""
+        async with self._analytics_lock:
+            if self._analytics is None:
+                from callscribe.keyword.worker import analytics_from_config
 
-            found = self._assist = await asyncio.to_thread(lambda: assist_for(analytics_from_config(self.cfg), self.cfg.assist_packs))
-        return found
+                self._analytics = await asyncio.to_thread(analytics_from_config, self.cfg)
+        return self._analytics
+
+    async def assist(self) -> Any:
+        """The agent assist (keyword/assist) over the configured packs, attached to :meth:`analytics`."""
+        from callscribe.keyword.assist import assist_for
+
+        analytics = await self.analytics()
+        return assist_for(analytics, self.cfg.assist_packs)
+
+    async def call_facts(self, call_id: str, stored: StoredCall = _UNREAD) -> dict[str, Any] | None:
+        """Agent, caller (as stored), intent, start time and repeat_of of a call (board, else store, else its
+        stream's call_started); None when the call is unknown."""
+        info = self.gw.board.state.calls.get(call_id)
+        if info is not None:
+            return {"agent_id": info.agent_id, "caller": info.caller, "intent": info.intent,
+                    "started_at_ms": info.started_at_ms, "repeat_of": list(info.repeat_of)}
+        if stored is _UNREAD:
+            stored = await self.stored_call(call_id)
+        if stored is not None:
+            r = stored[0]
+            return {"agent_id": r.agent_id, "caller": r.caller, "intent": r.intent, "started_at_ms": r.started_at_ms,
+                    "repeat_of": []}
+        first = await self.gw.redis.xrange(keys.call_stream(self.cfg, call_id), count=1)
+        if not first:
+            return None
+        try:
+            started = from_fields(first[0][1])
+        except SchemaError:
+            started = None
+        if not isinstance(started, CallStarted):
+            return {"agent_id": "", "caller": "", "intent": "", "started_at_ms": 0, "repeat_of": []}
+        md = started.metadata
+        return {"agent_id": md.get("agent_id", ""), "caller": md.get("caller", ""), "intent": "",
+                "started_at_ms": started.started_at_ms, "repeat_of": []}
+
+    async def own_call(self, who: Principal, call_id: str) -> dict[str, Any]:
+        """:meth:`call_facts` of a call ``who`` may work on (an agent: their own), else HTTP 404 alike for
+        another agent's call and a call that does not exist."""
+        facts = await self.call_facts(call_id) if _CALL_ID.fullmatch(call_id) else None
+        if facts is None or not self.may_see(who, facts["agent_id"]):
+            raise HTTPException(404, "no such call")
+        return facts
+
+    async def history(self, who: Principal, call_id: str, facts: dict[str, Any]) -> dict[str, Any]:
+        """The caller's history message for a call, as ``who`` may see it (gateway/assist/history.py)."""
+        body = await asyncio.to_thread(caller_history, self.gw.store, call_id, facts["caller"],
+                                       facts["started_at_ms"] or now_ms(), facts["repeat_of"])
+        return self.view(who, {"type": "caller_history", **body})
+
+    def tickets_view(self, who: Principal, tickets) -> list[dict[str, Any]]:
+        return [ticket_json(t, who.role, self.cfg.redact_stored_text) for t in tickets]
 
     # --- routes ----------------------------------------------------------------------------------------------
     def mount(self, app: FastAPI) -> None:
@@ -175,6 +238,7 @@ class Api:
         supervisors = self.allow("supervisor")
         readers = self.allow("qa", "supervisor")
         details = self.allow("qa", "supervisor", "agent")
+        agent_or_supervisor = self.allow("agent", "supervisor")
 
         @app.get("/health", tags=["ops"])
         async def health() -> dict[str, str]:
@@ -244,6 +308,60 @@ class Api:
                 raise HTTPException(503, f"Redis unavailable: {exc}") from exc
             return {"ok": True}
 
+        @app.post("/api/v1/calls/{call_id}/ticket/draft", tags=["assist"])
+        async def ticket_draft(call_id: str, who: Principal = Depends(agent_or_supervisor)) -> dict[str, Any]:
+            """The one-click ticket draft of the call now (keyword/assist/ticket.py), and ``submit``: the body
+            for ``POST /api/v1/calls/{call_id}/tickets`` prefilled from it (edit, then post)."""
+            await self.own_call(who, call_id)
+            try:
+                draft = await draft_now(gw.redis, self.cfg, await self.analytics(), await self.assist(), call_id)
+            except RedisError as exc:
+                raise HTTPException(503, f"Redis unavailable: {exc}") from exc
+            if draft is None:
+                raise HTTPException(409, "no transcript of this call to draft a ticket from")
+            submit = {"ticket_id": f"{call_id}:{draft.ticket_type}", "type": draft.ticket_type, "priority": draft.priority,
+                      "title": draft.title, "subtype": draft.subtype, "fields": dict(draft.fields), "summary": list(draft.summary)}
+            return self.view(who, {"draft": to_dict(draft), "submit": submit})
+
+        @app.post("/api/v1/calls/{call_id}/tickets", tags=["assist"])
+        async def submit(call_id: str, body: TicketBody, who: Principal = Depends(agent_or_supervisor)) -> dict[str, Any]:
+            """Submit a ticket (idempotent by ``ticket_id``, default ``{call_id}:{type}``): the tickets stream, the
+            store, the supervisor's callback queue and the ticket webhook."""
+            facts = await self.own_call(who, call_id)
+            if len(ticket_id_for(call_id, body)) > 200:
+                raise HTTPException(422, "ticket_id too long: give a shorter ticket_id")
+            ticket = build_ticket(self.cfg, call_id, body, who.sub, facts["agent_id"], facts["caller"], facts["intent"])
+            try:
+                created = await submit_ticket(gw.redis, self.cfg, ticket)
+                delivery = await send_ticket_webhook(gw.redis, self.cfg, ticket, getattr(gw, "webhooks", None))
+            except RedisError as exc:
+                raise HTTPException(503, f"Redis unavailable, submit again: {exc}") from exc
+            return {"ticket": ticket_json(ticket, who.role, self.cfg.redact_stored_text), "created": created,
+                    "webhook_delivery": delivery}
+
+        @app.get("/api/v1/calls/{call_id}/history", tags=["assist"])
+        async def call_history(call_id: str, who: Principal = Depends(agent_or_supervisor)) -> dict[str, Any]:
+            """The caller's calls of the last 30 days before this one, what was left pending, the banner data."""
+            return await self.history(who, call_id, await self.own_call(who, call_id))
+
+        @app.post("/api/v1/assist/events", tags=["assist"])
+        async def assist_event(body: TelemetryBody, who: Principal = Depends(self.allow("agent"))) -> dict[str, Any]:
+            """The agent desk reports a card shown / clicked / used / dismissed (on the agent's own call)."""
+            facts = await self.own_call(who, body.call_id)
+            event = AssistTelemetry(body.call_id, body.card_kind, body.card_id, body.action,
+                                    who.agent_id or facts["agent_id"])
+            try:
+                await record_telemetry(gw.redis, self.cfg, event)
+            except RedisError as exc:
+                raise HTTPException(503, f"Redis unavailable: {exc}") from exc
+            return {"ok": True}
+
+        @app.get("/api/v1/reports/assist_adoption", tags=["supervisor"])
+        async def assist_adoption(since: str | None = None, until: str | None = None,
+                                  who: Principal = Depends(supervisors)) -> dict[str, Any]:
+            """Adoption of the assist cards (used / shown, clicked / shown) per card and per agent."""
+            return await asyncio.to_thread(adoption, gw.store, _when(since, "since"), _when(until, "until"))
+
         @app.get("/api/v1/stats/intents", tags=["supervisor"])
         async def intent_stats(window_s: int = Query(3600, ge=60, le=86400), bucket_s: int = Query(300, ge=60, le=3600),
                                who: Principal = Depends(supervisors)) -> dict[str, Any]:
@@ -280,13 +398,16 @@ class Api:
             finally:
                 gw.metrics.search_seconds.observe(time.perf_counter() - t0)
             terms = parse_query(q) if page.terms else []
+            tickets: dict[str, list[dict[str, Any]]] = {}
+            for t in await asyncio.to_thread(gw.store.tickets, [h.call.call_id for h in page.hits]):
+                tickets.setdefault(t.call_id, []).append(ticket_json(t, who.role, self.cfg.redact_stored_text))
             hits = []
             for h in page.hits:
                 text = self.for_reader(who, h.utterance.text)
                 hits.append({
                     "call_id": h.utterance.call_id, **_utterance(h.utterance), "text": text,
                     "highlighted": h.highlighted if text == h.utterance.text else highlight(text, terms),
-                    "call": _record(h.call, who.role),
+                    "call": {**_record(h.call, who.role), "tickets": tickets.get(h.call.call_id, [])},
                 })
             return {"total": page.total, "offset": page.offset, "limit": page.limit, "took_ms": page.took_ms,
                     "terms": list(page.terms), "hits": hits}
@@ -354,6 +475,7 @@ class Api:
             rows = stream_finals
         rows.sort(key=lambda u: (u.start_ms, u.segment_id))
         utterances = [{**_utterance(u), "text": self.for_reader(who, u.text)} for u in rows]
+        call["tickets"] = self.tickets_view(who, await asyncio.to_thread(self.gw.store.tickets, [call_id]))
         return {"call": call, "utterances": utterances, "events": events}
 
     # --- WebSockets ------------------------------------------------------------------------------------------
@@ -423,11 +545,20 @@ class Api:
             sub = board.subscribe(maxsize=200, accept=mine)
             try:
                 sent: Any = object()
+                history_of: Any = None
                 while True:
                     current = board.state.agent_call(agent)
                     if current != sent:
                         await ws.send_text(json.dumps(self.view(who, {"type": "current_call", "call": current}), ensure_ascii=False))
                         sent = current
+                        # the caller's history, once per call (again when the repeat-caller alert names earlier calls)
+                        key = (current["call_id"], tuple(current["repeat_of"])) if current else None
+                        if key is not None and key != history_of:
+                            history_of = key
+                            facts = {"caller": current["caller"], "started_at_ms": current["started_at_ms"],
+                                     "repeat_of": current["repeat_of"]}
+                            msg = await self.history(who, current["call_id"], facts)
+                            await ws.send_text(json.dumps(msg, ensure_ascii=False))
                     await _next(sub, ws)
             finally:
                 board.unsubscribe(sub)

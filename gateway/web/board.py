@@ -1,8 +1,9 @@
 """The live board: what a wallboard and an agent desktop show, kept in memory from the Redis streams.
 
 One reader per gateway follows the finals stream (call start/end), the insights stream (intent updates,
-flags, summaries), the alerts stream (alerts, surges) and the callbacks stream (unresolved calls, and
-``callback_done`` when a supervisor handles one), with plain XREAD: every gateway needs every event, so
+flags, summaries), the alerts stream (alerts, surges), the callbacks stream (unresolved calls, and
+``callback_done`` when a supervisor handles one) and the tickets stream (tickets submitted from the agent desk
+join their call's callback entry, or queue the call), with plain XREAD: every gateway needs every event, so
 this is fan-out, not a consumer group. On start it replays ``board_replay_s`` of history, so a restarted
 gateway shows the same board. Changes go to subscribers (WebSocket handlers) through bounded queues; a
 subscriber that falls behind is marked ``overflowed`` and its handler closes it (the page reconnects to a
@@ -28,9 +29,10 @@ from callscribe.pii import mask_number
 from callscribe.errors import SchemaError
 from callscribe.events import (
     Alert, CallbackDone, CallEnded, CallFlag, CallStarted, CallSummary, Event, IntentUpdate, SentimentUpdate, Surge,
-    Transcript,
+    Ticket, Transcript,
     from_fields, to_dict,
 )
+from callscribe.gateway.store.base import ticket_record
 from callscribe.stream import keys
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,8 @@ class BoardState:
             surge = {"id": entry_id, **to_dict(event)}
             self.surges.appendleft(surge)
             return [{"type": "surge", "surge": surge}]
+        if isinstance(event, Ticket):
+            return self._ticket(entry_id, event)
         if isinstance(event, CallbackDone):
             self.callbacks_done.pop(event.call_id, None)
             self.callbacks_done[event.call_id] = self.now_ms()
@@ -194,13 +198,37 @@ class BoardState:
         call.unresolved = e.unresolved
         call.flag_reasons = list(e.reasons)
         out = self._changed(call)
+        queued = self.callbacks.get(e.call_id)
+        tickets = queued.get("tickets", []) if queued else []
         if e.final and e.unresolved and e.call_id not in self.callbacks_done:
-            callback = {"id": entry_id, **to_dict(e), "agent_id": call.agent_id}
+            callback = {"id": entry_id, **to_dict(e), "agent_id": call.agent_id, "tickets": tickets}
             self.callbacks[e.call_id] = callback
             out.append({"type": "callback", "callback": callback})
-        elif e.final and not e.unresolved and self.callbacks.pop(e.call_id, None) is not None:
+        elif e.final and not e.unresolved and queued is not None and not tickets:  # a ticket keeps it queued
+            del self.callbacks[e.call_id]
             out.append({"type": "callback_done", "call_id": e.call_id})
         return out
+
+    def _ticket(self, entry_id: str, e: Ticket) -> list[dict[str, Any]]:
+        """A submitted ticket joins its call's callback entry (the supervisor follows it up there), or queues
+        the call when it is not queued (a ticket on a call the analyzer thought resolved, or before its final
+        flag). A call already handled (callback_done) is not queued again by a ticket."""
+        if e.call_id in self.callbacks_done:
+            return []
+        ticket = {"id": entry_id, **ticket_record(e).to_dict()}
+        callback = self.callbacks.get(e.call_id)
+        if callback is None:
+            info = self.calls.get(e.call_id)
+            callback = self.callbacks[e.call_id] = {
+                "id": entry_id, "type": "ticket", "call_id": e.call_id, "unresolved": bool(info and info.unresolved),
+                "final": False, "reasons": list(info.flag_reasons) if info else [], "quotes": [],
+                "intent": e.intent or (info.intent if info else ""), "caller": e.caller or (info.caller if info else ""),
+                "emitted_at_ms": e.emitted_at_ms, "agent_id": e.agent_id or (info.agent_id if info else ""), "tickets": [],
+            }
+        if any(t["ticket_id"] == e.ticket_id for t in callback.get("tickets", [])):
+            return []
+        callback["tickets"] = [*callback.get("tickets", []), ticket]
+        return [{"type": "callback", "callback": callback}]
 
     def _summary(self, e: CallSummary) -> list[dict[str, Any]]:
         call = self._call(e.call_id)
@@ -309,7 +337,8 @@ class Board:
         self.cfg = cfg
         self.state = BoardState(intent_names)
         self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
-        self.streams = [keys.finals_stream(cfg), keys.insights_stream(cfg), keys.alerts_stream(cfg), keys.callbacks_stream(cfg)]
+        self.streams = [keys.finals_stream(cfg), keys.insights_stream(cfg), keys.alerts_stream(cfg), keys.callbacks_stream(cfg),
+                        keys.tickets_stream(cfg)]
         self.last_ids: dict[str, str] = {}
         self.subscribers: set[Subscription] = set()
         self.ready = asyncio.Event()
