@@ -414,7 +414,7 @@ function wireAssist() {
     submitTicket();
   });
   $("ticket-cancel").addEventListener("click", () => {
-    if (ticket) track("dismissed", "ticket", ticket.draft.type || "");
+    if (ticket && call) track("dismissed", "ticket", ticket.draft.type || call.call_id);
     ticket = null;
     renderTicket();
   });
@@ -679,29 +679,22 @@ async function searchKnowledge() {
   renderKnowledge();
 }
 
-// --- caller history (caller_history on /ws/v1/agent) ------------------------------------------
+// --- caller history (caller_history on /ws/v1/agent; gateway/assist/history.py) --------------------------
+// {call_id, caller, window_days, calls: [{call_id, started_at_ms, intent, resolved, alerts, tickets}],
+//  last: {call_id, unresolved, reasons, quotes, open_tickets} | null, banner: {repeat_caller, previous_calls, ...}}
 function onHistory(msg) {
   if (msg.call_id && call && msg.call_id !== call.call_id) return; // another call's
   history = msg;
   renderHistory();
 }
 
-function historyCalls() {
-  const h = history || {};
-  const list = h.calls || h.history || h.previous_calls || [];
-  return Array.isArray(list) ? list : [];
-}
-
-/** resolved: true / false / null (unknown), as the server said it. */
-function resolvedOf(c) {
-  if (typeof c.resolved === "boolean") return c.resolved;
-  if (typeof c.unresolved === "boolean") return !c.unresolved;
-  return null;
-}
-
 function ticketLabel(tk) {
   if (typeof tk === "string") return tk;
-  return [tk.ticket_id || tk.id, tk.type || tk.ticket_type, tk.status].filter(Boolean).join(" · ");
+  return [tk.ticket_id || tk.id, tk.status].filter(Boolean).join(" · ");
+}
+
+function ticketChips(list) {
+  return list.map((tk) => el("span.hc-ticket.mono", { dataset: { ticketId: tk.ticket_id || "", status: tk.status || "" }, title: tk.title || null, text: ticketLabel(tk) }));
 }
 
 function renderHistory() {
@@ -711,42 +704,62 @@ function renderHistory() {
     return;
   }
   panel.hidden = false;
-  const calls = historyCalls();
-  const repeat = typeof history.repeat === "boolean" ? history.repeat : calls.length > 0;
-  const banner = $("history-banner");
-  banner.hidden = !repeat;
-  banner.textContent = t("history_banner", { n: history.count ?? calls.length });
-  panel.dataset.repeat = repeat ? "true" : "false";
-  const promise = history.last_promise || history.promised || "";
-  const pnode = $("history-promise");
-  pnode.hidden = !promise;
-  pnode.textContent = promise ? t("history_promised", { text: promise }) : "";
+  const calls = Array.isArray(history.calls) ? history.calls : [];
+  const banner = history.banner || {};
+  const n = banner.previous_calls ?? calls.length;
+  const repeat = !!banner.repeat_caller || n > 0;
+  panel.dataset.repeat = banner.repeat_caller ? "true" : "false";
+  const node = $("history-banner");
+  node.hidden = !repeat;
+  node.textContent = t("history_banner", { n }) + (banner.last_unresolved ? t("history_last_unresolved") : "")
+    + (banner.open_tickets ? t("history_open_tickets", { n: banner.open_tickets }) : "");
+  $("history-title").textContent = t("history_title", { days: history.window_days || 30 });
+  renderLast(history.last);
   const list = $("history-list");
   if (!calls.length) {
-    list.replaceChildren(el("li.empty", { text: t("history_none") }));
+    list.replaceChildren(el("li.empty", { text: t("history_none", { days: history.window_days || 30 }) }));
+  } else {
+    list.replaceChildren(...calls.map((c) => {
+      const resolved = typeof c.resolved === "boolean" ? c.resolved : null;
+      const tickets = Array.isArray(c.tickets) ? c.tickets : [];
+      const cats = Array.isArray(c.alerts) ? c.alerts : [];
+      return el(
+        "li.history-call",
+        { dataset: { callId: c.call_id || "", resolved: resolved === null ? "" : String(resolved) } },
+        el("div.hc-head", null,
+          el("span.hc-date.mono", { text: fmtDateTime(c.started_at_ms) }),
+          el("span.hc-intent", { text: c.intent ? intentName(c.intent) : t("none_dash") }),
+          resolved === null ? null
+            : el("span.badge", { class: resolved ? "good" : "bad", text: t(resolved ? "history_resolved" : "history_unresolved") })),
+        tickets.length ? el("div.hc-tickets", null, el("span.hc-label", { text: t("history_tickets") }), ...ticketChips(tickets)) : null,
+        cats.length ? el("div.hc-alerts", null, el("span.hc-label", { text: t("history_alerts") }),
+          ...cats.map((cat) => el("span.badge.cat", { dataset: { category: cat }, text: categoryName(cat) }))) : null,
+      );
+    }));
+  }
+  track("shown", "history", call.call_id);
+}
+
+/** What was left pending last time: the last call's unresolved reasons, its flag's quotes, its open tickets. */
+function renderLast(last) {
+  const box = $("history-promise");
+  const reasons = last?.unresolved ? (last.reasons || []) : [];
+  const quotes = last?.unresolved ? (last.quotes || []) : [];
+  const open = last?.open_tickets || [];
+  box.hidden = !last || (!reasons.length && !quotes.length && !open.length);
+  if (box.hidden) {
+    box.replaceChildren();
     return;
   }
-  list.replaceChildren(...calls.map((c) => {
-    const resolved = resolvedOf(c);
-    const tickets = Array.isArray(c.tickets) ? c.tickets : [];
-    const alertsOf = Array.isArray(c.alerts) ? c.alerts : [];
-    const promised = c.promised || c.promise || "";
-    return el(
-      "li.history-call",
-      { dataset: { callId: c.call_id || "", resolved: resolved === null ? "" : String(resolved) } },
-      el("div.hc-head", null,
-        el("span.hc-date.mono", { text: fmtDateTime(c.started_at_ms) }),
-        el("span.hc-intent", { text: c.intent ? intentName(c.intent, c.intent_name) : t("none_dash") }),
-        resolved === null ? null
-          : el("span.badge", { class: resolved ? "good" : "bad", text: t(resolved ? "history_resolved" : "history_unresolved") })),
-      tickets.length ? el("div.hc-tickets", null, el("span.hc-label", { text: t("history_tickets") }),
-        ...tickets.map((tk) => el("span.hc-ticket.mono", { text: ticketLabel(tk) }))) : null,
-      alertsOf.length ? el("div.hc-alerts", null, el("span.hc-label", { text: t("history_alerts") }),
-        ...alertsOf.map((a) => el("span.badge.cat", { dataset: { category: a.category || a }, text: categoryName(a.category || a) }))) : null,
-      promised ? el("div.hc-promised", { text: t("history_promised", { text: promised }) }) : null,
-    );
-  }));
-  track("shown", "history", history.caller || "");
+  box.dataset.callId = last.call_id || "";
+  const nodes = [
+    el("div.hp-title", { text: t("history_last", { when: fmtDateTime(last.started_at_ms) }) }),
+    ...reasons.map((r) => el("div.hp-reason", { dataset: { reason: r }, text: reasonName(r) })),
+    ...quotes.map((q) => el("div.hp-quote", { dataset: { channel: q.channel || "" } },
+      el("span.who", { text: channelName(q.channel) }), el("span.q", { text: q.text || "" }))),
+  ];
+  if (open.length) nodes.push(el("div.hc-tickets", null, el("span.hc-label", { text: t("history_open") }), ...ticketChips(open)));
+  box.replaceChildren(...nodes);
 }
 
 // --- ticket: draft (click or call end), edit, submit ------------------------------------------
@@ -758,7 +771,7 @@ async function requestDraft() {
   if (!call) return;
   const callId = call.call_id;
   setTicketNote(t("ticket_drafting"));
-  track("clicked", "ticket", "");
+  track("clicked", "ticket", callId);
   let res;
   try {
     res = await api(callPath("ticket/draft"), { method: "POST" });
@@ -768,7 +781,7 @@ async function requestDraft() {
   }
   if (!call || call.call_id !== callId) return;
   setTicketNote("");
-  openTicket(res?.draft || res?.ticket || res || {}, "click");
+  openTicket(res?.draft || res || {}, "click");
 }
 
 /** The draft as the form edits it: TicketDraft events say `ticket_type`, the API's JSON `type`. */
@@ -780,6 +793,7 @@ function draftOf(d) {
     missing: Array.isArray(d.missing) ? d.missing : [],
     summary: Array.isArray(d.summary) ? d.summary : d.summary ? [String(d.summary)] : [],
     title: d.title || "",
+    subtype: d.subtype || "",
   };
 }
 
@@ -801,7 +815,7 @@ function openTicket(raw, source) {
   $("ticket-form").dataset.source = source;
   renderTicket();
   $("ticket-panel").scrollIntoView({ block: "nearest" });
-  track("shown", "ticket", draft.type);
+  track("shown", "ticket", draft.type || call?.call_id);
 }
 
 async function submitTicket() {
@@ -814,6 +828,8 @@ async function submitTicket() {
     priority: $("ticket-priority").value,
     fields,
     summary: $("ticket-summary").value.split("\n").map((s) => s.trim()).filter(Boolean),
+    title: ticket.draft.title,
+    subtype: ticket.draft.subtype,
   };
   const button = $("ticket-submit");
   button.disabled = true;
@@ -821,7 +837,7 @@ async function submitTicket() {
   try {
     const res = await api(callPath("tickets"), { method: "POST", body });
     if (!call || call.call_id !== callId) return;
-    track("used", "ticket", body.type);
+    track("used", "ticket", body.type || callId);
     ticketResult = res?.ticket || res || {};
     ticket = null;
     setTicketNote("");
