@@ -469,8 +469,9 @@ function onAssist(m) {
       // The call ended unresolved: open the draft unless the agent is editing or has submitted one.
       if (!ticket && !ticketResult) openTicket(m, "end");
       break;
-    case "ticket":
+    case "ticket": // a ticket submitted for this call (here, or replayed after a reload): the form is done
       ticketResult = m;
+      ticket = null;
       break;
     default:
       return;
