@@ -35,7 +35,8 @@ WHO = (*ROLES, None)  # None: no token
 T0 = 1_790_000_000_000
 EXAMPLES = 30  # per operation and generation mode; each example is sent once per role and once without a token
 FIXED_CALL_ID = "c-fuzz"  # a real call, so routes with {call_id} also reach their data
-REACH = {"/api/v1/search": {"query": {"q": "投诉"}}, "/api/v1/tokens": {"body": {"role": "qa", "sub": "fuzz-minted"}}}
+REACH = {"/api/v1/search": {"query": {"q": "投诉"}}, "/api/v1/tokens": {"body": {"role": "qa", "sub": "fuzz-minted"}},
+         "/api/v1/assist/events": {"body": {"call_id": FIXED_CALL_ID, "card_kind": "offer", "card_id": "o1", "action": "used"}}}
 
 
 async def _publish(cfg: Config, events) -> None:

@@ -307,3 +307,53 @@ async def test_ticket_and_telemetry_events_round_trip_in_schema_v1():
     # an entry of an older writer (no status, no fields) still reads, with the defaults
     old = {k: v for k, v in to_fields(t).items() if k not in ("status", "fields", "title")}
     assert from_fields(old) == replace(t, status="open", fields={}, title="")
+
+
+# --- the worker's delivery contract holds for the cards ---------------------------------------------------------
+class Crash(BaseException):
+    """The worker process dying: nothing in the worker catches it."""
+
+
+async def _cards_after(env, prefix: str, crash_at: int | None) -> list[tuple[str, str]]:
+    cfg = env.cfg.replace(key_prefix=prefix)
+    pub = RedisPublisher(cfg, cfg.redis_url)
+    await pub.start()
+    for i, name in enumerate(("zh_003", "zh_005", "en_002")):
+        started, finals, ended = to_events(read_dialogue(DIALOGUES / f"{name}.txt"), 1_767_225_600_000 + i * 1000)
+        for e in (started, *finals, ended):
+            await pub.publish(e)
+    assert await pub.flush(10)
+    await pub.stop()
+    if crash_at is not None:
+        first = AnalyticsWorker(cfg, cfg.redis_url, consumer="w-1")
+        first.BATCH = 5
+        real_xack = first.redis.xack
+
+        async def die_before_ack(*args, **kwargs):
+            if first.stats.entries >= crash_at:
+                raise Crash
+            return await real_xack(*args, **kwargs)
+
+        first.redis.xack = die_before_ack
+        await first.start()
+        done, _ = await asyncio.wait({first._task}, timeout=30)
+        assert done and isinstance(first._task.exception(), Crash)
+        await first.stop()
+    worker = AnalyticsWorker(cfg, cfg.redis_url, consumer="w-2", claim_idle_s=0.2)
+    await asyncio.sleep(0.3)
+    await worker.start()
+    assert await worker.drain(30)
+    await worker.stop()
+    out = []
+    for _, fields in await env.r.xrange(keys.assist_stream(cfg)):
+        c = from_fields(fields)
+        out.append((c.call_id, f"{c.TYPE}:{getattr(c, 'scenario', '')}:{getattr(c, 'step', '')}:{getattr(c, 'offer', '')}"
+                                f":{getattr(c, 'status', '')}:{getattr(c, 'card', '')}:{getattr(c, 'ticket_type', '')}"))
+    return out
+
+
+async def test_a_worker_crash_mid_call_writes_every_card_once(env):
+    reference = await _cards_after(env, "ref", None)
+    assert len(reference) == len(set(reference)) >= 10
+    crashed = await _cards_after(env, "crash", 14)  # mid-call: outputs written, the batch never acknowledged
+    assert sorted(crashed) == sorted(reference)

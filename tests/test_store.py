@@ -329,3 +329,72 @@ async def test_ingest_fills_the_store_from_redis_once(redis_server, new_store):
                  if "\t" in line and not line.split("\t", 1)[1].startswith("["))
     assert len(utterances) == finals  # each final once, none lost
     assert store.search(SearchQuery('"speak to"', alert="escalation")).total >= 1 or store.search(SearchQuery("manager")).total >= 1
+
+
+# --- agent assist: tickets, caller history, card telemetry (gateway/assist) ------------------------------------
+def test_tickets_caller_calls_and_assist_events(new_store):
+    from callscribe.gateway.store.base import AssistEvent, TicketRecord, adoption_report
+
+    s = new_store()
+    s.upsert_call(CallRecord("old", started_at_ms=1_000, caller="+86 138-0013-8000", agent_id="a7"))
+    s.upsert_call(CallRecord("old", intent="billing", unresolved=True, reasons=("left pending",)))
+    s.upsert_call(CallRecord("old", quotes=('{"channel":"agent","text":"we call you back","start_ms":5,"end_ms":9}',)))
+    s.upsert_call(CallRecord("now", started_at_ms=9_000, caller="13800138000"))
+    s.upsert_call(CallRecord("other", started_at_ms=2_000, caller="13900000000"))
+    rec = s.call("old")[0]
+    assert rec.quotes and rec.unresolved and rec.reasons == ("left pending",)
+    assert [c.call_id for c in s.caller_calls("138 0013 8000", 0, 9_000)] == ["old"]  # the number in any form
+    assert [c.call_id for c in s.caller_calls("13800138000", 0, 10_000)] == ["now", "old"]  # newest first
+    assert s.caller_calls("", 0, 10_000) == [] and s.caller_calls("13800138000", 1_001, 9_000) == []
+    t = TicketRecord("old:billing_review", "old", "billing_review", "high", summary=("扣了两次",), fields={"amount": "85"},
+                     caller="13800138000", agent_id="a7", created_by="agent-1", created_at_ms=3_000)
+    assert s.add_ticket(t) is True and s.add_ticket(TicketRecord("old:billing_review", "old", "x", "low")) is False
+    assert s.tickets(["old", "now"]) == [t] and s.tickets([]) == []
+    rows = [AssistEvent("old", "offer", "o1", "shown", "a7", 10), AssistEvent("old", "offer", "o1", "shown", "a7", 11),
+            AssistEvent("old", "offer", "o1", "used", "a7", 12), AssistEvent("now", "offer", "o1", "shown", "a8", 20)]
+    assert s.add_assist_events(rows) == 3 and s.add_assist_events([]) == 0
+    report = adoption_report(s.assist_counts())
+    assert report["cards"] == [{"card_kind": "offer", "card_id": "o1", "shown": 2, "clicked": 0, "used": 1, "dismissed": 0,
+                                "adoption": 0.5, "click_rate": 0.0}]
+    assert [(a["agent_id"], a["adoption"]) for a in report["agents"]] == [("a7", 1.0), ("a8", 0.0)]
+    assert adoption_report(s.assist_counts(since_ms=15))["total"]["shown"] == 1
+
+
+def test_sqlite_store_from_before_caller_history_is_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE calls (call_id TEXT PRIMARY KEY, started_at_ms INTEGER NOT NULL DEFAULT 0, duration_ms INTEGER"
+               " NOT NULL DEFAULT 0, ended INTEGER NOT NULL DEFAULT 0, agent_id TEXT NOT NULL DEFAULT '', queue TEXT NOT NULL"
+               " DEFAULT '', caller TEXT NOT NULL DEFAULT '', language TEXT NOT NULL DEFAULT '', intent TEXT NOT NULL DEFAULT"
+               " '', intent_score REAL NOT NULL DEFAULT 0, unresolved INTEGER NOT NULL DEFAULT 0, alerts TEXT NOT NULL DEFAULT"
+               " '[]', reasons TEXT NOT NULL DEFAULT '[]')")
+    db.execute("INSERT INTO calls(call_id, started_at_ms, caller) VALUES ('c', 5, '138 0013 8000')")
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    try:
+        assert s.call("c")[0] == CallRecord("c", started_at_ms=5, caller="138 0013 8000")
+        assert [c.call_id for c in s.caller_calls("13800138000", 0, 10)] == ["c"]
+    finally:
+        s.close()
+
+
+def test_postgres_store_from_before_caller_history_is_migrated(postgres_dsn):
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(f"CREATE TABLE {schema}.calls (call_id text PRIMARY KEY, started_at_ms bigint NOT NULL DEFAULT 0,"
+                   " duration_ms bigint NOT NULL DEFAULT 0, ended boolean NOT NULL DEFAULT false, agent_id text NOT NULL"
+                   " DEFAULT '', queue text NOT NULL DEFAULT '', caller text NOT NULL DEFAULT '', language text NOT NULL"
+                   " DEFAULT '', intent text NOT NULL DEFAULT '', intent_score double precision NOT NULL DEFAULT 0,"
+                   " unresolved boolean NOT NULL DEFAULT false, alerts text[] NOT NULL DEFAULT '{}', reasons text[] NOT NULL"
+                   " DEFAULT '{}')")
+        db.execute(f"INSERT INTO {schema}.calls(call_id, started_at_ms, caller) VALUES ('c', 5, '138 0013 8000')")
+    s = PostgresStore(postgres_dsn, schema=schema)
+    try:
+        assert s.call("c")[0] == CallRecord("c", started_at_ms=5, caller="138 0013 8000")
+        assert [c.call_id for c in s.caller_calls("13800138000", 0, 10)] == ["c"]
+    finally:
+        s.close()

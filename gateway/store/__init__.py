@@ -1,20 +1,22 @@
 """Transcript store for search (issue #7): every final and every call summary, searchable in Chinese and
 English. :class:`~.base.TranscriptStore` is the interface; :mod:`.sqlite` the default backend (SQLite FTS5
 over Chinese character bigrams, no setup); :mod:`.postgres` the same over PostgreSQL (``callscribe[postgres]``);
-:func:`open_store` picks one from a URL; :mod:`.ingest` the consumer group that fills it from Redis."""
+:func:`open_store` picks one from a URL; :mod:`.ingest` the consumer group that fills it from Redis. Beside the
+calls and their finals it keeps the tickets submitted from the agent desk and the desk's assist-card telemetry."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import CallRecord, Hit, SearchPage, SearchQuery, StoreError, TranscriptStore, Utterance, masked
+from .base import (AssistEvent, CallRecord, Hit, SearchPage, SearchQuery, StoreError, TicketRecord, TranscriptStore, Utterance,
+                   adoption_report, masked)
 from .query import QueryError, parse_query
 from .sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
 
-__all__ = ["CallRecord", "Hit", "SearchPage", "SearchQuery", "TranscriptStore", "Utterance", "QueryError",
+__all__ = ["AssistEvent", "TicketRecord", "adoption_report", "CallRecord", "Hit", "SearchPage", "SearchQuery", "TranscriptStore", "Utterance", "QueryError",
            "StoreError", "parse_query", "open_store", "SqliteStore", "PostgresStore"]
 
 
