@@ -233,8 +233,7 @@ async def test_spoken_call_scenario_card_steps_offer_knowledge_and_ticket(stack,
     ticket_id = await page.get_attribute("#ticket-result", "data-ticket-id")
     assert ticket_id
     await _shot(page, "assist-en-ticket")
-    # QA's call detail lists the call's tickets once the store has taken it in (the QA page does not render
-    # them yet: asserted through the API it reads)
+    # QA's call detail lists the call's tickets once the store has taken it in: the API, then the QA page
     qa = {"Authorization": f"Bearer {web.auth.mint('qa', 'quinn')[0]}"}
     async with httpx.AsyncClient(base_url=web.url) as client:
         for _ in range(50):
@@ -246,6 +245,18 @@ async def test_spoken_call_scenario_card_steps_offer_knowledge_and_ticket(stack,
     assert ticket_id in tickets, detail["call"]
     assert tickets[ticket_id]["priority"] == "high"
     assert tickets[ticket_id]["summary"][0] == "Charged for an international pack never ordered"
+    context = await browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
+    qa_page = await context.new_page()
+    await qa_page.goto(web.page_url("qa", web.auth.mint("qa", "quinn")[0]))
+    await qa_page.wait_for_selector("#q", timeout=10_000)
+    await qa_page.fill("#q", "international")
+    await qa_page.press("#q", "Enter")
+    await qa_page.locator('#results .hit[data-call-id="assist-en"]').first.click(timeout=10_000)
+    shown = qa_page.locator(f'#detail-tickets .ticket[data-ticket-id="{ticket_id}"]')
+    await shown.wait_for(timeout=10_000)
+    assert "Charged for an international pack never ordered" in await shown.inner_text()
+    await _shot(qa_page, "assist-qa-ticket")
+    await context.close()
     if TELEMETRY_ROUTE in _routes(stack):
         r = aioredis.from_url(stack.redis_url, decode_responses=True)
         rows = [f for _, f in await r.xrange(keys.assist_telemetry_stream(stack.cfg))]

@@ -301,7 +301,22 @@ function renderFacts(c) {
     ...fact(t("alerts"), (c.alerts || []).length
       ? c.alerts.map((cat) => el("span.badge.cat", { dataset: { category: cat }, text: categoryName(cat) }))
       : t("none_dash"), { id: "detail-alerts" }),
+    ...fact(t("history_tickets"), (c.tickets || []).length ? c.tickets.map(ticketNode) : t("none_dash"),
+      { id: "detail-tickets" }),
   );
+}
+
+/** One ticket of the call (as the server shaped it for this role: numbers masked, text redacted). */
+function ticketNode(tk) {
+  const prio = tk.priority ? t(`prio_${tk.priority}`) : "";
+  return el("div.ticket", { dataset: { ticketId: tk.ticket_id || "" } },
+    el("div.ticket-head", null,
+      el("span.badge", { text: tk.type || "" }),
+      prio ? el("span.badge", { text: prio }) : null,
+      el("span.ticket-status", { text: tk.status || "" }),
+      el("span.mono.ticket-id", { text: tk.ticket_id || "" })),
+    tk.title ? el("div.ticket-title", { text: tk.title }) : null,
+    ...(tk.summary || []).map((line) => el("div.ticket-line", { text: line })));
 }
 
 function sortedUtterances(data) {
