@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -276,14 +277,16 @@ def _serve(data_dir: Path, port: int, env_extra: dict[str, str] | None = None) -
            "CALLSCRIBE_CPU_THREADS": "2", **(env_extra or {})}
     env.pop("REDIS_URL", None)
     env.update({k: v for k, v in (env_extra or {}).items()})
-    return subprocess.Popen([sys.executable, "-m", "callscribe", "serve"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    log = open(data_dir.parent / f"serve-{port}.log", "w")  # a file, not a pipe nobody drains (it would block)
+    return subprocess.Popen([sys.executable, "-m", "callscribe", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 async def _wait_serving(proc: subprocess.Popen, port: int, timeout_s: float = 120) -> None:
     async def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            logs = sorted(Path(tempfile.gettempdir()).glob("**/serve-*.log"))
+            raise AssertionError(f"serve exited {proc.returncode}: {logs[-1].read_text()[-2000:] if logs else ''}")
         try:
             async with httpx.AsyncClient() as http:
                 return (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
@@ -302,7 +305,7 @@ async def test_sigterm_mid_call_ends_it_as_shutdown_with_every_final_written(tmp
 
     port = free_port()
     data = tmp_path / "data"
-    proc = _serve(data, port)
+    proc = _serve(data, port, {"CALLSCRIBE_WEB": "true", "CALLSCRIBE_WEB_PORT": str(free_port())})
     try:
         await _wait_serving(proc, port)
         client = IngestClient(f"ws://127.0.0.1:{port}/v1/ingest", token=_token())
@@ -329,9 +332,16 @@ async def test_sigterm_mid_call_ends_it_as_shutdown_with_every_final_written(tmp
         assert [e.reason for e in ends] == ["shutdown"]
         assert await live_calls(server.url, cfg) == {}
         assert (data / "redis").stat().st_mode & 0o777 == 0o700
-        for f in (data / "redis").rglob("*"):
-            if f.is_file():
-                assert f.stat().st_mode & 0o077 == 0, f"{f} is readable by others"
+    from callscribe.gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(data / "transcripts.sqlite3")  # the gateway drained its store ingest before exiting
+    try:
+        assert_store_has(store, "f-term", sent)
+    finally:
+        store.close()
+    private = [f for f in (data / "redis").rglob("*") if f.is_file()] + list(data.glob("transcripts.sqlite3*"))
+    for f in private:  # the AOF, the password, the logs and the store hold call data: this user only
+        assert f.stat().st_mode & 0o077 == 0, f"{f} is readable by others"
 
 
 async def test_kill9_of_a_serving_node_its_call_is_ended_as_lost(redis_server, tmp_path):
