@@ -46,7 +46,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -54,6 +53,7 @@ from typing import Any, Iterable
 from callscribe.errors import CallscribeError
 
 from .normalize import fold
+from .reload import Reloading
 
 log = logging.getLogger(__name__)
 
@@ -245,56 +245,21 @@ def load_packs(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Pack]:
     return packs
 
 
-class PackStore:
-    """The current rule packs, reloaded when a file changes (checked at most every ``check_every_s``).
+class PackStore(Reloading[list[Pack]]):
+    """The current rule packs, reloaded when a file changes (checked at most every ``check_every_s``; the
+    mechanism is keyword/reload.py, shared with the scenario packs).
 
     ``get()`` is cheap and always returns a usable set: a reload that fails validation logs the error and
     keeps serving the previous packs, so a typo in an edited YAML file never stops alerting."""
 
     def __init__(self, paths: Iterable[str | os.PathLike[str]] = (), check_every_s: float = 2.0) -> None:
         self._paths = [Path(p).expanduser() for p in paths]
-        self._check_every_s = check_every_s
-        self._stamp = self._fingerprint()
-        self._packs = load_packs(self._paths)
-        self._checked = time.monotonic()
-        self.generation = 0
-        """Bumped on every successful reload (compiled matchers cache against it)."""
+        super().__init__(self._pack_files, lambda: load_packs(self._paths), (RulePackError,), "rule packs",
+                         lambda packs: f"{sum(len(p.rules) for p in packs)} rules from {len(packs)} files", check_every_s)
 
-    def _files(self) -> list[Path]:
+    def _pack_files(self) -> list[Path]:
         out: list[Path] = []
         for p in self._paths or bundled_pack_paths():
             out.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
         return out
 
-    def _fingerprint(self) -> tuple[tuple[str, float, int], ...]:
-        stamp = []
-        for f in self._files():
-            try:
-                st = f.stat()
-                stamp.append((str(f), st.st_mtime, st.st_size))
-            except OSError:
-                stamp.append((str(f), -1.0, -1))
-        return tuple(stamp)
-
-    def get(self) -> list[Pack]:
-        now = time.monotonic()
-        if now - self._checked >= self._check_every_s:
-            self._checked = now
-            self.reload_if_changed()
-        return self._packs
-
-    def reload_if_changed(self) -> bool:
-        """Reload when any pack file changed; True when new packs are in force."""
-        stamp = self._fingerprint()
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            packs = load_packs(self._paths)
-        except RulePackError as exc:
-            log.error("rule packs not reloaded, keeping the previous ones: %s", exc)
-            return False
-        self._packs = packs
-        self.generation += 1
-        log.info("rule packs reloaded: %d rules from %d files", sum(len(p.rules) for p in packs), len(packs))
-        return True

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from pydantic import ValidationError
 
+from ..reload import Reloading
 from .schema import AssistPack, AssistPackError, format_validation_error
 
 log = logging.getLogger(__name__)
@@ -85,48 +85,16 @@ def load_assist_packs(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Load
     return packs
 
 
-class AssistPackStore:
-    """The current scenario packs, reloaded when a file changes (see the module docstring). ``get()`` is
-    cheap; ``generation`` is bumped on every successful reload so compiled forms can cache against it."""
+class AssistPackStore(Reloading[list[LoadedPack]]):
+    """The current scenario packs, reloaded when a file changes (keyword/reload.py, the mechanism rule packs
+    use too). ``get()`` is cheap; ``generation`` is bumped on every successful reload so compiled forms can
+    cache against it."""
 
     def __init__(self, paths: Iterable[str | os.PathLike[str]] = (), check_every_s: float = 2.0) -> None:
         self._paths = [Path(p).expanduser() for p in paths]
-        self._check_every_s = check_every_s
-        self._stamp = self._fingerprint()
-        self._packs = load_assist_packs(self._paths)
-        self._checked = time.monotonic()
-        self.generation = 0
+        super().__init__(
+            lambda: _files(self._paths) if self._paths else bundled_assist_paths(),
+            lambda: load_assist_packs(self._paths), (AssistPackError,), "scenario packs",
+            lambda packs: f"{sum(len(p.pack.scenarios) for p in packs)} scenarios from {len(packs)} files",
+            check_every_s)
 
-    def _fingerprint(self) -> tuple[tuple[str, float, int], ...]:
-        stamp = []
-        for f in (_files(self._paths) if self._paths else bundled_assist_paths()):
-            try:
-                st = f.stat()
-                stamp.append((str(f), st.st_mtime, st.st_size))
-            except OSError:
-                stamp.append((str(f), -1.0, -1))
-        return tuple(stamp)
-
-    def get(self) -> list[LoadedPack]:
-        now = time.monotonic()
-        if now - self._checked >= self._check_every_s:
-            self._checked = now
-            self.reload_if_changed()
-        return self._packs
-
-    def reload_if_changed(self) -> bool:
-        """Reload when any pack file changed; True when new packs are in force."""
-        stamp = self._fingerprint()
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            packs = load_assist_packs(self._paths)
-        except AssistPackError as exc:
-            log.error("scenario packs not reloaded, keeping the previous ones: %s", exc)
-            return False
-        self._packs = packs
-        self.generation += 1
-        log.info("scenario packs reloaded: %d scenarios from %d files",
-                 sum(len(p.pack.scenarios) for p in packs), len(packs))
-        return True
