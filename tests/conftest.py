@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytest_asyncio
 
 from callscribe.stream.server import free_port
 
@@ -140,23 +139,3 @@ def postgres_dsn():
                 except subprocess.TimeoutExpired:
                     continue
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _chromium() -> str | None:
-    return os.environ.get("CALLSCRIBE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    """Debian's chromium, headless, driven by Playwright: one per test module (the page tests)."""
-    path = _chromium()
-    if path is None:
-        if os.environ.get("CALLSCRIBE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (CALLSCRIBE_REQUIRE_BROWSER is set) but not installed: apt-get install chromium")
-        pytest.skip("no chromium: apt-get install chromium (CI installs it)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        await b.close()

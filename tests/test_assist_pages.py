@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import httpx
@@ -60,6 +61,25 @@ new MutationObserver(() => {
   for (const e of document.querySelectorAll('#kb-live .kb-card')) once(s.kb, e.dataset.card);
 }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
 """
+
+
+def _chromium() -> str | None:
+    return os.environ.get("CALLSCRIBE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    path = _chromium()
+    if path is None:
+        if os.environ.get("CALLSCRIBE_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required (CALLSCRIBE_REQUIRE_BROWSER is set) but not installed: apt-get install chromium")
+        pytest.skip("no chromium: apt-get install chromium (CI installs it)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        await b.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
