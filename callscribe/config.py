@@ -491,6 +491,10 @@ class Config(BaseSettings):
     """YAML scenario packs for agent assist (keyword/assist/: guided steps, knowledge answers, offers, ticket
     templates), files or directories of `assist-*.yaml`; empty = the bundled zh and en telecom packs. Edited
     packs are reloaded within seconds."""
+    assist_history_days: Annotated[Int, Field(ge=1, le=366)] = 30
+    """The agent desk's caller history (服务无缝衔接) lists the same number's calls from this many days before
+    the call: a repeat caller's last promise is in it, and the list stays one screen (at most 20 calls). Keep it
+    within how long the store keeps calls; a year at most (the query is a range scan on the caller's index)."""
     silence_alert_s: Annotated[Float, Field(gt=0)] = 30.0
     """Nobody speaking for this long (hold, dead air) raises a `silence` alert."""
     overtalk_alert_count: Annotated[Int, Field(ge=1)] = 3

@@ -37,6 +37,7 @@ CALLER = "13800138000"
 MASKED = "138****8000"
 AGENT = "a7"
 DAY = 86_400_000
+HISTORY_DAYS = 20  # not the default 30: the gateway must use the setting (the calls below are 2 days old)
 CARDS = (ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft)
 
 
@@ -92,7 +93,7 @@ async def env(tmp_path_factory):
     server = EmbeddedRedis(tmp / "redis")
     server.start()
     cfg = Config(data_dir=str(tmp), redis_url=server.url, web_port=0, key_prefix="as", surge_min_calls=10_000,
-                 board_replay_s=10 * 365 * 86400)
+                 board_replay_s=10 * 365 * 86400, assist_history_days=HISTORY_DAYS)
     worker = AnalyticsWorker(cfg, server.url, consumer="w-1")
     await worker.start()
     gw = WebGateway(cfg, server.url)
@@ -249,6 +250,7 @@ async def test_second_call_from_the_same_number_shows_the_first_in_its_history(e
         assert (await client.get("/api/v1/calls/as-repeat/history", headers=env.headers("other_agent"))).status_code == 404
     h = got["agent"]
     assert pushed["calls"] == h["calls"] and pushed["call_id"] == "as-repeat"
+    assert h["window_days"] == pushed["window_days"] == HISTORY_DAYS
     first = next(c for c in h["calls"] if c["call_id"] == "as-esc")
     assert first["resolved"] is False and "escalation" in first["alerts"] and first["intent"]
     assert [(t["status"], t["type"]) for t in first["tickets"]] == [("open", first["tickets"][0]["type"])]

@@ -1,19 +1,22 @@
-"""The caller's history at call start (服务无缝衔接): the same number's calls in the last 30 days from the store,
-each with its intent, whether it was resolved, its alert categories and its tickets with their status, and
-what was left pending last time (the last call's unresolved reasons, the quotes of its final flag, its open
-tickets). With the repeat-caller alert (the board's ``repeat_of``) it is the data of the agent desk's
-repeat-caller banner. Pure over the store; numbers are masked at the exit (``Api.view``)."""
+"""The caller's history at call start (服务无缝衔接): the same number's calls in the ``assist_history_days`` (30 by
+default) before the call, from the store, each with its intent, whether it was resolved, its alert categories and
+its tickets with their status (as the ticketing system last reported it: gateway/assist/status.py), and what was
+left pending last time (the last call's unresolved reasons, the quotes of its final flag, its open tickets). With
+the repeat-caller alert (the board's ``repeat_of``) it is the data of the agent desk's repeat-caller banner. Pure
+over the store; numbers are masked at the exit (``Api.view``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Sequence
 
+from callscribe.config import Config
 from callscribe.gateway.store.base import TranscriptStore
 
 __all__ = ["HISTORY_DAYS", "HISTORY_CALLS", "caller_history"]
 
-HISTORY_DAYS = 30
+HISTORY_DAYS: int = Config.model_fields["assist_history_days"].default
+"""The window when none is given: the setting's default (the gateway passes ``cfg.assist_history_days``)."""
 HISTORY_CALLS = 20
 """At most this many earlier calls (newest first)."""
 

@@ -225,7 +225,7 @@ class Api:
     async def history(self, who: Principal, call_id: str, facts: dict[str, Any]) -> dict[str, Any]:
         """The caller's history message for a call, as ``who`` may see it (gateway/assist/history.py)."""
         body = await asyncio.to_thread(caller_history, self.gw.store, call_id, facts["caller"],
-                                       facts["started_at_ms"] or now_ms(), facts["repeat_of"])
+                                       facts["started_at_ms"] or now_ms(), facts["repeat_of"], self.cfg.assist_history_days)
         return self.view(who, {"type": "caller_history", **body})
 
     def tickets_view(self, who: Principal, tickets) -> list[dict[str, Any]]:
@@ -341,7 +341,8 @@ class Api:
 
         @app.get("/api/v1/calls/{call_id}/history", tags=["assist"])
         async def call_history(call_id: str, who: Principal = Depends(agent_or_supervisor)) -> dict[str, Any]:
-            """The caller's calls of the last 30 days before this one, what was left pending, the banner data."""
+            """The caller's calls of the ``assist_history_days`` (30) before this one, what was left pending, the
+            banner data."""
             return await self.history(who, call_id, await self.own_call(who, call_id))
 
         @app.post("/api/v1/assist/events", tags=["assist"])
