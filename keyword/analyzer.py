@@ -49,9 +49,12 @@ from callscribe.events import (
 )
 
 from .intent import CallIntent, IntentClassifier
+from .learned import LinearTextModel, bundled_model_path
 from .matcher import Hit, Matcher
 from .normalize import fold, is_han
 from .packs import PackStore
+from .qa.facts import QaFacts, TurnFact
+from .qa.form import load_form
 from .redact import find_pii, pii_key, redact
 from .sentiment import CallSentiment, negative_trend, score_utterance
 
@@ -115,6 +118,10 @@ class AnalyticsSettings:
     """Quotes in alerts and flags are PII-redacted (keyword/redact.py)."""
     sentiment_alert: bool = True
     """A ``sentiment`` alert when the customer's sentiment falls over the call and ends negative."""
+    disclosure_threshold: float = 0.7
+    """An agent turn the learned model (keyword/learned.py, ``packs/agent-turns.model.json``) gives at least this
+    probability of reading out or changing account data counts as a disclosure where no rule named it; 0 turns
+    the model off (rules only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,12 @@ class Analytics:
         settings: AnalyticsSettings | None = None,
         pack_paths: Iterable[str | os.PathLike[str]] = (),
         intent_catalog: str | os.PathLike[str] | None = None,
+        scorecard_form: str | os.PathLike[str] | None = None,
     ) -> None:
         self.settings = settings or AnalyticsSettings()
+        self.form = load_form(scorecard_form)
+        self.turn_model = (LinearTextModel.load(bundled_model_path("agent-turns"))
+                           if self.settings.disclosure_threshold > 0 else None)
         self.packs = PackStore(pack_paths)
         self._matcher = Matcher(self.packs.get())
         self._generation = self.packs.generation
@@ -222,6 +233,9 @@ class CallAnalyzer:
         self._given: set[str] = set()  # PII keys the caller said (or the caller number): read back, not read out
         self._asked_more = False  # the agent's last turn asked "anything else?"
         self._agent_abused = False
+        self._model_read = ""  # the learned model's read-out in this agent turn (before verification)
+        self._accessed = False  # this agent turn read out or changed account data (scorecard facts)
+        self.qa = QaFacts(language=self.language)
         if self.caller:
             self._given.add("".join(c for c in self.caller if c.isdigit()))
 
@@ -290,6 +304,12 @@ class CallAnalyzer:
         # its value (身份证号码是3502...: read out, not asked)
         verifies = verification is not None and (access is None or not access.start <= verification.start < access.end) \
             and not (t.channel == "agent" and _CREDENTIAL_READ.search(t.text[verification.end:]))
+        self._model_read = ""
+        if t.channel == "agent" and not verifies and not self.verified and self.a.turn_model is not None:
+            # the model's verification class is trusted within the turn only (a read-out after "that's
+            # matching, thank you" is allowed), not for the call: asked on its own, it takes a lookup
+            # ("what's the number on the account?") for a verification, which QA does not
+            _, self._model_read = self._model_turn(t.text)
         if verifies:
             self.verified = True
         if t.channel == "agent":
@@ -304,6 +324,13 @@ class CallAnalyzer:
         out += self._intent(t, damp)
         out += self._provisional_flag()
         out += self._sentiment(t, quote, hits)
+        alerts = [a for a in out if isinstance(a, Alert)]
+        self.qa.add(TurnFact(
+            channel=t.channel, text=t.text, start_ms=t.start_ms, end_ms=t.end_ms, signals=frozenset(signals),
+            rules=frozenset(a.rule for a in alerts), categories=frozenset(a.category for a in alerts),
+            verifies=verifies, accesses=t.channel == "agent" and self._accessed, verified_before=self.verified,
+            score=self.sentiment.customer[-1].score if t.channel != "agent" and self.sentiment.customer else 0.0,
+        ))
         self.turn += 1
         return out
 
@@ -383,17 +410,51 @@ class CallAnalyzer:
         self.agent_turns += 1
         if self.agent_turns == 1 and "greeting" not in signals:
             out += self._alert("compliance.no_greeting", "compliance", "medium", quote(), t.segment_id, t.emitted_at_ms)
-        if "account_access" in signals and not self.verified and self._discloses(t.text, signals["account_access"]):
+        matched = self._accesses(t.text, signals)
+        self._accessed = bool(matched)
+        if matched and not self.verified:
             out += self._alert(
                 "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
-                {"matched": signals["account_access"].text},
-            )
-        elif not self.verified and (read := self._reads_out(t.text)):
-            out += self._alert(
-                "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
-                {"matched": redact(read) if self.s.redact_quotes else read},
+                {"matched": redact(matched) if self.s.redact_quotes else matched},
             )
         return out
+
+    def _accesses(self, text: str, signals: dict[str, Hit]) -> str:
+        """What in an agent turn reads out or changes the caller's account data ("" when nothing does):
+        a rule's account-access hit that is not a question, or personal data the caller never said."""
+        if "account_access" in signals and self._discloses(text, signals["account_access"]):
+            return signals["account_access"].text
+        if read := self._reads_out(text):
+            return read
+        return self._model_read
+
+    def _model_turn(self, text: str) -> tuple[bool, str]:
+        """The learned model over an agent turn not yet verified, sentence by sentence in order: whether it
+        asks for or confirms identity (``verifies``), and the first sentence that reads out or changes account
+        data before that ("" if none). "That's matching, thank you. I've put the block on now." verifies first,
+        so the change after it is allowed."""
+        model = self.a.turn_model
+        parts = _sentences(text)
+        verifies, read = False, ""
+        for part in parts[1:] or parts:
+            if _too_short(part):
+                continue
+            p = model.proba(part)
+            if p.get("verification", 0.0) >= VERIFY_MODEL_MIN:
+                verifies = True
+            elif not verifies and not read and p.get("disclosure", 0.0) >= self.s.disclosure_threshold \
+                    and not self._files_request(part):
+                read = part
+        if len(parts) > 1 and not verifies and not read:
+            p = model.proba(text)
+            if p.get("disclosure", 0.0) >= self.s.disclosure_threshold and not self._files_request(text):
+                read = text
+        return verifies, read
+
+    def _files_request(self, part: str) -> bool:
+        """A repair ticket, a callback or a visit filed (已经给您报修了，工单号是...; "I've raised a ticket"): what
+        will happen next, not the account's data, though it is worded like a change."""
+        return any(h.rule.signal in ("pending", "transfer") for h in self.a.matcher.match(part, "agent"))
 
     def _reads_out(self, text: str) -> str:
         """Personal data from the account in an agent turn that the caller did not say first (an ID number, an
@@ -611,6 +672,7 @@ class CallAnalyzer:
         out.append(flag)
         best = self.intent.best()
         mood = self.sentiment.end(self.outcome())
+        self.qa.unresolved, self.qa.intent, self.qa.language = flag.unresolved, best.intent, self.language
         out.append(CallSummary(
             call_id=self.call_id, intent=best.intent, intent_score=round(best.score, 4),
             alerts=tuple(c for c in self.alert_categories), unresolved=flag.unresolved, reasons=flag.reasons,
@@ -620,6 +682,27 @@ class CallAnalyzer:
             sentiment=mood.end, sentiment_score=mood.end_score,
         ))
         return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])\s+")
+
+
+def _sentences(text: str) -> list[str]:
+    """The turn, then each of its sentences when it has several: a greeting and a read-out in one turn are
+    scored apart, so the greeting's words do not dilute the read-out's."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    return [text, *parts] if len(parts) > 1 else [text]
+
+
+VERIFY_MODEL_MIN = 0.5
+"""An agent sentence the learned model gives this probability of asking for or confirming identity verifies
+the caller ("That's matching", "Lovely, that's you", 好的，核实通过了), where no rule named it."""
+
+
+def _too_short(part: str) -> bool:
+    """A fragment too short to judge on its own ("Congrats on the cabin!", 好的。)."""
+    han = sum(1 for c in part if is_han(c))
+    return han < 6 and (han > 0 or len(re.findall(r"[A-Za-z']+|\d+", part)) < 5)
 
 
 ASKED_MAX_CHARS = 6

@@ -29,6 +29,7 @@ from callscribe.events import CallEnded, CallFlag, CallStarted, CallSummary, Ale
 
 from .analyzer import Analytics, PriorCall
 from .assist import Assist, assist_for
+from .qa import evaluate as evaluate_form
 from .assist.bridge import outcome_of, state_of
 from .normalize import is_han
 from .redact import redact
@@ -229,6 +230,7 @@ def analyze_call(
         ],
         "assist": session.to_json(),
         "ticket": session.ticket_json(),
+        "scorecard": evaluate_form(analytics.form, call.qa).to_json(),
     }
 
 

@@ -9,6 +9,9 @@ at the end of the call, over the calls that carry that label. PII (labels ``pii`
 written in the call): the share of those strings that no longer appear, with digits compared on their
 own, in the redacted utterances and alert quotes of the result.
 
+QA scorecards (keyword/qa/, results carrying ``scorecard``; labels ``scorecard: {question: true|false|null}``):
+the share of calls whose automatic answer equals the label, per question.
+
 Agent assist (keyword/assist/, results carrying ``ticket`` and ``assist``): a ticket is proposed for a call
 when ``ticket`` is not null; scored against the labels' ``unresolved`` (precision / recall / F1, unresolved
 positive), and its type checked against the labelled intent (``ticket_type_accuracy``: tickets proposed on
@@ -58,6 +61,7 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
     type_ok = type_n = 0
     offers_made = offer_bad_escalation = offer_bad_negative = 0
     assisted = 0
+    qa: dict[str, list[int]] = {}  # question -> [right, answered by a label]
     errors: list[dict[str, Any]] = []
     for r in results:
         label = labels.get(r["call_id"])
@@ -105,6 +109,16 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
                     errors.append({"call_id": r["call_id"], "what": "pii", "exposed": str(item)})
                 else:
                     pii_masked += 1
+        for qid, want_a in (label.get("scorecard") or {}).items():
+            answers = (r.get("scorecard") or {}).get("answers") or {}
+            if qid not in answers:
+                continue
+            got_a = answers[qid].get("answer")
+            q = qa.setdefault(qid, [0, 0])
+            q[1] += 1
+            q[0] += got_a == want_a
+            if got_a != want_a:
+                errors.append({"call_id": r["call_id"], "what": f"scorecard.{qid}", "got": got_a, "want": want_a})
         if "ticket" in r:
             assisted += 1
             ticket = r.get("ticket")
@@ -165,5 +179,7 @@ def score(results: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str
         "pii_masked": round(_ratio(pii_masked, pii_total), 4) if pii_total else None,
         "pii_cases": pii_total,
         **assist_scores,
+        **({"scorecard_accuracy": {k: round(v[0] / v[1], 4) for k, v in sorted(qa.items())},
+            "scorecard_calls": max(v[1] for v in qa.values())} if qa else {}),
         "errors": errors,
     }
