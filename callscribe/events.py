@@ -93,6 +93,10 @@ class CallEnded:
     reason: str  # "hangup" | "client_end" | "disconnect" | "timeout" | "error" | "eof" | "shutdown"
     finals: int = 0
     ended_at_ms: int = field(default_factory=now_ms)
+    recording: str = ""
+    """Where the call's recording is in the recording store (its prefix, ``2026/12/08/<call id>``, holding
+    ``manifest.json``: callscribe/recording); "" when the call was not recorded. Added within schema v1, last
+    and with a default: older entries read as not recorded, and an older reader ignores the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +280,10 @@ class ScenarioCard:
     finals: int = 0
     trigger_at_ms: int = 0
     emitted_at_ms: int = field(default_factory=now_ms)
+    titles: Mapping[str, str] = field(default_factory=dict)
+    """Step id -> its title (核实身份, "Verify the account holder"), so a reader of the stream can show the guide
+    without the pack. Added within schema v1, last and with a default: an entry written before it reads with no
+    titles (show the step id or its line), and an older reader skips the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +390,11 @@ class TicketDraft:
     previous_calls: tuple[str, ...] = ()
     steps_done: tuple[str, ...] = ()
     emitted_at_ms: int = field(default_factory=now_ms)
+    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Field name -> {language: label} (``{"install_address": {"zh": "装机地址", "en": "Installation address"}}``)
+    from the scenario packs, so the desk shows each field in the viewer's language (the call's language may
+    differ) without the pack; a field without a label in that language is shown by its name. Added within schema
+    v1 like ``ScenarioCard.titles``."""
 
 
 # --- tickets and assist telemetry (gateway: the agent desk's submissions) ------------------------------------
@@ -415,6 +428,26 @@ class Ticket:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketStatus:
+    """The ticketing system (CRM) reports where a submitted ticket stands (gateway/assist/status.py, the inbound
+    ``POST /api/v1/tickets/{ticket_id}/status``): ``status`` open | in_progress | resolved | closed, with its
+    optional ``note`` and the ticket's id in that system (``external_id``). ``changed_at_ms`` is when it changed
+    there (the receive time when the CRM does not say), so a late retry of an older change never overwrites a newer
+    one; ``by`` says who reported it (``signature`` for a request signed with webhook_secret, else
+    ``<role>:<subject>`` of the token). A new type within schema v1 (an older reader rejects it as unknown)."""
+
+    TYPE: ClassVar[str] = "ticket_status"
+    ticket_id: str
+    call_id: str
+    status: str
+    note: str = ""
+    external_id: str = ""
+    by: str = ""
+    changed_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
 class AssistTelemetry:
     """The agent desk reports what it did with an assist card: ``action`` shown | clicked | used | dismissed.
     ``card_kind`` is the card event's type without ``assist_`` (scenario, step_prompt, knowledge, offer,
@@ -431,14 +464,14 @@ class AssistTelemetry:
 
 Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge,
               CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft,
-              Ticket, AssistTelemetry]
+              Ticket, TicketStatus, AssistTelemetry]
 _TYPES: dict[str, type] = {
     c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate,
                         Surge, CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket,
-                        AssistTelemetry)
+                        TicketStatus, AssistTelemetry)
 }
 _GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone, ScenarioCard, StepDone,
-            StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket, AssistTelemetry)
+            StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket, TicketStatus, AssistTelemetry)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -569,6 +602,7 @@ def from_dict(d: Mapping[str, Any], strings: bool = False) -> Event:
             reason=str(d["reason"]),
             finals=int(d.get("finals", 0)),
             ended_at_ms=int(d.get("ended_at_ms", 0)),
+            recording=str(d.get("recording", "")),
         )
     except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:  # Overflow: int(1e400)
         raise SchemaError(f"bad {kind} event: {exc!r}") from exc
@@ -599,6 +633,10 @@ def _generic(cls: type, kind: str, d: Mapping[str, Any]) -> Event:
                 if not isinstance(raw, list):
                     raise TypeError(f"{f.name} must be a list")
                 values[f.name] = tuple(str(x) for x in raw)
+            elif kind_name == "Mapping[str, Mapping[str, str]]":  # TicketDraft.labels: name -> {language: label}
+                if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+                    raise TypeError(f"{f.name} must be an object of objects")
+                values[f.name] = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in raw.items()}
             elif kind_name.startswith("Mapping"):
                 if not isinstance(raw, dict):
                     raise TypeError(f"{f.name} must be an object")
@@ -624,6 +662,7 @@ def _upgrade(d: dict[str, Any], version: int) -> dict[str, Any]:
 __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
     "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "SentimentUpdate", "Surge", "CallbackDone",
-    "ScenarioCard", "StepDone", "StepPrompt", "KnowledgeCard", "Offer", "TicketDraft", "Ticket", "AssistTelemetry",
+    "ScenarioCard", "StepDone", "StepPrompt", "KnowledgeCard", "Offer", "TicketDraft", "Ticket", "TicketStatus",
+    "AssistTelemetry",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -19,6 +19,7 @@ from callscribe.keyword.analyzer import Analytics
 from callscribe.keyword.assist import (
     Assist, AssistPackError, AssistPackStore, CallOutcome, CallState, assist_for, load_assist_pack, load_assist_packs,
 )
+from callscribe.keyword.assist.packs import field_labels, unlabelled_fields
 from callscribe.keyword.dialogue import analyze_dialogue, parse_dialogue
 from callscribe.keyword.evaluate import score
 
@@ -90,6 +91,14 @@ def test_bundled_packs_cover_the_catalog(analytics):
     (lambda t: t.replace("version: 1", "version: 2"), "version"),
     (lambda t: t.replace("ticket: {type: data_service, title: Data follow-up}",
                          "ticket: {type: x, title: y, priority: asap}"), "ticket.priority"),
+    (lambda t: t.replace("ticket: {type: data_service, title: Data follow-up}",
+                         "ticket: {type: x, title: y, fields: [{name: problem, from: summary, label: {}}]}"),
+     "ticket.fields[0].label: Value error, needs zh or en"),
+    (lambda t: t.replace("ticket: {type: data_service, title: Data follow-up}",
+                         "ticket: {type: x, title: y, fields: [{name: problem, from: summary, label: {fr: Problème}}]}"),
+     "ticket.fields[0].label.fr: unknown key"),
+    (lambda t: t + "field_labels: {problem: {en: Problem}}\n", "field_labels.problem: no ticket template has a field"),
+    (lambda t: t + "field_labels: {problem: Problem}\n", "field_labels.problem"),
 ])
 def test_validation_errors_name_file_and_key(tmp_path, edit, where):
     path = tmp_path / "assist-en.yaml"
@@ -97,6 +106,47 @@ def test_validation_errors_name_file_and_key(tmp_path, edit, where):
     with pytest.raises(AssistPackError) as err:
         load_assist_pack(path)
     assert str(path) in str(err.value) and where in str(err.value)
+
+
+LABELLED = MINIMAL.replace("ticket: {type: data_service, title: Data follow-up}", """ticket:
+      type: data_service
+      title: Data follow-up
+      fields:
+        - {name: caller, from: caller}
+        - {name: problem, from: summary, label: {en: What went wrong}}
+        - {name: symptom, from: match, match: {slow: [slow]}}
+field_labels:
+  caller: {en: Caller, zh: 来电号码(en pack)}
+  problem: {en: Problem, zh: 问题}""")
+
+
+def test_field_labels_own_over_shared_native_language_first(tmp_path, caplog):
+    en = tmp_path / "assist-en.yaml"
+    en.write_text(LABELLED, encoding="utf-8")
+    zh = tmp_path / "assist-zh.yaml"
+    zh.write_text(LABELLED.replace("language: en", "language: zh").replace("en.data_plan", "zh.data_plan")
+                  .replace("{en: Caller, zh: 来电号码(en pack)}", "{zh: 来电号码, en: Caller (zh pack)}"), encoding="utf-8")
+    with caplog.at_level("INFO", logger="callscribe.keyword.assist.packs"):
+        packs = load_assist_packs([en, zh])
+    labels = field_labels(packs)["data_service"]
+    assert labels["caller"] == {"en": "Caller", "zh": "来电号码"}  # each language from its own pack
+    assert labels["problem"] == {"en": "What went wrong", "zh": "问题"}  # a field's own label over the shared one
+    assert "symptom" not in labels  # no label anywhere: the page shows the id
+    assert [unlabelled_fields(p.pack) for p in packs] == [["scenarios[0].ticket.fields[2] (symptom)"]] * 2
+    assert "have no en label and show by their id: scenarios[0].ticket.fields[2] (symptom)" in caplog.text
+
+
+def test_bundled_packs_label_every_ticket_field_in_both_languages():
+    packs = load_assist_packs()
+    assert [unlabelled_fields(p.pack) for p in packs] == [[], []]
+    labels = field_labels(packs)
+    for p in packs:
+        for sc in p.pack.scenarios:
+            for f in sc.ticket.fields:
+                got = labels[sc.ticket.type][f.name]
+                assert set(got) == {"zh", "en"} and all(got.values()), (p.path, sc.id, f.name)
+    # the zh pack's words in Chinese, the en pack's in English, wherever both template the type
+    assert labels["broadband_repair"]["install_address"] == {"zh": "装机地址", "en": "Installation address"}
 
 
 def test_duplicate_intent_across_files_rejected(tmp_path):
@@ -197,6 +247,10 @@ def test_session_events_in_order(assist):
     out = s.on_final(final(1, "customer", "yes cancel it please"), CallState("cancel_service", 0.25, customer_turns=2))
     card = next(e for e in out if isinstance(e, ScenarioCard))
     assert card.scenario == "en.cancel_service" and card.lines["verify_identity"] and card.trigger_at_ms == 10_001
+    # each step's title and line ride on the card: a reader of the stream needs no pack
+    assert list(card.titles) == list(card.steps) == list(card.lines) and all(card.titles.values())
+    spec = assist.compiled.scenario("en", "cancel_service").spec
+    assert card.titles == {st.id: st.title for st in spec.steps}
     out = s.on_final(final(2, "agent", "Okay, the service ends on the thirtieth and you'll get a final bill."),
                      CallState("cancel_service", 0.25, customer_turns=2))
     assert [e.step for e in out if isinstance(e, StepDone)] == ["explain_process"]
@@ -301,6 +355,9 @@ def test_ticket_for_unresolved_call_is_extractive(analytics):
     assert all({"channel", "text", "start_ms", "end_ms"} <= set(q) for q in t["quotes"])
     assert t["fields"]["fault_type"] in ("完全断网", "光猫异常")
     assert "install_address" in t["missing"]  # the agent fills it in
+    # every field of the template comes with its label in both page languages (the desk needs no pack)
+    assert t["labels"]["install_address"] == {"zh": "装机地址", "en": "Installation address"}
+    assert set(t["labels"]) >= set(t["fields"]) | set(t["missing"])
     assert "locate_area" in t["steps_done"] and t["priority"] in ("medium", "high", "urgent")
 
 
@@ -357,6 +414,10 @@ ASSIST_EVENTS = [
     TicketDraft("c", "broadband_repair", "high", "broadband_outage", "工单", "follow_up", "unresolved", ("喂", "断网了"),
                 (Quote("customer", "断网了", 1, 2),), {"fault_type": "完全断网"}, ("install_address",),
                 ("left pending",), "138****8000", ("c0",), ("locate_area",)),
+    ScenarioCard("c", 1, "zh.data_plan", "data_plan", "流量", "zh", ("a",), (), {"a": "请说"}, 0.4, 3, 7, 8,
+                 titles={"a": "核实身份"}),
+    TicketDraft("c", "broadband_repair", "high", "broadband_outage", fields={"fault_type": "完全断网"},
+                labels={"fault_type": {"zh": "故障类型", "en": "Fault type"}, "caller": {"en": "Caller"}}),
 ]
 
 
@@ -367,6 +428,18 @@ def test_assist_events_round_trip(event):
     assert events.from_fields(raw) == event
     assert events.from_json(events.to_json(event)) == event
     assert events.to_dict(event)["type"] == event.TYPE
+
+
+def test_step_titles_and_field_labels_are_added_within_v1():
+    """An entry written before titles / labels existed still reads (empty); a bad labels value is a SchemaError."""
+    card, draft = ASSIST_EVENTS[-2], ASSIST_EVENTS[-1]
+    for e, name in ((card, "titles"), (draft, "labels")):
+        old = {k: v for k, v in events.to_fields(e).items() if k != name}
+        assert getattr(events.from_fields(old), name) == {}
+        assert events.to_dict(e)["v"] == 1
+    for bad in ('{"caller": "Caller"}', '["caller"]'):
+        with pytest.raises(events.SchemaError):
+            events.from_fields({**events.to_fields(draft), "labels": bad})
 
 
 def test_assist_events_within_schema_v1():

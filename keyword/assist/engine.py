@@ -18,7 +18,7 @@ import ahocorasick
 
 from ..intent import features
 from ..normalize import fold
-from .packs import LoadedPack
+from .packs import FieldLabels, LoadedPack, field_labels
 from .schema import AnswerCard, OfferSpec, ScenarioSpec, StepSpec, TicketTemplate
 
 __all__ = ["CompiledScenario", "CompiledPacks", "KnowledgeIndex", "KnowledgeHit", "is_question"]
@@ -211,9 +211,12 @@ class KnowledgeIndex:
 
 
 class CompiledPacks:
-    """Everything of one pack generation, compiled: scenarios by (language, intent), knowledge per language."""
+    """Everything of one pack generation, compiled: scenarios by (language, intent), knowledge per language,
+    and the ticket field labels by ticket type (packs.field_labels: drafts carry them)."""
 
     def __init__(self, packs: Iterable[LoadedPack], idf: Mapping[str, float] | None = None) -> None:
+        packs = list(packs)
+        self.field_labels: FieldLabels = field_labels(packs)
         self.scenarios: dict[tuple[str, str], CompiledScenario] = {}
         self.knowledge: dict[str, KnowledgeIndex] = {}
         self.max_offers: dict[str, int] = {}

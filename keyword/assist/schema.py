@@ -42,12 +42,20 @@ A scenario pack is data, like a rule pack (keyword/packs.py): operators edit it,
           priority: medium                # low | medium | high | urgent (raised by escalation, mood, repeats)
           fields:
             - name: disputed_amount
+              label: {zh: 争议金额, en: Disputed amount}   # what the draft and QA show (viewer's language)
               required: true
               from: regex                 # caller | intent | reasons | summary | steps | previous_calls |
               pattern: '(\\d+(?:\\.\\d+)?)\\s*(?:块|元)'  #  sentiment | regex | match | value | agent
             - name: fault_type
               from: match
               match: {no_signal: [没信号], slow: [网速慢]}
+    field_labels:                         # labels of field names many templates share (a field's own label wins)
+      caller: {zh: 来电号码, en: Caller}
+
+Field labels: a ticket template names its fields by id (``install_address``); the agent's draft and QA's call detail
+show each by its label in the viewer's language (``zh`` / ``en``: a Mandarin call may be reviewed in English), else
+by the id. keyword/assist/packs.py checks that every ``field_labels`` entry names a field of the pack and reports
+fields left without a label in the pack's own language.
 
 Every key is checked; an unknown key, a wrong type or a bad regex is an :class:`AssistPackError` that names
 the file and the key path (``scenarios[3].steps[1].done_when.patterns[0]``). Offers are never made during an
@@ -65,12 +73,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from callscribe.errors import CallscribeError
 
 __all__ = [
-    "ASSIST_PACK_VERSION", "AnswerCard", "AssistPack", "AssistPackError", "DoneWhen", "OfferSpec", "PRIORITIES",
-    "ScenarioSpec", "StepSpec", "TicketField", "TicketTemplate", "format_validation_error",
+    "ASSIST_PACK_VERSION", "AnswerCard", "AssistPack", "AssistPackError", "DoneWhen", "FieldLabel", "LABEL_LANGUAGES",
+    "OfferSpec", "PRIORITIES", "ScenarioSpec", "StepSpec", "TicketField", "TicketTemplate", "format_validation_error",
 ]
 
 ASSIST_PACK_VERSION = 1
 PRIORITIES = ("low", "medium", "high", "urgent")
+LABEL_LANGUAGES = ("zh", "en")
+"""The languages of the pages (gateway/web/static/common.js), so the languages a label can be written in."""
 Id = str
 
 
@@ -158,8 +168,27 @@ class OfferSpec(_Strict):
         return _nonempty_items(v)
 
 
+class FieldLabel(_Strict):
+    """A ticket field's name as people read it, per page language. Both are optional (a zh pack may label in
+    Chinese only), one is needed; the page falls back to the field's id for a language left out."""
+
+    zh: str = ""
+    en: str = ""
+
+    @model_validator(mode="after")
+    def _one(self) -> "FieldLabel":
+        if not (self.zh or self.en):
+            raise ValueError("needs zh or en (or both)")
+        return self
+
+    def as_dict(self) -> dict[str, str]:
+        return {lang: text for lang, text in (("zh", self.zh), ("en", self.en)) if text}
+
+
 class TicketField(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$")
+    label: FieldLabel | None = None
+    """How the draft and QA name this field; else the pack's ``field_labels`` entry for the name; else the id."""
     required: bool = False
     source: Literal["caller", "intent", "reasons", "summary", "steps", "previous_calls", "sentiment", "regex",
                     "match", "value", "agent"] = Field(alias="from")
@@ -231,6 +260,9 @@ class AssistPack(_Strict):
     max_offers_per_call: int = Field(1, ge=0, le=5)
     scenarios: tuple[ScenarioSpec, ...] = Field(min_length=1)
     description: str = ""
+    field_labels: dict[str, FieldLabel] = Field(default_factory=dict)
+    """Labels of ticket field names shared by many templates (caller, problem, reasons, ...), so each template
+    does not repeat them; a field's own ``label`` wins. Every key must name a field of some template here."""
 
     @model_validator(mode="after")
     def _unique(self) -> "AssistPack":

@@ -223,7 +223,7 @@ class AssistSession:
             language=sc.language, steps=tuple(s.id for s in sc.steps),
             required=tuple(s.id for s in sc.steps if s.spec.required),
             lines={s.id: s.spec.say for s in sc.steps}, score=round(state.intent_score, 4), finals=len(self.finals),
-            trigger_at_ms=t.emitted_at_ms if t else 0,
+            trigger_at_ms=t.emitted_at_ms if t else 0, titles={s.id: s.spec.title for s in sc.steps},
         )]
         self.scenario_seq += 1
         # replay what was said before the intent was known (a verification at the start counts)
@@ -389,6 +389,7 @@ class AssistSession:
         steps = [sid for sid in (s.id for s in sc.steps) if sid in self.done]
         self.ticket_draft = draft_ticket(
             self.call_id, sc, outcome, self.customer, steps, trigger, self.assist.relevance_for(sc.intent),
+            self.packs.field_labels.get(sc.ticket.type, {}),
         )
         return self.ticket_draft
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from callscribe.events import Alert, Quote, TicketDraft, Transcript
 
@@ -121,8 +121,10 @@ def _priority(base: str, outcome: CallOutcome) -> str:
 def draft_ticket(
     call_id: str, scenario: CompiledScenario, outcome: CallOutcome, customer: Sequence[Transcript],
     steps_done: Sequence[str], trigger: str = "unresolved", relevance: Callable[[str], float] | None = None,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TicketDraft:
-    """The scenario's ticket template filled from the call (see the module docstring)."""
+    """The scenario's ticket template filled from the call (see the module docstring). ``labels``: the template
+    type's field labels (packs.field_labels), carried for the template's fields so the desk needs no pack."""
     template = scenario.ticket
     key = key_utterances(customer, scenario.language, relevance, (q.start_ms for q in outcome.quotes))
     summary = tuple(redact(t.text) for t in key)
@@ -172,11 +174,13 @@ def draft_ticket(
         if value:
             filled[f.name] = value
     missing = tuple(f.name for f in template.fields if f.required and f.name not in filled)
+    labels = labels or {}
     return TicketDraft(
         call_id=call_id, ticket_type=template.type, priority=_priority(template.priority, outcome),
         intent=scenario.intent, title=template.title, subtype=subtype_of(outcome.reasons), trigger=trigger,
         summary=summary, quotes=tuple(quotes), fields=filled, missing=missing, reasons=outcome.reasons,
         caller=outcome.caller, previous_calls=outcome.previous_calls, steps_done=tuple(steps_done),
+        labels={f.name: dict(labels[f.name]) for f in template.fields if f.name in labels},
     )
 
 
@@ -187,5 +191,5 @@ def ticket_json(t: TicketDraft) -> dict[str, Any]:
         "trigger": t.trigger, "fields": dict(t.fields), "missing": list(t.missing), "summary": list(t.summary),
         "quotes": [{"channel": q.channel, "text": q.text, "start_ms": q.start_ms, "end_ms": q.end_ms} for q in t.quotes],
         "reasons": list(t.reasons), "caller": t.caller, "previous_calls": list(t.previous_calls),
-        "steps_done": list(t.steps_done),
+        "steps_done": list(t.steps_done), "labels": {k: dict(v) for k, v in t.labels.items()},
     }
