@@ -554,6 +554,21 @@ class Config(BaseSettings):
     webhook_max_age_s: Annotated[Float, Field(gt=0, le=30 * 86_400)] = 86_400.0
     """A delivery still failing this long after it was enqueued goes to the dead-letter stream."""
 
+    # --- call recording (recording/: both legs written while the call runs; docs/recording.md) ------------
+    recording: bool = True
+    """`serve` records both legs of every call (stereo: customer, agent; a mixed call mono) while it runs, plus
+    a redacted rendition with the PII spans silenced."""
+    recording_format: Literal["opus", "flac"] = "opus"
+    """`opus` (Ogg Opus, about 150 KB per stereo minute, plays in browsers) or `flac` (lossless, about 10x larger)."""
+    recording_dir: Text = ""
+    """Where recordings are kept (files 0600, folders 0700); empty = `{data_dir}/recordings`."""
+    recording_retention_days: Annotated[Int, Field(ge=0, le=36_500)] = 90
+    """Recordings older than this many days are deleted by a sweep every hour; 0 = keep for ever."""
+    recording_optout_queues: Patterns = ()
+    """Queues (the call metadata's `queue`) whose calls are not recorded; globs allowed (`vip-*`)."""
+    recording_redaction: Literal["silence", "beep"] = "silence"
+    """What replaces a masked span (card, ID, phone numbers) in the redacted rendition: silence or a 1 kHz beep."""
+
     def __init__(self, **values: Any) -> None:
         """Validated settings: ``values`` over the defaults (only :meth:`load` reads the file and environment)."""
         try:

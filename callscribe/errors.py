@@ -89,3 +89,26 @@ class SiprecError(SipParseError):
 
 class RtpError(CallscribeError):
     """An RTP/RTCP packet that cannot be parsed (RFC 3550): the packet is dropped and counted."""
+
+
+class RecordingError(CallscribeError):
+    """A call recording could not be written, read or rendered (callscribe/recording, docs/recording.md).
+
+    Recording never stops a call: the recorder logs these with the call id and drops that recording; readers
+    (the gateway) get them to answer 404 / 503 instead of a traceback."""
+
+
+class RecordingStoreError(RecordingError):
+    """The recording store failed (disk full, permissions, object store unreachable). The message names the
+    key and the cause: free space or fix the store, then new calls record again by themselves."""
+
+
+class RecordingNotFound(RecordingError):
+    """No recording (or no such object) under that key: the call was not recorded (recording off, its queue
+    opted out), or retention already deleted it."""
+
+
+class RenditionNotReady(RecordingError):
+    """The redacted rendition of a recording is not there yet (rendered just after the call ends) or could not
+    be made (the call was cut by a crash before its transcript was complete). Roles that must hear redacted
+    audio get this, never the original: retry later, or render it with ``callscribe.recording.ensure_redacted``."""

@@ -10,6 +10,8 @@ dicts) or the two primitives under it, so no exit decides on its own. The rule:
 * **Text** (captions, quotes, search hits): stored redacted by default (``redact_stored_text``), so every
   role reads redacted text. When an operator stores raw text, QA still reads it redacted here; the agent on
   the call, the supervisor listening in and admin read it as stored.
+* **Audio** (call recordings, callscribe/recording): the same rule as text (:func:`audio_for`): whoever reads
+  redacted text hears the redacted rendition, with the PII spans silenced.
 
 Roles that never read call data (``ingest``) get nothing from the API in the first place (app.py).
 """
@@ -55,6 +57,14 @@ def text_for(role: str, text: str, stored_redacted: bool = True) -> str:
     return redact(text)
 
 
+def audio_for(role: str, stored_redacted: bool = True) -> str:
+    """Which rendition of a call recording ``role`` may hear: ``"original"`` or ``"redacted"`` (PII spans
+    silenced, callscribe/recording/redaction.py). The rule of :func:`text_for`: a role that reads redacted
+    text hears redacted audio. With text stored redacted (the default) that is every role; with raw text
+    stored, the roles in READS_RAW_TEXT hear the original and QA the redacted rendition."""
+    return "original" if not stored_redacted and role in READS_RAW_TEXT else "redacted"
+
+
 def for_role(role: str, obj: Any, stored_redacted: bool = True) -> Any:
     """A copy of ``obj`` (an event dict, a call record dict, a list of them) as ``role`` may see it: every
     number under a ``NUMBER_KEYS`` key masked, every ``text`` / ``quote`` string redacted per ``text_for``."""
@@ -73,4 +83,4 @@ def for_role(role: str, obj: Any, stored_redacted: bool = True) -> Any:
     return obj
 
 
-__all__ = ["for_role", "number_for", "text_for", "mask_number", "NUMBER_KEYS", "SEES_NUMBERS", "READS_RAW_TEXT"]
+__all__ = ["for_role", "number_for", "text_for", "audio_for", "mask_number", "NUMBER_KEYS", "SEES_NUMBERS", "READS_RAW_TEXT"]

@@ -16,7 +16,7 @@ import dataclasses
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from callscribe.vad import ChannelVad, SpeechAborted, SpeechEnded, SpeechStarted
 from .config import Config
 from .errors import CallIdInUse, CapacityError, SourceQuotaError
 from .events import CallEnded, CallStarted, Dtmf, Event, Transcript, now_ms
+
+if TYPE_CHECKING:  # the recorder is optional: the pipeline never imports it at run time
+    from callscribe.recording import CallRecording, Recorder
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +73,15 @@ class CallStats:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, engine=None, sink: EventSink | None = None, scheduler=None) -> None:
+    def __init__(self, cfg: Config, engine=None, sink: EventSink | None = None, scheduler=None,
+                 recorder: "Recorder | None" = None) -> None:
         """``scheduler``: a :class:`~callscribe.asr.remote.RemoteScheduler` to decode on ASR workers;
-        default: a local BatchScheduler over ``engine``."""
+        default: a local BatchScheduler over ``engine``. ``recorder``: records every call's audio
+        (callscribe/recording; ``serve`` passes one, offline runs of recordings do not)."""
         self.cfg = cfg
         self.engine = engine
         self.sink: EventSink = sink or NullSink()
+        self.recorder = recorder
         self.scheduler = scheduler or BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals, cfg.partial_batch_budget_s)
         self.calls: dict[str, CallSession] = {}
         self.sources: dict[str, str] = {}  # call_id -> source (ingest token subject, SIP peer), for quotas
@@ -161,6 +167,7 @@ class CallSession:
         self._closing = False
         self._confident: dict[str, int] = {}  # language -> confident detections so far
         self._dtmf_seq = 0
+        self.recording: CallRecording | None = pipeline.recorder.open(started) if pipeline.recorder is not None else None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,6 +178,8 @@ class CallSession:
         """Feed 16 kHz float32 audio of one channel (any chunk size). Awaits under backpressure."""
         if self._closing:
             return
+        if self.recording is not None:  # before VAD: the recording has exactly the audio the call received
+            self.recording.write(channel, samples)
         ch = self.channels[channel]
         for ev in ch.vad.push(samples):
             await self._on_vad(channel, ev)
@@ -199,11 +208,15 @@ class CallSession:
             for ev in ch.vad.flush():
                 await self._on_vad(i, ev)
         duration_ms = max((ch.vad.now_ms for ch in self.channels), default=0)
-        ended = CallEnded(self.call_id, duration_ms, reason, finals=0)
+        recording = self.recording.prefix if self.recording is not None and not self.recording.failed else ""
+        ended = CallEnded(self.call_id, duration_ms, reason, finals=0, recording=recording)
         self._out.put_nowait(("end", ended))
         if self._emitter is not None:
             await self._emitter
-        self._ended = ended = CallEnded(self.call_id, duration_ms, reason, finals=self.stats.finals, ended_at_ms=ended.ended_at_ms)
+        if self.recording is not None:  # every final is noted now: close the audio, render the redacted copy
+            self.recording.finish()
+        self._ended = ended = CallEnded(self.call_id, duration_ms, reason, finals=self.stats.finals, ended_at_ms=ended.ended_at_ms,
+                                        recording=recording)
         self.pipeline.calls.pop(self.call_id, None)
         self.pipeline.sources.pop(self.call_id, None)
         self._ended_event.set()
@@ -278,7 +291,8 @@ class CallSession:
                     await self._emit(self._transcript(index, seq, revision, True, "", start_ms, start_ms, None, ()))
                 elif kind == "end":
                     ended: CallEnded = item[1]
-                    await self._emit(CallEnded(self.call_id, ended.duration_ms, ended.reason, self.stats.finals, ended.ended_at_ms))
+                    await self._emit(CallEnded(self.call_id, ended.duration_ms, ended.reason, self.stats.finals, ended.ended_at_ms,
+                                               ended.recording))
                     return
             except Exception:  # one bad event must not stop the call's other events
                 log.exception("call %s: emitting %s failed", self.call_id, kind)
@@ -345,6 +359,8 @@ class CallSession:
         )
 
     async def _emit(self, event: Event) -> None:
+        if self.recording is not None:
+            self.recording.note(event)
         stored = _redacted(event) if self.pipeline.cfg.redact_stored_text else event
         await self.pipeline.sink.publish(stored)
         if self.listener is not None:

@@ -50,6 +50,7 @@ class Service:
         self.web = None  # a callscribe.gateway.web.WebGateway when cfg.web
         self.supervisor: RedisSupervisor | None = None  # restarts the embedded Redis when it dies
         self.liveness: Liveness | None = None  # heartbeat + reaper of calls whose node is gone
+        self.recorder = None  # a callscribe.recording.Recorder when cfg.recording
 
     async def start(self, progress: Callable[[str], None] = lambda s: None, port: int | None = None,
                     web_port: int | None = None) -> None:
@@ -77,7 +78,13 @@ class Service:
             progress("starting analytics (alerts, intent, unresolved flags)")
             self.analytics = AnalyticsWorker(self.cfg, self.redis_url)
             await self.analytics.start()
-        self.pipeline = Pipeline(self.cfg, self.engine, self.publisher, scheduler)
+        if self.cfg.recording:
+            from callscribe.recording import Recorder
+
+            self.recorder = Recorder(self.cfg)
+            await self.recorder.start()
+            progress(f"recording calls ({self.cfg.recording_format}) to {self.recorder.root}")
+        self.pipeline = Pipeline(self.cfg, self.engine, self.publisher, scheduler, recorder=self.recorder)
         await self.pipeline.start()
         pipeline = self.pipeline
         self.liveness = Liveness(self.cfg, self.redis_url, self.publisher.node_id, self.publisher.publish,
@@ -112,6 +119,8 @@ class Service:
             await self.ingest.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()  # every recording closed and its redacted rendition stored
         if self.liveness is not None:
             await self.liveness.stop()
         if self.publisher is not None:
