@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
     p = sub.add_parser("token", help="mint an API token (signed with auth_secret) for a role")
-    p.add_argument("--role", required=True, choices=["agent", "supervisor", "qa", "admin", "ingest"])
+    p.add_argument("--role", required=True, choices=["agent", "supervisor", "qa", "admin", "ingest", "integration"])
     p.add_argument("--sub", required=True, help="who it is for (agents: their agent id)")
     p.add_argument("--agent-id", help="agents: the agent id, when it differs from --sub")
     p.add_argument("--ttl-h", type=float, help="hours until it expires (default token_ttl_h, 12)")

@@ -51,7 +51,7 @@ ENV_PREFIX = "CALLSCRIBE_"
 # switches the test suite and tools read
 _NOT_SETTINGS = frozenset({"CONFIG", "TOKEN", "ARTIFACTS", "CHROMIUM", "REQUIRE_BROWSER", "REQUIRE_POSTGRES"})
 _CHANNELS = ("customer", "agent", "mixed")
-_ROLES = ("agent", "supervisor", "qa", "admin", "ingest")
+_ROLES = ("agent", "supervisor", "qa", "admin", "ingest", "integration")
 # Whisper's languages (faster_whisper.tokenizer._LANGUAGE_CODES; yue came with large-v3)
 _WHISPER_LANGUAGES = frozenset(
     "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu "

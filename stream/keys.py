@@ -20,9 +20,11 @@
 | ``{prefix}:callid:{call_id}`` | string | claim of a call id (node id) taken before the call starts: a call id names one call for the life of its data (expires with ``call_stream_ttl_s``) |
 | ``{prefix}:caller:{digits}`` | sorted set | a caller's recent calls (JSON) scored by start time, for repeat-caller detection; expires after the window |
 | ``{prefix}:assist`` | stream | agent-assist cards of every call (scenario, step done, step prompt, knowledge, offer, ticket draft; keyword/worker.py, write-once as ``{call_id}/assist/{kind}/{seq}``); each also goes to its call's stream |
-| ``{prefix}:tickets`` | stream | tickets submitted from the agent desk (``ticket`` events; gateway/assist/tickets.py) |
-| ``{prefix}:ticket:{ticket_id}`` | string ``1`` | write-once marker of one submitted ticket (a resubmission is a no-op); expires after ``call_stream_ttl_s`` |
+| ``{prefix}:tickets`` | stream | tickets submitted from the agent desk (``ticket`` events; gateway/assist/tickets.py) and the status the ticketing system reports for them (``ticket_status``; gateway/assist/status.py) |
+| ``{prefix}:ticket:{ticket_id}`` | string | write-once marker of one submitted ticket, holding its call id (``1`` in markers written before status reports; a resubmission is a no-op); expires after ``call_stream_ttl_s`` |
+| ``{prefix}:ticket_status:{ticket_id}`` | hash | ``digest``, ``at_ms``: the last status reported for the ticket, so a repeated report is a no-op and an older one is refused; expires ``call_stream_ttl_s`` after the last report |
 | ``{prefix}:assist_telemetry`` | stream | what the agent desk did with each assist card (shown, clicked, used, dismissed) |
+| ``{prefix}:scores`` | stream | QA: each finished call's ``scorecard`` (keyword/worker.py, write-once as ``{call_id}/scorecard``; also in the call's stream), reviewers' ``score_override``s and agents' ``score_appeal``s with their decisions (gateway/qa) |
 
 Analytics outputs of a call (alerts, intent updates, flags, summary) and its assist cards are also appended to its
 per-call stream, so a page following one call reads captions, insights and cards from one place.
@@ -108,9 +110,19 @@ def ticket_marker(cfg: Config, ticket_id: str) -> str:
     return f"{cfg.key_prefix}:ticket:{ticket_id}"
 
 
+def ticket_status_key(cfg: Config, ticket_id: str) -> str:
+    """The last status reported for one ticket (not under ``ticket:``: a ticket id may itself end in ``:status``)."""
+    return f"{cfg.key_prefix}:ticket_status:{ticket_id}"
+
+
 def assist_telemetry_stream(cfg: Config) -> str:
     """The agent desk's card telemetry (shown / clicked / used / dismissed)."""
     return f"{cfg.key_prefix}:assist_telemetry"
+
+
+def scores_stream(cfg: Config) -> str:
+    """QA scorecards of finished calls, and the overrides and appeals of their answers."""
+    return f"{cfg.key_prefix}:scores"
 
 
 def live_calls(cfg: Config) -> str:
@@ -150,5 +162,6 @@ __all__ = [
     "call_stream", "finals_stream", "dedup_key", "event_dedup_key", "alerts_stream", "insights_stream",
     "callbacks_stream", "output_marker", "caller_history", "live_calls", "node_heartbeat", "call_claim",
     "webhooks_stream", "webhooks_dead_stream", "webhook_marker", "webhook_attempts",
-    "assist_stream", "tickets_stream", "ticket_marker", "assist_telemetry_stream",
+    "assist_stream", "tickets_stream", "ticket_marker", "ticket_status_key", "assist_telemetry_stream",
+    "scores_stream",
 ]

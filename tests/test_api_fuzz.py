@@ -24,7 +24,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from callscribe.config import Config
-from callscribe.events import Alert, CallEnded, CallFlag, CallStarted, Quote, Transcript, to_fields
+from callscribe.events import Alert, CallEnded, CallFlag, CallStarted, Quote, Ticket, Transcript, to_fields
+from callscribe.gateway.assist import submit_ticket
 from callscribe.gateway.web import WebGateway
 from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
 
@@ -36,7 +37,9 @@ T0 = 1_790_000_000_000
 EXAMPLES = 30  # per operation and generation mode; each example is sent once per role and once without a token
 FIXED_CALL_ID = "c-fuzz"  # a real call, so routes with {call_id} also reach their data
 REACH = {"/api/v1/search": {"query": {"q": "投诉"}}, "/api/v1/tokens": {"body": {"role": "qa", "sub": "fuzz-minted"}},
-         "/api/v1/assist/events": {"body": {"call_id": FIXED_CALL_ID, "card_kind": "offer", "card_id": "o1", "action": "used"}}}
+         "/api/v1/assist/events": {"body": {"call_id": FIXED_CALL_ID, "card_kind": "offer", "card_id": "o1", "action": "used"}},
+         "/api/v1/tickets/{ticket_id}/status": {"path_parameters": {"ticket_id": f"{FIXED_CALL_ID}:broadband_repair"},
+                                                "body": {"status": "resolved", "note": "fixed"}}}
 
 
 async def _publish(cfg: Config, events) -> None:
@@ -72,6 +75,8 @@ async def gateway(tmp_path_factory):
     await r.xadd(keys.alerts_stream(cfg), to_fields(alert))
     await r.xadd(keys.insights_stream(cfg), to_fields(flag))
     await r.xadd(keys.callbacks_stream(cfg), to_fields(flag))
+    # a submitted ticket, so the ticketing system's status route reaches its data too
+    await submit_ticket(r, cfg, Ticket(f"{FIXED_CALL_ID}:broadband_repair", FIXED_CALL_ID, "broadband_repair", "high"))
     await r.aclose()
     gw = WebGateway(cfg, server.url)
     await gw.start()

@@ -6,13 +6,16 @@ intent; steps tick; a verification prompt; an offer only after resolution and ne
 unresolved call's ticket draft at its end; the agent's draft on a click; a submitted ticket in the tickets stream,
 the store, QA search, call detail, the callback queue and the webhook stream, once; the caller's earlier call in
 the history of a second call from the same number (HTTP and the agent feed), the number masked for every role
-but admin; card telemetry and the adoption report.
+but admin; the ticketing system reporting the ticket's status back (signed as our webhooks, or with an integration
+token; badly signed refused, repeats and older changes written nowhere) and the history, QA's call detail and the
+callback queue showing it; card telemetry and the adoption report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,9 +26,10 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from callscribe.config import Config
-from callscribe.events import (KnowledgeCard, Offer, ScenarioCard, StepDone, StepPrompt, Ticket, TicketDraft, Transcript,
-                               from_fields, now_ms)
+from callscribe.events import (KnowledgeCard, Offer, ScenarioCard, StepDone, StepPrompt, Ticket, TicketDraft, TicketStatus,
+                               Transcript, from_fields, now_ms)
 from callscribe.gateway.web import WebGateway
+from callscribe.gateway.webhooks import load_secret, signature_header
 from callscribe.keyword.dialogue import read_dialogue, to_events
 from callscribe.keyword.worker import AnalyticsWorker
 from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
@@ -180,6 +184,8 @@ async def test_agent_asks_for_a_draft_and_submits_the_edited_ticket(env):
         got = resp.json()
         assert got["draft"]["type"] == "assist_ticket" and got["draft"]["trigger"] == "agent"
         assert got["draft"]["caller"] == MASKED
+        # each field's label in both page languages rides on the draft (the desk needs no pack)
+        assert got["draft"]["labels"]["disputed_amount"] == {"zh": "争议金额", "en": "Disputed amount"}
         body = got["submit"]
         assert body["ticket_id"] == f"as-esc:{body['type']}"
         assert (await client.post("/api/v1/calls/as-esc/ticket/draft", headers=env.headers("other_agent"))).status_code == 404
@@ -262,6 +268,92 @@ async def test_second_call_from_the_same_number_shows_the_first_in_its_history(e
         assert got[who]["caller"] == MASKED and CALLER not in json.dumps(got[who]), who
     assert CALLER not in json.dumps(pushed)
     assert got["admin"]["caller"] == CALLER
+
+
+# --- ticket status back from the ticketing system ------------------------------------------------------------------
+def _signed(body: dict, secret: bytes, ts: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """The request a CRM sends: the raw JSON body and its signature headers (docs/webhooks.md)."""
+    raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    ts = int(time.time()) if ts is None else ts
+    return raw, {"Content-Type": "application/json", "X-Callscribe-Timestamp": str(ts),
+                 "X-Callscribe-Signature": signature_header(secret, ts, raw)}
+
+
+async def test_the_crm_reports_ticket_status_back_and_the_history_and_qa_show_it(env):
+    secret = load_secret(env.cfg)  # the gateway's webhook_secret (here generated into data_dir)
+    tickets = [from_fields(f) for _, f in await env.r.xrange(keys.tickets_stream(env.cfg))]
+    tid = next(t.ticket_id for t in tickets if isinstance(t, Ticket) and t.call_id == "as-esc")
+    url = f"/api/v1/tickets/{tid}/status"
+    update = {"status": "in_progress", "note": "Engineer booked for Tuesday", "external_id": "CRM-4711"}
+    integration = env.gw.auth.mint("integration", "crm")[0]
+    async with env.client() as client:
+        # badly signed: another secret, a body changed after signing, a replayed old request, no timestamp
+        raw, headers = _signed(update, b"not-the-secret-0123456789abcdef0123")
+        assert (await client.post(url, content=raw, headers=headers)).status_code == 401
+        raw, headers = _signed(update, secret)
+        tampered = raw.replace(b"in_progress", b"closed")  # still valid JSON: refused for its signature
+        assert (await client.post(url, content=tampered, headers=headers)).status_code == 401
+        raw, headers = _signed(update, secret, ts=int(time.time()) - 3600)
+        assert (await client.post(url, content=raw, headers=headers)).status_code == 401
+        raw, headers = _signed(update, secret)
+        no_ts = {k: v for k, v in headers.items() if k != "X-Callscribe-Timestamp"}
+        assert (await client.post(url, content=raw, headers=no_ts)).status_code == 401
+        # a signature is judged alone: a valid token beside a bad signature does not help
+        raw, headers = _signed(update, b"not-the-secret-0123456789abcdef0123")
+        resp = await client.post(url, content=raw, headers={**headers, "Authorization": f"Bearer {integration}"})
+        assert resp.status_code == 401 and "signature" in resp.json()["detail"]
+        # neither signed nor a token; a token of a role that may not
+        assert (await client.post(url, json=update)).status_code == 401
+        assert (await client.post(url, json=update, headers=env.headers("agent"))).status_code == 403
+        # correctly signed: unknown ticket 404, bad body 422, then the change, once
+        raw, headers = _signed(update, secret)
+        assert (await client.post("/api/v1/tickets/as-esc:nope/status", content=raw, headers=headers)).status_code == 404
+        bad, bad_headers = _signed({**update, "status": "done"}, secret)
+        assert (await client.post(url, content=bad, headers=bad_headers)).status_code == 422
+        resp = await client.post(url, content=raw, headers=headers)
+        assert resp.status_code == 200, resp.text
+        first = resp.json()
+        assert (first["ticket_id"], first["status"], first["result"]) == (tid, "in_progress", "changed")
+        # the CRM retries (freshly signed, same content): nothing more is written
+        raw, headers = _signed(update, secret)
+        assert (await client.post(url, content=raw, headers=headers)).json()["result"] == "unchanged"
+        # resolved, by an integration token; then a late retry of an older change is refused as stale
+        later = {"status": "resolved", "note": "Line repaired, customer confirmed", "changed_at_ms": first["changed_at_ms"] + 60_000}
+        resp = await client.post(url, json=later, headers={"Authorization": f"Bearer {integration}"})
+        assert resp.json()["result"] == "changed", resp.text
+        old = {"status": "in_progress", "changed_at_ms": first["changed_at_ms"] + 1}
+        raw, headers = _signed(old, secret)
+        assert (await client.post(url, content=raw, headers=headers)).json()["result"] == "stale"
+    reports = [e for e in (from_fields(f) for _, f in await env.r.xrange(keys.tickets_stream(env.cfg)))
+               if isinstance(e, TicketStatus)]
+    assert [(e.status, e.by, e.external_id) for e in reports] == [
+        ("in_progress", "signature", "CRM-4711"), ("resolved", "integration:crm", "")]
+    on_call = [e for e in (from_fields(f) for _, f in await env.r.xrange(keys.call_stream(env.cfg, "as-esc")))
+               if isinstance(e, TicketStatus)]
+    assert on_call == reports  # a desk following the call sees them
+    await env.settle()
+    stored = env.gw.store.ticket(tid)
+    assert (stored.status, stored.status_note, stored.external_id) == ("resolved", "Line repaired, customer confirmed", "CRM-4711")
+    async with env.client() as client:
+        # the caller's history on the agent desk: the earlier call's ticket and its status, nothing left open
+        h = (await client.get("/api/v1/calls/as-repeat/history", headers=env.headers("agent"))).json()
+        first_call = next(c for c in h["calls"] if c["call_id"] == "as-esc")
+        t = first_call["tickets"][0]
+        assert (t["status"], t["status_note"], t["external_id"]) == ("resolved", "Line repaired, customer confirmed", "CRM-4711")
+        assert h["last"]["open_tickets"] == [] and h["banner"]["open_tickets"] == 0
+        # QA's call detail: the status, its note, the CRM's id and each field's label in both languages
+        detail = (await client.get("/api/v1/calls/as-esc", headers=env.headers("qa"))).json()
+        qt = detail["call"]["tickets"][0]
+        assert (qt["status"], qt["status_note"], qt["external_id"]) == ("resolved", "Line repaired, customer confirmed", "CRM-4711")
+        assert qt["labels"]["disputed_amount"] == {"zh": "争议金额", "en": "Disputed amount"} and set(qt["labels"]) <= set(qt["fields"])
+        # the supervisor's callback queue follows it too
+        for _ in range(30):
+            queue = (await client.get("/api/v1/callbacks", headers=env.headers("supervisor"))).json()["callbacks"]
+            entry = next(c for c in queue if c["call_id"] == "as-esc")
+            if entry["tickets"][0]["status"] == "resolved":
+                break
+            await asyncio.sleep(0.1)
+        assert entry["tickets"][0]["status"] == "resolved" and entry["tickets"][0]["external_id"] == "CRM-4711"
 
 
 # --- telemetry ----------------------------------------------------------------------------------------------------

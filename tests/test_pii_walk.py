@@ -1,7 +1,7 @@
 """The one PII policy (callscribe/pii.py), checked at every exit of the web gateway by walking the app itself.
 
 The routes are enumerated from the running app (``app.routes``), not from a hand list: every HTTP route with
-every method, every WebSocket route, each with a token of every role (agent, supervisor, qa, admin, ingest)
+every method, every WebSocket route, each with a token of every role (agent, supervisor, qa, admin, ingest, integration)
 and with none. Path parameters get the planted call's id; query parameters and bodies are filled from small
 tables (a route needing something the tables do not know fails the walk until it is taught). Each
 WebSocket is read to its end or until quiet, then fed live events (a new call of the same agent, an
@@ -43,7 +43,7 @@ from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-ROLES = ("agent", "supervisor", "qa", "admin", "ingest")
+ROLES = ("agent", "supervisor", "qa", "admin", "ingest", "integration")
 WHO = (*ROLES, None)  # None: no token
 T0 = 1_790_000_000_000
 CALL = "c-pii"
@@ -66,7 +66,7 @@ TEXT_PII = {"id card": re.compile(_any_form(ID_CARD).pattern + "|" + re.escape(I
             "phone in text": _any_form(OTHER_PHONE)}
 
 # --- how the walk fills what a route asks for -----------------------------------------------------------------------
-PATH_FILL = {"call_id": CALL}
+PATH_FILL = {"call_id": CALL, "ticket_id": f"{CALL}:broadband_repair"}  # the ticket the TicketBody walk submits
 QUERY_FILL: dict[str, list[str]] = {  # several values: each is walked (search: everything, and words of the PII finals)
     "q": ["", "身份证", "宽带", "call"],
     "agent_id": [AGENT],
@@ -74,7 +74,8 @@ QUERY_FILL: dict[str, list[str]] = {  # several values: each is walked (search: 
 }
 BODY_FILL = {"TokenRequest": {"role": "qa", "sub": "walker"},
              "TicketBody": {"type": "broadband_repair", "priority": "high", "fields": {"caller": CALLER}, "summary": ["宽带又断了"]},
-             "TelemetryBody": {"call_id": CALL, "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"}}
+             "TelemetryBody": {"call_id": CALL, "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"},
+             "StatusBody": {"status": "in_progress", "note": f"客户说打{OTHER_PHONE}找他", "external_id": "CRM-1"}}  # text PII
 # Routes that carry no call data and are not walked: the static files mount (the page assets). Pages, /health,
 # /ready, /openapi.json and /metrics are walked like any other route: cheap, and a leak there would count too.
 SKIP = {"/static"}

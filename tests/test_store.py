@@ -360,6 +360,48 @@ def test_tickets_caller_calls_and_assist_events(new_store):
     assert adoption_report(s.assist_counts(since_ms=15))["total"]["shown"] == 1
 
 
+def test_ticket_status_from_the_ticketing_system(new_store):
+    """The latest reported status wins by its change time (a late retry of an older one is ignored); the
+    external id stays once reported; an unknown ticket changes nothing."""
+    from callscribe.gateway.store.base import TicketRecord
+
+    s = new_store()
+    t = TicketRecord("c1:broadband_repair", "c1", "broadband_repair", "high", created_at_ms=5_000)
+    assert s.add_ticket(t) is True and s.ticket(t.ticket_id) == t and s.ticket("nope") is None
+    assert (t.status, t.status_note, t.external_id, t.status_at_ms) == ("open", "", "", 0)
+    assert s.set_ticket_status(t.ticket_id, "in_progress", "工程师周二上门", "CRM-7", 4_000) is True  # CRM clock behind ours
+    assert s.set_ticket_status(t.ticket_id, "open", "older, retried late", "", 3_999) is False
+    got = s.ticket(t.ticket_id)
+    assert (got.status, got.status_note, got.external_id, got.status_at_ms) == ("in_progress", "工程师周二上门", "CRM-7", 4_000)
+    assert s.set_ticket_status(t.ticket_id, "resolved", "", "", 9_000) is True
+    assert s.set_ticket_status(t.ticket_id, "resolved", "", "", 9_000) is True  # the same again: same row
+    got = s.ticket(t.ticket_id)
+    assert (got.status, got.status_note, got.external_id, got.status_at_ms) == ("resolved", "", "CRM-7", 9_000)
+    assert s.tickets(["c1"]) == [got] and got.to_dict()["external_id"] == "CRM-7"
+    assert s.set_ticket_status("nope", "closed", "", "", 10_000) is False and s.ticket("nope") is None
+
+
+def test_sqlite_tickets_from_before_ticket_status_are_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE tickets (ticket_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, type TEXT NOT NULL, priority TEXT"
+               " NOT NULL, status TEXT NOT NULL DEFAULT 'open', title TEXT NOT NULL DEFAULT '', subtype TEXT NOT NULL DEFAULT"
+               " '', intent TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '[]', fields TEXT NOT NULL DEFAULT '{}',"
+               " caller TEXT NOT NULL DEFAULT '', agent_id TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '',"
+               " created_at_ms INTEGER NOT NULL DEFAULT 0)")
+    db.execute("INSERT INTO tickets(ticket_id, call_id, type, priority) VALUES ('t1', 'c', 'x', 'low')")
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    try:
+        assert s.set_ticket_status("t1", "closed", "done", "EXT-1", 5) is True
+        assert s.ticket("t1").external_id == "EXT-1"
+    finally:
+        s.close()
+
+
 def test_sqlite_store_from_before_caller_history_is_migrated(tmp_path):
     import sqlite3
 
@@ -396,5 +438,23 @@ def test_postgres_store_from_before_caller_history_is_migrated(postgres_dsn):
     try:
         assert s.call("c")[0] == CallRecord("c", started_at_ms=5, caller="138 0013 8000")
         assert [c.call_id for c in s.caller_calls("13800138000", 0, 10)] == ["c"]
+    finally:
+        s.close()
+
+
+def test_postgres_tickets_from_before_ticket_status_are_migrated(postgres_dsn):
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(f"CREATE TABLE {schema}.tickets (ticket_id text PRIMARY KEY, call_id text NOT NULL, type text NOT NULL,"
+                   " priority text NOT NULL, status text NOT NULL DEFAULT 'open', title text NOT NULL DEFAULT '', subtype text"
+                   " NOT NULL DEFAULT '', intent text NOT NULL DEFAULT '', summary text NOT NULL DEFAULT '[]', fields text NOT"
+                   " NULL DEFAULT '{}', caller text NOT NULL DEFAULT '', agent_id text NOT NULL DEFAULT '', created_by text NOT"
+                   " NULL DEFAULT '', created_at_ms bigint NOT NULL DEFAULT 0)")
+        db.execute(f"INSERT INTO {schema}.tickets(ticket_id, call_id, type, priority) VALUES ('t1', 'c', 'x', 'low')")
+    s = PostgresStore(postgres_dsn, schema=schema)
+    try:
+        assert s.set_ticket_status("t1", "closed", "done", "EXT-1", 5) is True
+        assert (s.ticket("t1").status, s.ticket("t1").external_id) == ("closed", "EXT-1")
     finally:
         s.close()

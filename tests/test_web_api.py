@@ -23,7 +23,7 @@ from callscribe.stream.server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-ROLES = ("agent", "supervisor", "qa", "admin")
+ROLES = ("agent", "supervisor", "qa", "admin", "integration")  # integration: a CRM, refused everywhere but its route
 T0 = 1_790_000_000_000
 
 
@@ -112,6 +112,7 @@ HTTP = [  # (method, path, roles allowed besides admin)
     ("GET", "/api/v1/calls/{call_id}/history", {"agent", "supervisor"}),
     ("POST", "/api/v1/assist/events", {"agent"}),
     ("GET", "/api/v1/reports/assist_adoption", {"supervisor"}),
+    ("POST", "/api/v1/tickets/{ticket_id}/status", {"integration"}),
     ("POST", "/api/v1/tokens", set()),
     ("GET", "/metrics", set()),
 ]
@@ -125,6 +126,7 @@ BODIES = {  # the JSON body each role sends to a route that takes one
     "/api/v1/tokens": {"role": "qa", "sub": "new-qa"},
     "/api/v1/calls/{call_id}/tickets": {"type": "broadband_repair", "priority": "high", "summary": ["宽带又断了"]},
     "/api/v1/assist/events": {"call_id": "c-own", "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"},
+    "/api/v1/tickets/{ticket_id}/status": {"status": "resolved"},
 }
 CALL_OF = {"/api/v1/calls/{call_id}/tickets": "c-nope"}  # a ticket on c-own would queue it (the callback test counts the queue)
 
@@ -138,7 +140,7 @@ async def test_the_role_tables_cover_every_route(env):
 @pytest.mark.parametrize("who", [None, *ROLES])
 @pytest.mark.parametrize("method, path, allowed", HTTP, ids=[f"{m} {p}" for m, p, _ in HTTP])
 async def test_http_roles(env, method, path, allowed, who):
-    url = path.format(call_id=CALL_OF.get(path, "c-own")) + ("?q=投诉" if path.endswith("search") else "")
+    url = path.format(call_id=CALL_OF.get(path, "c-own"), ticket_id="t-nope") + ("?q=投诉" if path.endswith("search") else "")
     body = BODIES.get(path)
     async with httpx.AsyncClient(base_url=env.gw.url) as client:
         resp = await client.request(method, url, headers=env.headers(who), json=body)

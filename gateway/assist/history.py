@@ -30,7 +30,8 @@ def caller_history(store: TranscriptStore, call_id: str, caller: str, started_at
     for t in store.tickets([c.call_id for c in calls]):
         tickets.setdefault(t.call_id, []).append(
             {"ticket_id": t.ticket_id, "type": t.type, "priority": t.priority, "status": t.status, "title": t.title,
-             "created_at_ms": t.created_at_ms})
+             "created_at_ms": t.created_at_ms, "status_note": t.status_note, "external_id": t.external_id,
+             "status_at_ms": t.status_at_ms})
     rows = [{"call_id": c.call_id, "started_at_ms": c.started_at_ms, "duration_ms": c.duration_ms, "agent_id": c.agent_id,
              "intent": c.intent, "resolved": None if not c.ended and not c.intent else not c.unresolved,
              "alerts": list(c.alerts), "tickets": tickets.get(c.call_id, [])} for c in calls]

@@ -14,7 +14,7 @@ Text the agent typed (summary, field values) is stored redacted when the deploym
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -28,22 +28,23 @@ from callscribe.stream import keys
 
 from .text import clean_text
 
-__all__ = ["TicketBody", "build_ticket", "send_ticket_webhook", "submit_ticket", "ticket_id_for", "ticket_json",
-           "webhook_payload"]
+__all__ = ["TICKET_ID", "TicketBody", "build_ticket", "send_ticket_webhook", "submit_ticket", "ticket_id_for",
+           "ticket_json", "webhook_payload"]
 
 TICKET_ID = r"^[A-Za-z0-9_.:@+-]{1,160}$"
 """Ticket ids: ASCII without spaces (they are the webhook's idempotency key, an HTTP header)."""
 TICKET_TYPE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
-# KEYS: marker, tickets stream, the call's stream; ARGV: ttl_s, maxlen, call maxlen, field, value, ...
+# KEYS: marker, tickets stream, the call's stream; ARGV: ttl_s, maxlen, call maxlen, call id, field, value, ...
 # The call's stream gets it only while it exists (a ticket on an old call must not recreate it without its TTL).
+# The marker holds the call id: a status report arriving before the store has the ticket finds its call there.
 SUBMIT_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 5))
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5))
 end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[1])
 return 1
 """
 
@@ -91,7 +92,7 @@ def build_ticket(cfg: Config, call_id: str, body: TicketBody, by: str, agent_id:
 async def submit_ticket(redis: Any, cfg: Config, ticket: Ticket) -> bool:
     """Write the ticket once to the tickets stream (and to its call's stream, so the agent desk following the call
     sees it); False when its id was submitted before (nothing written)."""
-    argv: list[str] = [str(cfg.call_stream_ttl_s), str(cfg.global_stream_maxlen), str(cfg.call_stream_maxlen)]
+    argv: list[str] = [str(cfg.call_stream_ttl_s), str(cfg.global_stream_maxlen), str(cfg.call_stream_maxlen), ticket.call_id]
     for k, v in to_fields(ticket).items():
         argv += [k, v]
     written = await redis.eval(SUBMIT_LUA, 3, keys.ticket_marker(cfg, ticket.ticket_id), keys.tickets_stream(cfg),
@@ -99,12 +100,16 @@ async def submit_ticket(redis: Any, cfg: Config, ticket: Ticket) -> bool:
     return bool(int(written))
 
 
-def ticket_json(t: TicketRecord | Ticket, role: str, stored_redacted: bool = True) -> dict[str, Any]:
+def ticket_json(t: TicketRecord | Ticket, role: str, stored_redacted: bool = True,
+                labels: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """A ticket as ``role`` may see it: numbers masked (callscribe/pii.py), the typed text (summary, field
-    values) as that role reads text."""
+    values, the ticketing system's status note) as that role reads text; ``labels`` (field name -> {language: label}, gateway/assist/labels.py) of its
+    fields, so the page names them in the viewer's language."""
     d = (ticket_record(t) if isinstance(t, Ticket) else t).to_dict()
     d["summary"] = [text_for(role, line, stored_redacted) for line in d["summary"]]
     d["fields"] = {k: text_for(role, v, stored_redacted) for k, v in d["fields"].items()}
+    d["status_note"] = text_for(role, d["status_note"], stored_redacted)
+    d["labels"] = {k: dict(labels[k]) for k in d["fields"] if labels and k in labels}
     return for_role(role, d, stored_redacted)
 
 

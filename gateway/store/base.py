@@ -63,7 +63,9 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True)
 class TicketRecord:
-    """A submitted ticket as stored (from a ``ticket`` event; ``caller`` as the call has it, masked at exits)."""
+    """A submitted ticket as stored (from a ``ticket`` event; ``caller`` as the call has it, masked at exits).
+    ``status`` starts ``open``; the ticketing system reports later ones (``ticket_status`` events,
+    :meth:`TranscriptStore.set_ticket_status`) with a note and its own id for the ticket."""
 
     ticket_id: str
     call_id: str
@@ -79,12 +81,19 @@ class TicketRecord:
     agent_id: str = ""
     created_by: str = ""
     created_at_ms: int = 0
+    status_note: str = ""
+    """The note that came with the latest status (the CRM's words: "engineer booked for Tuesday")."""
+    external_id: str = ""
+    """The ticket's id in the ticketing system (kept once reported, until a later report names another)."""
+    status_at_ms: int = 0
+    """When the latest reported status changed in the ticketing system; 0 until it reports one."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"ticket_id": self.ticket_id, "call_id": self.call_id, "type": self.type, "priority": self.priority,
                 "status": self.status, "title": self.title, "subtype": self.subtype, "intent": self.intent,
                 "summary": list(self.summary), "fields": dict(self.fields), "caller": self.caller,
-                "agent_id": self.agent_id, "created_by": self.created_by, "created_at_ms": self.created_at_ms}
+                "agent_id": self.agent_id, "created_by": self.created_by, "created_at_ms": self.created_at_ms,
+                "status_note": self.status_note, "external_id": self.external_id, "status_at_ms": self.status_at_ms}
 
 
 def ticket_record(e: Any) -> TicketRecord:
@@ -95,7 +104,7 @@ def ticket_record(e: Any) -> TicketRecord:
 
 
 TICKET_COLS = ["ticket_id", "call_id", "type", "priority", "status", "title", "subtype", "intent", "summary", "fields",
-               "caller", "agent_id", "created_by", "created_at_ms"]
+               "caller", "agent_id", "created_by", "created_at_ms", "status_note", "external_id", "status_at_ms"]
 
 
 def ticket_from_row(row: Sequence[Any]) -> TicketRecord:
@@ -108,7 +117,7 @@ def ticket_from_row(row: Sequence[Any]) -> TicketRecord:
 def ticket_row(t: TicketRecord) -> list[Any]:
     return [t.ticket_id, t.call_id, t.type, t.priority, t.status, t.title, t.subtype, t.intent,
             json.dumps(list(t.summary), ensure_ascii=False), json.dumps(dict(t.fields), ensure_ascii=False),
-            t.caller, t.agent_id, t.created_by, t.created_at_ms]
+            t.caller, t.agent_id, t.created_by, t.created_at_ms, t.status_note, t.external_id, t.status_at_ms]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +264,14 @@ class TranscriptStore(Protocol):
 
     def tickets(self, call_ids: Sequence[str]) -> list[TicketRecord]:
         """The tickets of these calls, oldest first."""
+
+    def ticket(self, ticket_id: str) -> TicketRecord | None:
+        """One ticket by its id; None when not stored."""
+
+    def set_ticket_status(self, ticket_id: str, status: str, note: str, external_id: str, at_ms: int) -> bool:
+        """The ticketing system's latest status of a stored ticket: written unless the stored one changed later
+        (``status_at_ms`` > ``at_ms``: a late retry of an older change). An empty ``external_id`` keeps the stored
+        one. True when written (False: no such ticket, or a newer status is stored)."""
 
     def caller_calls(self, caller: str, since_ms: int, until_ms: int, limit: int = 50) -> list[CallRecord]:
         """The calls of the same number (compared by ``keyword.repeat.caller_key``) that started in

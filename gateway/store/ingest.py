@@ -1,6 +1,7 @@
 """Fills a TranscriptStore from Redis: consumer group ``store`` on the finals stream (calls and their
 finals, already redacted by the pipeline), the insights stream (call summaries: intent, flag, alerts; the
-final unresolved flag's quotes), the tickets stream (submitted tickets) and the assist telemetry stream
+final unresolved flag's quotes), the tickets stream (submitted tickets and the status the ticketing system
+reports for them) and the assist telemetry stream
 (what the agent desk did with each card). Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
 acknowledged only after it is in the store, so a restart redoes at most one batch and loses nothing.
 
@@ -23,8 +24,8 @@ from redis.exceptions import RedisError
 
 from callscribe.config import Config
 from callscribe.errors import SchemaError
-from callscribe.events import (AssistTelemetry, CallEnded, CallFlag, CallStarted, CallSummary, Ticket, Transcript,
-                               from_fields)
+from callscribe.events import (AssistTelemetry, CallEnded, CallFlag, CallStarted, CallSummary, Ticket, TicketStatus,
+                               Transcript, from_fields)
 from callscribe.stream import keys
 from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 
@@ -154,6 +155,8 @@ class StoreIngest:
                                ensure_ascii=False, separators=(",", ":")) for q in e.quotes)))
             elif isinstance(e, Ticket):
                 self.store.add_ticket(ticket_record(e))
+            elif isinstance(e, TicketStatus):  # after its ticket: both are on the tickets stream, in order
+                self.store.set_ticket_status(e.ticket_id, e.status, e.note, e.external_id, e.changed_at_ms)
             elif isinstance(e, AssistTelemetry):
                 telemetry.append(AssistEvent(e.call_id, e.card_kind, e.card_id, e.action, e.agent_id, e.emitted_at_ms))
         self.store.add_utterances(utterances)

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS {s}.tickets (
     caller text NOT NULL DEFAULT '', agent_id text NOT NULL DEFAULT '', created_by text NOT NULL DEFAULT '',
     created_at_ms bigint NOT NULL DEFAULT 0
 );
+ALTER TABLE {s}.tickets ADD COLUMN IF NOT EXISTS status_note text NOT NULL DEFAULT '';
+ALTER TABLE {s}.tickets ADD COLUMN IF NOT EXISTS external_id text NOT NULL DEFAULT '';
+ALTER TABLE {s}.tickets ADD COLUMN IF NOT EXISTS status_at_ms bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS tickets_call ON {s}.tickets(call_id, created_at_ms);
 CREATE TABLE IF NOT EXISTS {s}.assist_events (
     call_id text NOT NULL, card_kind text NOT NULL, card_id text NOT NULL, action text NOT NULL,
@@ -191,6 +194,13 @@ class PostgresStore:
                           " ON CONFLICT (ticket_id) DO NOTHING")
         return bool(self._run(lambda db: db.execute(query, ticket_row(ticket)).rowcount))
 
+    def set_ticket_status(self, ticket_id: str, status: str, note: str, external_id: str, at_ms: int) -> bool:
+        query = self._sql("UPDATE {s}.tickets SET status = %s, status_note = %s,"
+                          " external_id = CASE WHEN %s::text = '' THEN external_id ELSE %s::text END, status_at_ms = %s"
+                          " WHERE ticket_id = %s AND status_at_ms <= %s")
+        args = (status, note, external_id, external_id, at_ms, ticket_id, at_ms)
+        return bool(self._run(lambda db: db.execute(query, args).rowcount))
+
     def add_assist_events(self, rows: Sequence[AssistEvent]) -> int:
         if not rows:
             return 0
@@ -221,6 +231,11 @@ class PostgresStore:
         query = self._sql(f"SELECT {', '.join(TICKET_COLS)} FROM {{s}}.tickets WHERE call_id = ANY(%s)"
                           " ORDER BY created_at_ms, ticket_id")
         return [ticket_from_row(r) for r in self._run(lambda db: db.execute(query, (ids,)).fetchall())]
+
+    def ticket(self, ticket_id: str) -> TicketRecord | None:
+        query = self._sql(f"SELECT {', '.join(TICKET_COLS)} FROM {{s}}.tickets WHERE ticket_id = %s")
+        row = self._run(lambda db: db.execute(query, (ticket_id,)).fetchone())
+        return ticket_from_row(row) if row else None
 
     def caller_calls(self, caller: str, since_ms: int, until_ms: int, limit: int = 50) -> list[CallRecord]:
         key = caller_key(caller)

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     status TEXT NOT NULL DEFAULT 'open', title TEXT NOT NULL DEFAULT '', subtype TEXT NOT NULL DEFAULT '',
     intent TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '[]', fields TEXT NOT NULL DEFAULT '{}',
     caller TEXT NOT NULL DEFAULT '', agent_id TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '',
-    created_at_ms INTEGER NOT NULL DEFAULT 0
+    created_at_ms INTEGER NOT NULL DEFAULT 0, status_note TEXT NOT NULL DEFAULT '', external_id TEXT NOT NULL DEFAULT '',
+    status_at_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tickets_call ON tickets(call_id, created_at_ms);
 CREATE TABLE IF NOT EXISTS assist_events (
@@ -65,7 +66,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS utterances_fts USING fts5(bi, uni, content=''
 
 _CALL_COLS = [f.name for f in fields(CallRecord)]
 # Columns added after the first release: an older file gets them on open (CREATE TABLE IF NOT EXISTS does not)
-_ADDED_COLUMNS = (("calls", "quotes", "TEXT NOT NULL DEFAULT '[]'"), ("calls", "caller_key", "TEXT NOT NULL DEFAULT ''"))
+_ADDED_COLUMNS = (("calls", "quotes", "TEXT NOT NULL DEFAULT '[]'"), ("calls", "caller_key", "TEXT NOT NULL DEFAULT ''"),
+                  ("tickets", "status_note", "TEXT NOT NULL DEFAULT ''"), ("tickets", "external_id", "TEXT NOT NULL DEFAULT ''"),
+                  ("tickets", "status_at_ms", "INTEGER NOT NULL DEFAULT 0"))
 
 
 def _private(path: Path) -> None:
@@ -98,14 +101,15 @@ class SqliteStore:
                 _private(Path(self.path + suffix).expanduser())
 
     def _migrate(self) -> None:
-        """Add the columns an older store lacks, and fill ``caller_key`` for its calls."""
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(calls)").fetchall()}
-        if not have:
-            return  # a new file: SCHEMA creates everything
+        """Add the columns an older store lacks, and fill ``caller_key`` for its calls. A table the file does
+        not have yet is left to SCHEMA, which creates it whole."""
+        columns = {t: {r[1] for r in self._db.execute(f"PRAGMA table_info({t})").fetchall()}
+                   for t in {t for t, _, _ in _ADDED_COLUMNS}}
         for table, column, decl in _ADDED_COLUMNS:
-            if column not in have:
+            if columns[table] and column not in columns[table]:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-        if "caller_key" not in have:
+        have = columns["calls"]
+        if have and "caller_key" not in have:
             rows = self._db.execute("SELECT call_id, caller FROM calls WHERE caller != ''").fetchall()
             self._db.executemany("UPDATE calls SET caller_key = ? WHERE call_id = ?", [(caller_key(c), i) for i, c in rows])
 
@@ -154,6 +158,14 @@ class SqliteStore:
             )
             return bool(cur.rowcount)
 
+    def set_ticket_status(self, ticket_id: str, status: str, note: str, external_id: str, at_ms: int) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE tickets SET status = ?, status_note = ?, external_id = CASE WHEN ? = '' THEN external_id ELSE ? END,"
+                " status_at_ms = ? WHERE ticket_id = ? AND status_at_ms <= ?",
+                (status, note, external_id, external_id, at_ms, ticket_id, at_ms))
+            return bool(cur.rowcount)
+
     def add_assist_events(self, rows: Sequence[AssistEvent]) -> int:
         added = 0
         with self._lock:
@@ -196,6 +208,11 @@ class SqliteStore:
                 " ORDER BY created_at_ms, ticket_id", ids,
             ).fetchall()
         return [ticket_from_row(r) for r in rows]
+
+    def ticket(self, ticket_id: str) -> TicketRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(TICKET_COLS)} FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+        return ticket_from_row(row) if row else None
 
     def caller_calls(self, caller: str, since_ms: int, until_ms: int, limit: int = 50) -> list[CallRecord]:
         key = caller_key(caller)

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
-from fastapi import Depends, FastAPI, HTTPException, Query, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -28,10 +28,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from callscribe.errors import SchemaError
 from callscribe.events import AssistTelemetry, CallbackDone, CallStarted, Transcript, from_fields, now_ms, to_dict, to_fields
-from callscribe.gateway.assist import (TelemetryBody, TicketBody, adoption, build_ticket, caller_history, draft_now,
-                                       record_telemetry, send_ticket_webhook, submit_ticket, ticket_id_for, ticket_json)
+from callscribe.gateway.assist import (StatusBody, TelemetryBody, TicketBody, TicketLabels, adoption,
+                                       build_ticket, caller_history, draft_now, find_ticket, labels_for, record_status,
+                                       record_telemetry, send_ticket_webhook, status_event, submit_ticket, ticket_id_for,
+                                       ticket_json)
 from callscribe.gateway.store import CallRecord, QueryError, SearchQuery, Utterance
 from callscribe.gateway.store.query import highlight, parse_query
+from callscribe.gateway.webhooks import load_secret, verify_signature
 from callscribe.pii import for_role, number_for, text_for
 from callscribe.stream import keys
 
@@ -47,6 +50,7 @@ STATIC = Path(__file__).parent / "static"
 PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html"}
 _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 _CALL_ID = re.compile(r"[\w.:@+-]{1,128}", re.ASCII)
+_TICKET_ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,200}")  # a client's ticket_id, or {call_id}:{type} (at most 200)
 DETAIL_EVENTS = ("alert", "intent", "call_flag", "call_summary", "dtmf")
 WS_PROTOCOL = "callscribe.v1"
 PING_S = 15.0
@@ -95,6 +99,8 @@ class Api:
         self._bearer = HTTPBearer(auto_error=False)
         self._analytics: Any = None
         self._analytics_lock = asyncio.Lock()
+        self._labels = TicketLabels(self.cfg.assist_packs)
+        self._webhook_secret: bytes | None = None
 
     # --- auth --------------------------------------------------------------------------------------------
     def authorize(self, token: str | None, roles: tuple[str, ...]) -> Principal:
@@ -118,6 +124,28 @@ class Api:
 
         async def dependency(creds: HTTPAuthorizationCredentials | None = Depends(self._bearer)) -> Principal:
             return self.http_principal(creds, roles)
+
+        return dependency
+
+    def reporter(self) -> Callable[..., Awaitable[str]]:
+        """A dependency for the routes other systems call back: a request signed as our webhooks are
+        (``X-Callscribe-Timestamp`` + ``X-Callscribe-Signature``, HMAC-SHA256 of ``"<timestamp>.<raw body>"`` with
+        ``webhook_secret``, docs/webhooks.md) or a bearer token of role ``integration`` (or admin). A request that
+        carries a signature is judged by it alone: a bad one is 401 whatever token comes with it. Returns who
+        reported: ``signature`` or ``<role>:<subject>``."""
+
+        async def dependency(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(self._bearer)) -> str:
+            signature = request.headers.get("x-callscribe-signature")
+            if signature is None:
+                who = self.http_principal(creds, ("integration",))
+                return f"{who.role}:{who.sub}"
+            if self._webhook_secret is None:
+                self._webhook_secret = await asyncio.to_thread(load_secret, self.cfg)
+            body = await request.body()  # the raw bytes (FastAPI has read them already; this is its cache)
+            if not verify_signature(self._webhook_secret, request.headers.get("x-callscribe-timestamp", ""), body, signature):
+                raise HTTPException(401, "bad signature: X-Callscribe-Signature must be sha256=HMAC-SHA256(webhook_secret, "
+                                         "'<X-Callscribe-Timestamp>.<body>'), timestamp within 5 minutes")
+            return "signature"
 
         return dependency
 
@@ -228,8 +256,11 @@ class Api:
                                        facts["started_at_ms"] or now_ms(), facts["repeat_of"], self.cfg.assist_history_days)
         return self.view(who, {"type": "caller_history", **body})
 
-    def tickets_view(self, who: Principal, tickets) -> list[dict[str, Any]]:
-        return [ticket_json(t, who.role, self.cfg.redact_stored_text) for t in tickets]
+    async def tickets_view(self, who: Principal, tickets) -> list[dict[str, Any]]:
+        """Tickets as ``who`` may see them, each with its fields' labels (gateway/assist/labels.py)."""
+        tickets = list(tickets)
+        labels = await asyncio.to_thread(self._labels.get) if tickets else {}
+        return [ticket_json(t, who.role, self.cfg.redact_stored_text, labels_for(labels, t.type, t.fields)) for t in tickets]
 
     # --- routes ----------------------------------------------------------------------------------------------
     def mount(self, app: FastAPI) -> None:
@@ -339,6 +370,22 @@ class Api:
             return {"ticket": ticket_json(ticket, who.role, self.cfg.redact_stored_text), "created": created,
                     "webhook_delivery": delivery}
 
+        @app.post("/api/v1/tickets/{ticket_id}/status", tags=["assist"])
+        async def ticket_status(ticket_id: str, body: StatusBody, by: str = Depends(self.reporter())) -> dict[str, Any]:
+            """The ticketing system reports a ticket's status (gateway/assist/status.py; docs/webhooks.md): signed
+            like our webhooks, or with an integration token. Idempotent: a repeat answers ``unchanged``, a change
+            older than the last one reported ``stale`` (both 200, nothing written); 404 for an unknown ticket."""
+            ref = await find_ticket(gw.redis, self.cfg, gw.store, ticket_id) if _TICKET_ID.fullmatch(ticket_id) else None
+            if ref is None:
+                raise HTTPException(404, "no such ticket")
+            event = status_event(self.cfg, ref, body, by)
+            try:
+                result = await record_status(gw.redis, self.cfg, ref, event)
+            except RedisError as exc:
+                raise HTTPException(503, f"Redis unavailable, report again: {exc}") from exc
+            return {"ticket_id": ref.ticket_id, "status": event.status, "changed_at_ms": event.changed_at_ms,
+                    "result": result}
+
         @app.get("/api/v1/calls/{call_id}/history", tags=["assist"])
         async def call_history(call_id: str, who: Principal = Depends(agent_or_supervisor)) -> dict[str, Any]:
             """The caller's calls of the ``assist_history_days`` (30) before this one, what was left pending, the
@@ -400,8 +447,9 @@ class Api:
                 gw.metrics.search_seconds.observe(time.perf_counter() - t0)
             terms = parse_query(q) if page.terms else []
             tickets: dict[str, list[dict[str, Any]]] = {}
-            for t in await asyncio.to_thread(gw.store.tickets, [h.call.call_id for h in page.hits]):
-                tickets.setdefault(t.call_id, []).append(ticket_json(t, who.role, self.cfg.redact_stored_text))
+            found = await asyncio.to_thread(gw.store.tickets, [h.call.call_id for h in page.hits])
+            for t, shaped in zip(found, await self.tickets_view(who, found)):
+                tickets.setdefault(t.call_id, []).append(shaped)
             hits = []
             for h in page.hits:
                 text = self.for_reader(who, h.utterance.text)
@@ -476,7 +524,7 @@ class Api:
             rows = stream_finals
         rows.sort(key=lambda u: (u.start_ms, u.segment_id))
         utterances = [{**_utterance(u), "text": self.for_reader(who, u.text)} for u in rows]
-        call["tickets"] = self.tickets_view(who, await asyncio.to_thread(self.gw.store.tickets, [call_id]))
+        call["tickets"] = await self.tickets_view(who, await asyncio.to_thread(self.gw.store.tickets, [call_id]))
         return {"call": call, "utterances": utterances, "events": events}
 
     # --- WebSockets ------------------------------------------------------------------------------------------

@@ -24,8 +24,10 @@ from callscribe.errors import CallscribeError
 
 __all__ = ["ROLES", "Principal", "AuthError", "TokenAuthority"]
 
-ROLES = ("agent", "supervisor", "qa", "admin", "ingest")
-"""``ingest``: a call source (SBC, recorder, script) that may send calls to the ingest port and nothing else."""
+ROLES = ("agent", "supervisor", "qa", "admin", "ingest", "integration")
+"""``ingest``: a call source (SBC, recorder, script) that may send calls to the ingest port and nothing else.
+``integration``: a ticketing system (CRM) that may report ticket status (``POST /api/v1/tickets/{id}/status``) and
+nothing else: reads no call data, so a leaked CRM credential leaks no calls."""
 _ALG = "HS256"
 _ISSUER = "callscribe"
 

@@ -3,7 +3,8 @@
 One reader per gateway follows the finals stream (call start/end), the insights stream (intent updates,
 flags, summaries), the alerts stream (alerts, surges), the callbacks stream (unresolved calls, and
 ``callback_done`` when a supervisor handles one) and the tickets stream (tickets submitted from the agent desk
-join their call's callback entry, or queue the call), with plain XREAD: every gateway needs every event, so
+join their call's callback entry, or queue the call; the status the ticketing system reports updates the ticket
+there), with plain XREAD: every gateway needs every event, so
 this is fan-out, not a consumer group. On start it replays ``board_replay_s`` of history, so a restarted
 gateway shows the same board. Changes go to subscribers (WebSocket handlers) through bounded queues; a
 subscriber that falls behind is marked ``overflowed`` and its handler closes it (the page reconnects to a
@@ -29,7 +30,7 @@ from callscribe.pii import mask_number
 from callscribe.errors import SchemaError
 from callscribe.events import (
     Alert, CallbackDone, CallEnded, CallFlag, CallStarted, CallSummary, Event, IntentUpdate, SentimentUpdate, Surge,
-    Ticket, Transcript,
+    Ticket, TicketStatus, Transcript,
     from_fields, to_dict,
 )
 from callscribe.gateway.store.base import ticket_record
@@ -136,6 +137,8 @@ class BoardState:
             return [{"type": "surge", "surge": surge}]
         if isinstance(event, Ticket):
             return self._ticket(entry_id, event)
+        if isinstance(event, TicketStatus):
+            return self._ticket_status(event)
         if isinstance(event, CallbackDone):
             self.callbacks_done.pop(event.call_id, None)
             self.callbacks_done[event.call_id] = self.now_ms()
@@ -228,6 +231,18 @@ class BoardState:
         if any(t["ticket_id"] == e.ticket_id for t in callback.get("tickets", [])):
             return []
         callback["tickets"] = [*callback.get("tickets", []), ticket]
+        return [{"type": "callback", "callback": callback}]
+
+    def _ticket_status(self, e: TicketStatus) -> list[dict[str, Any]]:
+        """The ticketing system's status of a ticket in a callback entry (the gateway accepted it only if it was
+        the latest, so applying it in stream order is right). The entry stays queued: a supervisor closes it."""
+        callback = self.callbacks.get(e.call_id)
+        tickets = callback.get("tickets", []) if callback else []
+        if not any(t["ticket_id"] == e.ticket_id for t in tickets):
+            return []
+        callback["tickets"] = [
+            {**t, "status": e.status, "status_note": e.note, "external_id": e.external_id or t.get("external_id", ""),
+             "status_at_ms": e.changed_at_ms} if t["ticket_id"] == e.ticket_id else t for t in tickets]
         return [{"type": "callback", "callback": callback}]
 
     def _summary(self, e: CallSummary) -> list[dict[str, Any]]:
