@@ -462,16 +462,95 @@ class AssistTelemetry:
     emitted_at_ms: int = field(default_factory=now_ms)
 
 
+# --- QA scorecards (keyword/qa/): every finished call scored against the evaluation form, and people's reviews ----
+# Added within schema v1 as new types (an older reader rejects them as unknown, never misreads them).
+@dataclass(frozen=True, slots=True)
+class ScoreAnswer:
+    """One question of a :class:`Scorecard`: ``answer`` True (yes), False (no) or None (not applicable), with what
+    scoring and showing it needs without the form: the question's ``weight``, whether it is ``critical``, its
+    ``section`` and ``label`` per language ({"zh", "en"}); the evaluator's ``confidence`` and ``why``, and the
+    ``evidence`` (who said what when, text redacted) that decided it, when there is one."""
+
+    question: str
+    answer: bool | None
+    confidence: float
+    weight: float
+    critical: bool = False
+    section: str = ""
+    label: Mapping[str, str] = field(default_factory=dict)
+    why: str = ""
+    evidence: Quote | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scorecard:
+    """A finished call answered against the evaluation form (keyword/qa/evaluate.py), written once per call by the
+    analytics worker (``{call_id}/scorecard``) to the scores stream and the call's own stream. ``form`` is
+    ``id@version``; ``score`` 0-100 (0 when a critical question is answered no), ``raw_score`` the same without that
+    rule, both None when no question applied; ``failed_critical`` the critical questions answered no."""
+
+    TYPE: ClassVar[str] = "scorecard"
+    call_id: str
+    form: str
+    score: float | None
+    raw_score: float | None
+    failed_critical: tuple[str, ...] = ()
+    answers: tuple[ScoreAnswer, ...] = ()
+    agent_id: str = ""
+    language: str = ""
+    started_at_ms: int = 0
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreOverride:
+    """A reviewer (role qa, supervisor or admin: ``by`` their subject) changed one answer of a call's scorecard
+    from ``old_answer`` to ``new_answer`` for ``reason`` (redacted); ``appeal_id`` when it accepts an agent's appeal.
+    ``override_id`` is its identity: the store files each once, and the latest override of a question wins."""
+
+    TYPE: ClassVar[str] = "score_override"
+    override_id: str
+    call_id: str
+    question: str
+    old_answer: bool | None
+    new_answer: bool | None
+    reason: str
+    by: str
+    role: str = ""
+    appeal_id: str = ""
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreAppeal:
+    """An agent appeals one answer of their call's scorecard (``status`` open, ``comment`` theirs, ``wanted`` the
+    answer they ask for), and later a reviewer's decision on it (the same ``appeal_id`` with ``status`` accepted or
+    rejected, ``by`` the reviewer, ``reason`` theirs). Text redacted."""
+
+    TYPE: ClassVar[str] = "score_appeal"
+    appeal_id: str
+    call_id: str
+    question: str
+    status: str
+    agent_id: str = ""
+    comment: str = ""
+    wanted: bool | None = None
+    by: str = ""
+    reason: str = ""
+    emitted_at_ms: int = field(default_factory=now_ms)
+
+
 Event = Union[CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge,
               CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft,
-              Ticket, TicketStatus, AssistTelemetry]
+              Ticket, TicketStatus, AssistTelemetry, Scorecard, ScoreOverride, ScoreAppeal]
 _TYPES: dict[str, type] = {
     c.TYPE: c for c in (CallStarted, Transcript, CallEnded, Dtmf, Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate,
                         Surge, CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket,
-                        TicketStatus, AssistTelemetry)
+                        TicketStatus, AssistTelemetry, Scorecard, ScoreOverride, ScoreAppeal)
 }
 _GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone, ScenarioCard, StepDone,
-            StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket, TicketStatus, AssistTelemetry)
+            StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket, TicketStatus, AssistTelemetry, Scorecard, ScoreOverride,
+            ScoreAppeal)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -503,6 +582,8 @@ def to_fields(event: Event) -> dict[str, str]:
     for key, value in to_dict(event).items():
         if isinstance(value, bool):
             out[key] = "1" if value else "0"
+        elif value is None:  # an optional field (a score, an answer): "" reads back as None
+            out[key] = ""
         elif isinstance(value, (list, dict, tuple)):
             out[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         else:
@@ -625,6 +706,12 @@ def _generic(cls: type, kind: str, d: Mapping[str, Any]) -> Event:
                 values[f.name] = float(raw)
             elif kind_name == "bool":
                 values[f.name] = _bool(raw)
+            elif kind_name in ("float | None", "bool | None"):  # "" in Redis fields, null in JSON
+                values[f.name] = None if raw is None or raw == "" else (float(raw) if kind_name[0] == "f" else _bool(raw))
+            elif kind_name == "tuple[ScoreAnswer, ...]":
+                if not isinstance(raw, list):
+                    raise TypeError(f"{f.name} must be a list")
+                values[f.name] = tuple(_score_answer(a) for a in raw)
             elif kind_name == "tuple[Quote, ...]":
                 values[f.name] = tuple(
                     Quote(str(q["channel"]), str(q["text"]), int(q["start_ms"]), int(q["end_ms"])) for q in raw
@@ -648,6 +735,22 @@ def _generic(cls: type, kind: str, d: Mapping[str, Any]) -> Event:
         raise SchemaError(f"bad {kind} event: {exc!r}") from exc
 
 
+def _quote(q: Mapping[str, Any]) -> Quote:
+    return Quote(str(q["channel"]), str(q["text"]), int(q["start_ms"]), int(q["end_ms"]))
+
+
+def _score_answer(a: Any) -> ScoreAnswer:
+    if not isinstance(a, dict) or not isinstance(a.get("label", {}), dict):
+        raise TypeError("a scorecard answer must be an object (label an object)")
+    ev = a.get("evidence")
+    return ScoreAnswer(
+        question=str(a["question"]), answer=None if a.get("answer") is None else _bool(a["answer"]),
+        confidence=float(a.get("confidence", 0.0)), weight=float(a["weight"]), critical=_bool(a.get("critical", False)),
+        section=str(a.get("section", "")), label={str(k): str(v) for k, v in a.get("label", {}).items()},
+        why=str(a.get("why", "")), evidence=_quote(ev) if ev else None,
+    )
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -663,6 +766,6 @@ __all__ = [
     "SCHEMA_VERSION", "Channel", "CHANNELS", "Word", "CallStarted", "Transcript", "CallEnded", "Dtmf", "Event",
     "Quote", "Alert", "IntentUpdate", "CallFlag", "CallSummary", "SentimentUpdate", "Surge", "CallbackDone",
     "ScenarioCard", "StepDone", "StepPrompt", "KnowledgeCard", "Offer", "TicketDraft", "Ticket", "TicketStatus",
-    "AssistTelemetry",
+    "AssistTelemetry", "ScoreAnswer", "Scorecard", "ScoreOverride", "ScoreAppeal",
     "to_dict", "to_json", "to_fields", "from_fields", "from_json", "from_dict", "now_ms",
 ]

@@ -10,8 +10,11 @@ Delivery contract ("no event skipped, none processed twice in the outputs"):
   again after the restart; entries a dead consumer left pending for ``claim_idle_s`` are taken over
   (``XAUTOCLAIM``).
 * Outputs are write-once: each has an identity (``alert_id``, ``{call_id}/intent/{seq}``,
-  ``{call_id}/flag/{seq}``, ``{call_id}/summary``, ``surge_id``, ``{call_id}/assist/{kind}/{seq}``) and one Lua
+  ``{call_id}/flag/{seq}``, ``{call_id}/summary``, ``{call_id}/scorecard``, ``surge_id``, ``{call_id}/assist/{kind}/{seq}``) and one Lua
   script sets its marker and appends it atomically, so processing an entry again never appends an output twice.
+* QA scorecards (keyword/qa/): when a call ends, its facts are answered against the evaluation form
+  (``Analytics.form``) and the ``scorecard`` event goes to the scores stream and the call's own stream, write-once
+  as ``{call_id}/scorecard`` like the summary it comes with.
 * Agent assist (keyword/assist/): beside each call's CallAnalyzer an AssistSession gets the same finals and the
   analyzer's state after each (keyword/assist/bridge.py); its cards (scenario, step done, step prompt,
   knowledge, offer) and, at the end of an unresolved call, the ticket draft go to the assist stream and the
@@ -51,6 +54,7 @@ from callscribe.events import (
     CallSummary,
     Event,
     IntentUpdate,
+    Scorecard,
     SentimentUpdate,
     Surge,
     Transcript,
@@ -65,6 +69,8 @@ from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 from .analyzer import Analytics, AnalyticsSettings, CallAnalyzer, PriorCall
 from .assist import AssistSession, assist_for
 from .assist.bridge import outcome_of, state_of
+from .qa import evaluate
+from .qa.scoring import to_event as scorecard_event
 from .repeat import caller_key
 from .surge import SurgeDetector
 
@@ -151,6 +157,8 @@ class WorkerStats:
     redis_errors: int = 0
     assist_cards: int = 0
     assist_errors: int = 0
+    scorecards: int = 0
+    scorecard_errors: int = 0
 
 
 class AnalyticsWorker:
@@ -331,6 +339,7 @@ class AnalyticsWorker:
             return outputs + self._assist(call, event, outputs)
         outputs = call.on_end(event)
         outputs += self._assist(call, event, outputs)
+        outputs += self._scorecard(call, outputs)
         self.calls.pop(event.call_id, None)
         self._seen.pop(event.call_id, None)
         self.sessions.pop(event.call_id, None)
@@ -360,6 +369,22 @@ class AnalyticsWorker:
             live.counts[kind] = seq + 1
             out.append(AssistOutput(f"{card.call_id}/assist/{kind}/{seq}", card))
         return out
+
+    def _scorecard(self, call: CallAnalyzer, outputs: list[Any]) -> list[Scorecard]:
+        """The finished call answered against the evaluation form (keyword/qa/), once its final flag and summary
+        are in ``outputs`` (a call that had ended already yields none). A failing evaluator is logged and the call
+        goes unscored; its analytics go on."""
+        if not any(isinstance(o, CallSummary) for o in outputs):
+            return []
+        try:
+            card = evaluate(self.analytics.form, call.qa)
+            md = call.started.metadata
+            return [scorecard_event(card, self.analytics.form, call.call_id, md.get("agent_id", ""), call.language,
+                                    call.started.started_at_ms)]
+        except Exception:  # noqa: BLE001 - a scorecard bug must not stall the call's analytics
+            self.stats.scorecard_errors += 1
+            log.exception("qa: scoring call %s failed; it goes unscored", call.call_id)
+            return []
 
     def _surge(self, kind: str, topic: str, call_id: str) -> list[Surge]:
         surge = self.surge.observe(kind, topic, call_id, now_ms())
@@ -429,6 +454,8 @@ class AnalyticsWorker:
             return f"{out.call_id}/sentiment/{out.seq}", [keys.insights_stream(cfg), *per_call]
         if isinstance(out, AssistOutput):
             return out.identity, [keys.assist_stream(cfg), *per_call]
+        if isinstance(out, Scorecard):
+            return f"{out.call_id}/scorecard", [keys.scores_stream(cfg), *per_call]
         raise TypeError(f"not an analytics output: {out!r}")
 
     async def _write(self, outputs: list[Any]) -> None:
@@ -451,6 +478,8 @@ class AnalyticsWorker:
                 self.stats.outputs_written += 1
                 if isinstance(out, AssistOutput):
                     self.stats.assist_cards += 1
+                elif isinstance(out, Scorecard):
+                    self.stats.scorecards += 1
                 elif isinstance(out, Alert):
                     self.stats.alerts += 1
                     log.info("alert %s %s on call %s: %s", out.category, out.rule, out.call_id, out.quote[:80])
