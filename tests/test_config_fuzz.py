@@ -177,6 +177,7 @@ LISTS = {
     "siprec_customer_patterns": st.lists(_words(), unique=True, max_size=3),
     "rule_packs": st.lists(_words(), unique=True, max_size=3),
     "assist_packs": st.lists(_words(), unique=True, max_size=3),
+    "recording_optout_queues": st.lists(_words(), unique=True, max_size=3),
     "sip_allow": st.lists(st.one_of(st.ip_addresses().map(str),
                                     st.ip_addresses(v=4).map(lambda a: f"{a}/{int(str(a).split('.')[0]) % 33}")),
                           unique_by=lambda s: ipaddress.ip_network(s, strict=False), max_size=4),
