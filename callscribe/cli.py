@@ -487,6 +487,24 @@ async def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- recordings ------------------------------------------------------------------------------------------
+async def _recordings(args: argparse.Namespace) -> int:
+    """``callscribe recordings prune``: the retention sweep `serve` runs every hour, once, now."""
+    from .recording import LocalStore, prune
+
+    cfg = _config(args)
+    days = cfg.recording_retention_days if args.days is None else args.days
+    if days <= 0:
+        print("callscribe recordings: retention is off (recording_retention_days = 0); nothing deleted", file=sys.stderr)
+        return 0
+    store = LocalStore(cfg.recording_dir or cfg.data_path / "recordings")
+    deleted = await asyncio.to_thread(prune, store, days, time.time())
+    for prefix in deleted:
+        print(prefix)
+    print(f"callscribe recordings: deleted {len(deleted)} recording(s) older than {days} days from {store.root}", file=sys.stderr)
+    return 0
+
+
 async def _print_analytics(console, redis_url: str, cfg: Config, call_ids: list[str]) -> None:
     """The analytics of the demo calls: intent, alerts, unresolved flag (from the insights/alerts streams)."""
     import redis.asyncio as aioredis
@@ -632,6 +650,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", choices=["agent", "wallboard", "qa"], help="print that page's URL with the token instead")
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
+    p = sub.add_parser("recordings", help="call recordings: `prune` deletes those older than recording_retention_days")
+    p.add_argument("action", choices=["prune"])
+    p.add_argument("--days", type=int, help="delete recordings older than this (default recording_retention_days)")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["synth"]:  # its own parser (callscribe/synth.py), so `callscribe synth --help` is its help
@@ -642,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
               "sip-pcap": _sip_pcap, "redact": _redact, "analyze": _analyze, "analytics": _analytics,
-              "gateway": _gateway, "token": _token}[args.cmd]
+              "gateway": _gateway, "token": _token, "recordings": _recordings}[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

@@ -448,3 +448,18 @@ async def test_recordings_cut_by_a_crash_are_closed_as_interrupted_at_start(tmp_
     got = read_manifest(store, m.prefix)
     assert got.state == "interrupted" and 1000 < got.duration_ms < 3000 and got.bytes > 0
     assert read_manifest(store, alive.prefix).state == "recording"
+
+
+def test_cli_recordings_prune(tmp_path, monkeypatch, capsys):
+    from callscribe.cli import main
+
+    old = tmp_path / "recordings" / "2020" / "01" / "01" / "x"
+    new = tmp_path / "recordings" / "2020" / "01" / "01" / "y"
+    for d in (old, new):
+        d.mkdir(parents=True)
+        (d / "original.opus").write_bytes(b"x")
+    os.utime(old / "original.opus", (time.time() - 40 * 86400,) * 2)
+    monkeypatch.setenv("CALLSCRIBE_DATA_DIR", str(tmp_path))
+    assert main(["recordings", "prune", "--days", "30"]) == 0
+    assert capsys.readouterr().out.split() == ["2020/01/01/x"]
+    assert not old.exists() and new.exists()
