@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,7 @@ from callscribe.events import (
 )
 from callscribe.filerun import load_call_audio
 from callscribe.gateway.client import IngestClient
+from callscribe.gateway.webhooks import load_secret, signature_header
 from callscribe.keyword.dialogue import parse_dialogue, to_events
 from callscribe.keyword.packs import bundled_pack_paths
 from callscribe.service import Service
@@ -224,6 +227,9 @@ async def test_spoken_call_scenario_card_steps_offer_knowledge_and_ticket(stack,
     await page.click("#ticket-btn")
     await page.wait_for_selector("#ticket-form:not([hidden])", timeout=5_000)
     assert await page.input_value("#ticket-type")
+    # each field by its label in the page's language (zh here; the call is English), the id as its tooltip
+    problem = page.locator('.tf-field[data-field="problem"] .tf-label')
+    assert (await problem.inner_text(), await problem.get_attribute("title")) == ("问题描述", "problem")
     for box in await page.locator('.tf-field[data-missing="true"] input').all():
         await box.fill("filled by the agent")
     await page.fill("#ticket-summary", "Charged for an international pack never ordered\nCredit applied, confirm on next bill")
@@ -242,8 +248,21 @@ async def test_spoken_call_scenario_card_steps_offer_knowledge_and_ticket(stack,
             if ticket_id in tickets:
                 break
             await asyncio.sleep(0.2)
-    assert ticket_id in tickets, detail["call"]
-    assert tickets[ticket_id]["priority"] == "high"
+        assert ticket_id in tickets, detail["call"]
+        # the ticketing system reports back, signed as our webhooks are (docs/webhooks.md)
+        raw = json.dumps({"status": "in_progress", "note": "Refund under review", "external_id": "CRM-88"}).encode()
+        ts = int(time.time())
+        signed = {"Content-Type": "application/json", "X-Callscribe-Timestamp": str(ts),
+                  "X-Callscribe-Signature": signature_header(load_secret(stack.cfg), ts, raw)}
+        resp = await client.post(f"/api/v1/tickets/{ticket_id}/status", content=raw, headers=signed)
+        assert resp.status_code == 200 and resp.json()["result"] == "changed", resp.text
+        for _ in range(50):
+            detail = (await client.get("/api/v1/calls/assist-en", headers=qa)).json()
+            tickets = {t["ticket_id"]: t for t in detail["call"].get("tickets", [])}
+            if tickets[ticket_id]["status"] == "in_progress":
+                break
+            await asyncio.sleep(0.2)
+    assert tickets[ticket_id]["priority"] == "high" and tickets[ticket_id]["status"] == "in_progress"
     assert tickets[ticket_id]["summary"][0] == "Charged for an international pack never ordered"
     context = await browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
     qa_page = await context.new_page()
@@ -255,6 +274,13 @@ async def test_spoken_call_scenario_card_steps_offer_knowledge_and_ticket(stack,
     shown = qa_page.locator(f'#detail-tickets .ticket[data-ticket-id="{ticket_id}"]')
     await shown.wait_for(timeout=10_000)
     assert "Charged for an international pack never ordered" in await shown.inner_text()
+    # its status as the CRM reported it, the note and the CRM's id; its fields by their English labels
+    assert await shown.locator(".ticket-status").inner_text() == "in progress"
+    assert await shown.locator(".ticket-status-note").inner_text() == "Refund under review"
+    assert "CRM-88" in await shown.locator(".ticket-external").inner_text()
+    labels = tickets[ticket_id]["labels"]
+    terms = await shown.locator(".ticket-fields dt").evaluate_all("els => els.map(e => [e.dataset.field, e.textContent])")
+    assert ["problem", "Problem"] in terms and all(text == labels.get(f, {}).get("en", f) for f, text in terms), terms
     await _shot(qa_page, "assist-qa-ticket")
     await context.close()
     if TELEMETRY_ROUTE in _routes(stack):
@@ -314,6 +340,14 @@ async def test_call_end_ticket_draft_and_repeat_caller_history(stack, browser):
     assert await page.input_value("#ticket-type") == drafts[-1].ticket_type
     assert await page.input_value("#ticket-priority") == drafts[-1].priority
     assert (await page.input_value("#ticket-summary")).splitlines() == list(drafts[-1].summary)
+    # the draft's fields by their labels (from the TicketDraft event: no pack in the page), in the page's language
+    fault = page.locator('.tf-field[data-field="fault_type"] .tf-label')
+    assert await fault.inner_text() == "故障类型" == drafts[-1].labels["fault_type"]["zh"]
+    await page.click("#lang")
+    await page.wait_for_selector("html[lang=en]", timeout=5_000)
+    assert await fault.inner_text() == "Fault type"  # the open form follows the switch
+    await page.click("#lang")
+    await page.wait_for_selector("html[lang=zh-CN]", timeout=5_000)
     suppressed = [e.offer for e in events if isinstance(e, Offer) and e.status != "made"]
     assert suppressed and await page.locator("#offers .offer-card").count() == 0  # escalated: held back, never shown
     await _shot(page, "assist-zh-ticket-draft")
@@ -321,7 +355,19 @@ async def test_call_end_ticket_draft_and_repeat_caller_history(stack, browser):
 
     if HISTORY_ROUTE not in _routes(stack):
         pytest.skip(f"caller history not in the gateway yet ({HISTORY_ROUTE} and caller_history on /ws/v1/agent)")
-    assert await web.ingest.drain(15)  # the first call is in the store
+    # the agent submits the draft; the ticketing system later reports it resolved (an integration token)
+    for box in await page.locator('.tf-field[data-missing="true"] input').all():
+        await box.fill("人民路 1 号")
+    await page.click("#ticket-submit")
+    await page.wait_for_selector("#ticket-result:not([hidden])", timeout=5_000)
+    ticket_id = await page.get_attribute("#ticket-result", "data-ticket-id")
+    crm = {"Authorization": f"Bearer {web.auth.mint('integration', 'crm')[0]}"}
+    async with httpx.AsyncClient(base_url=web.url) as client:
+        resp = await client.post(f"/api/v1/tickets/{ticket_id}/status", headers=crm,
+                                 json={"status": "resolved", "note": "光猫已更换", "external_id": "CRM-9"})
+    assert resp.status_code == 200 and resp.json()["result"] == "changed", resp.text
+    await page.wait_for_selector('#ticket-result[data-status="resolved"]', timeout=5_000)  # live, on the call's stream
+    assert await web.ingest.drain(15)  # the first call, its ticket and the ticket's status are in the store
     second = text.replace("算了，等着吧，反正也没用。", "好的，谢谢。")
     task = asyncio.create_task(_publish_dialogue(stack, second, "assist-zh-2", "agent-hx", gap_s=0.5))
     await page.wait_for_selector('#history-panel:not([hidden]) .history-call[data-call-id="assist-zh-1"]', timeout=15_000)
@@ -334,6 +380,12 @@ async def test_call_end_ticket_draft_and_repeat_caller_history(stack, browser):
     left = page.locator('#history-promise[data-call-id="assist-zh-1"]')
     await left.wait_for(timeout=5_000)
     assert await left.locator(".hp-reason").count() >= 1
+    # the earlier call's ticket with its status as the ticketing system reported it
+    chip = row.locator(f'.hc-ticket[data-ticket-id="{ticket_id}"]')
+    assert await chip.get_attribute("data-status") == "resolved"
+    assert "已解决" in await chip.inner_text() and "CRM-9" in await chip.inner_text()
+    assert await row.locator(f'.hc-ticket-note[data-ticket-id="{ticket_id}"]').inner_text() == "光猫已更换"
+    assert await left.locator(".hc-ticket").count() == 0  # resolved: not left open
     assert "null" not in await page.inner_text("#assist") and "undefined" not in await page.inner_text("#assist")
     await _shot(page, "assist-zh-history")
     await task

@@ -3,7 +3,7 @@
 import {
   boot, t, el, onLangChange, intentName, categoryName, moodName, severityName, channelName, stateName, reasonName,
   fmtOffset, fmtDuration, fmtTime, fmtPercent, atBottom, ReconnectingSocket, ConnIndicator, showNotice, uttNode,
-  previousCalls, alertText, api, getToken, getLang, fmtDateTime, ApiError, fillList,
+  previousCalls, alertText, api, getToken, getLang, fmtDateTime, ApiError, fillList, fieldLabel, ticketStatusName,
 } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -195,6 +195,7 @@ function onCaptionsMessage(msg) {
     case "assist_offer":
     case "assist_ticket":
     case "ticket":
+    case "ticket_status":
       onAssist(msg);
       break;
     default:
@@ -473,6 +474,12 @@ function onAssist(m) {
       ticketResult = m;
       ticket = null;
       break;
+    case "ticket_status": // the ticketing system reported on this call's ticket (gateway/assist/status.py)
+      if (ticketResult && (ticketResult.ticket_id || ticketResult.id) === m.ticket_id) {
+        ticketResult = { ...ticketResult, status: m.status, status_note: m.note || "",
+          external_id: m.external_id || ticketResult.external_id || "" };
+      }
+      break;
     default:
       return;
   }
@@ -488,8 +495,8 @@ function renderAssist() {
   renderTicket();
 }
 
-/** A step's name: the card's own titles when it has them, else as a step event named it ("" when unknown:
- * the ScenarioCard carries step ids and lines only, and the line says what the step is). */
+/** A step's name: the card's own titles (ScenarioCard.titles, step id -> title), else as a step event named it
+ * ("" when unknown: a card written before titles were added carries ids and lines only). */
 function stepName(id) {
   return scenario?.titles?.[id] || stepTitles.get(id) || "";
 }
@@ -691,11 +698,21 @@ function onHistory(msg) {
 
 function ticketLabel(tk) {
   if (typeof tk === "string") return tk;
-  return [tk.ticket_id || tk.id, tk.status].filter(Boolean).join(" · ");
+  return [tk.ticket_id || tk.id, tk.status ? ticketStatusName(tk.status) : "",
+    tk.external_id ? t("ticket_external", { id: tk.external_id }) : ""].filter(Boolean).join(" · ");
 }
 
+/** Each ticket with its status as the ticketing system last reported it, and that report's note. */
 function ticketChips(list) {
-  return list.map((tk) => el("span.hc-ticket.mono", { dataset: { ticketId: tk.ticket_id || "", status: tk.status || "" }, title: tk.title || null, text: ticketLabel(tk) }));
+  return list.flatMap((tk) => {
+    const title = [tk.title, tk.status_at_ms ? t("ticket_status_at", { when: fmtDateTime(tk.status_at_ms) }) : ""]
+      .filter(Boolean).join(" · ");
+    return [
+      el("span.hc-ticket.mono", { dataset: { ticketId: tk.ticket_id || "", status: tk.status || "" }, title: title || null,
+        text: ticketLabel(tk) }),
+      tk.status_note ? el("span.hc-ticket-note", { dataset: { ticketId: tk.ticket_id || "" }, text: tk.status_note }) : null,
+    ];
+  });
 }
 
 function renderHistory() {
@@ -712,7 +729,8 @@ function renderHistory() {
   panel.dataset.repeat = banner.repeat_caller ? "true" : "false";
   const node = $("history-banner");
   node.hidden = !repeat;
-  node.textContent = t("history_banner", { n }) + (banner.last_unresolved ? t("history_last_unresolved") : "")
+  node.textContent = t("history_banner", { n, days: history.window_days || 30 })
+    + (banner.last_unresolved ? t("history_last_unresolved") : "")
     + (banner.open_tickets ? t("history_open_tickets", { n: banner.open_tickets }) : "");
   $("history-title").textContent = t("history_title", { days: history.window_days || 30 });
   renderLast(history.last);
@@ -791,6 +809,7 @@ function draftOf(d) {
     type: d.ticket_type || (d.type && !String(d.type).startsWith("assist_") ? d.type : ""),
     priority: d.priority || "medium",
     fields: d.fields && typeof d.fields === "object" ? d.fields : {},
+    labels: d.labels && typeof d.labels === "object" ? d.labels : {}, // field -> {zh, en} (the packs' labels)
     missing: Array.isArray(d.missing) ? d.missing : [],
     summary: Array.isArray(d.summary) ? d.summary : d.summary ? [String(d.summary)] : [],
     title: d.title || "",
@@ -808,7 +827,7 @@ function openTicket(raw, source) {
   $("ticket-fields").replaceChildren(...names.map((name) => {
     const missing = draft.missing.includes(name) && !draft.fields[name];
     return el("label.tf-row.tf-field", { dataset: { field: name, missing: missing ? "true" : "false" } },
-      el("span", { text: name }),
+      el("span.tf-label", { text: fieldLabel(draft.labels, name), title: name }),
       el("input", { name, value: String(draft.fields[name] ?? ""), maxlength: "1000", placeholder: missing ? t("ticket_missing") : null }));
   }));
   $("ticket-summary").value = draft.summary.join("\n");
@@ -860,12 +879,21 @@ function setTicketNote(text, kind = "") {
 function renderTicket() {
   $("ticket-btn").disabled = !call;
   $("ticket-form").hidden = !call || !ticket;
+  if (ticket) { // the field labels follow a language switch without touching what the agent typed
+    for (const label of $("ticket-fields").querySelectorAll(".tf-field")) {
+      const span = label.querySelector(".tf-label");
+      if (span) span.textContent = fieldLabel(ticket.draft.labels, label.dataset.field);
+    }
+  }
   const result = $("ticket-result");
   result.hidden = !call || !ticketResult;
   if (ticketResult) {
     const id = ticketResult.ticket_id || ticketResult.id || "";
     result.dataset.ticketId = id;
-    result.textContent = t("ticket_submitted", { id: [id, ticketResult.status].filter(Boolean).join(" · ") });
+    result.dataset.status = ticketResult.status || "";
+    const status = ticketResult.status ? ticketStatusName(ticketResult.status) : "";
+    result.textContent = t("ticket_submitted", { id: [id, status, ticketResult.external_id].filter(Boolean).join(" · ") })
+      + (ticketResult.status_note ? ` (${ticketResult.status_note})` : "");
   }
 }
 

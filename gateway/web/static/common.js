@@ -171,7 +171,7 @@ export const I18N = {
     prio_high: "高",
     prio_urgent: "紧急",
     history_title: "来电历史（{days} 天）",
-    history_banner: "重复来电：该号码近 30 天已来电 {n} 次",
+    history_banner: "重复来电：该号码近 {days} 天已来电 {n} 次",
     history_last_unresolved: "，上次未解决",
     history_open_tickets: "，{n} 个工单未结",
     history_none: "{days} 天内无来电记录",
@@ -181,6 +181,14 @@ export const I18N = {
     history_unresolved: "未解决",
     history_tickets: "工单",
     history_alerts: "提醒",
+    // ticket status as the ticketing system reports it (POST /api/v1/tickets/{id}/status)
+    tstatus_open: "待处理",
+    tstatus_in_progress: "处理中",
+    tstatus_resolved: "已解决",
+    tstatus_closed: "已关闭",
+    ticket_external: "外部单号 {id}",
+    ticket_status_at: "状态更新于 {when}",
+    ticket_fields_title: "工单字段",
     // wallboard
     wallboard_title: "监控大屏",
     live_calls: "在线通话",
@@ -404,7 +412,7 @@ export const I18N = {
     prio_high: "High",
     prio_urgent: "Urgent",
     history_title: "Caller history ({days} days)",
-    history_banner: "Repeat caller: {n} call(s) from this number in 30 days",
+    history_banner: "Repeat caller: {n} call(s) from this number in {days} days",
     history_last_unresolved: ", last one unresolved",
     history_open_tickets: ", {n} open ticket(s)",
     history_none: "No calls in the last {days} days",
@@ -414,6 +422,13 @@ export const I18N = {
     history_unresolved: "unresolved",
     history_tickets: "Tickets",
     history_alerts: "Alerts",
+    tstatus_open: "open",
+    tstatus_in_progress: "in progress",
+    tstatus_resolved: "resolved",
+    tstatus_closed: "closed",
+    ticket_external: "CRM ref {id}",
+    ticket_status_at: "status of {when}",
+    ticket_fields_title: "Ticket fields",
     wallboard_title: "Wallboard",
     live_calls: "Live calls",
     alerts_hour: "Alerts, last hour",
@@ -523,6 +538,15 @@ export const channelName = (c) => known("channel_", c);
 export const stateName = (s) => known("state_", s);
 export const roleName = (r) => known("role_", r);
 export const reasonName = (r) => known("reason:", r);
+/** A ticket's status (open, in_progress, resolved, closed: what the ticketing system last reported). */
+export const ticketStatusName = (s) => known("tstatus_", s);
+
+/** A ticket field's name in the page's language: its label from the scenario pack (`labels`: field -> {zh, en},
+ * sent with drafts and tickets), else the field's id. */
+export function fieldLabel(labels, name) {
+  const l = labels && typeof labels === "object" ? labels[name] : null;
+  return (l && typeof l === "object" && l[currentLang]) || name;
+}
 
 /** An alert rule id such as "zh.escalation.complaint": translated without its language prefix. */
 export function ruleName(rule) {

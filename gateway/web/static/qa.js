@@ -3,7 +3,7 @@
 import {
   boot, t, el, api, ApiError, onLangChange, intentList, intentName, categoryName, severityName, channelName,
   reasonName, fmtDateTime, fmtTime, fmtDuration, fmtOffset, fmtPercent, toLocalInput, fromLocalInput,
-  uttNode, reportError, alertText, fillList,
+  uttNode, reportError, alertText, fillList, fieldLabel, ticketStatusName,
 } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -306,17 +306,27 @@ function renderFacts(c) {
   );
 }
 
-/** One ticket of the call (as the server shaped it for this role: numbers masked, text redacted). */
+/** One ticket of the call (as the server shaped it for this role: numbers masked, text redacted): its status as
+ * the ticketing system last reported it (with its note and the CRM's id), and its fields by their labels in the
+ * page's language (`labels` from the scenario packs; a field without one shows its id). */
 function ticketNode(tk) {
   const prio = tk.priority ? t(`prio_${tk.priority}`) : "";
-  return el("div.ticket", { dataset: { ticketId: tk.ticket_id || "" } },
+  const fields = Object.entries(tk.fields && typeof tk.fields === "object" ? tk.fields : {});
+  return el("div.ticket", { dataset: { ticketId: tk.ticket_id || "", status: tk.status || "" } },
     el("div.ticket-head", null,
       el("span.badge", { text: tk.type || "" }),
       prio ? el("span.badge", { text: prio }) : null,
-      el("span.ticket-status", { text: tk.status || "" }),
-      el("span.mono.ticket-id", { text: tk.ticket_id || "" })),
+      el("span.ticket-status", { dataset: { status: tk.status || "" }, text: tk.status ? ticketStatusName(tk.status) : "",
+        title: tk.status_at_ms ? t("ticket_status_at", { when: fmtDateTime(tk.status_at_ms) }) : null }),
+      el("span.mono.ticket-id", { text: tk.ticket_id || "" }),
+      tk.external_id ? el("span.mono.ticket-external", { text: t("ticket_external", { id: tk.external_id }) }) : null),
+    tk.status_note ? el("div.ticket-status-note", { text: tk.status_note }) : null,
     tk.title ? el("div.ticket-title", { text: tk.title }) : null,
-    ...(tk.summary || []).map((line) => el("div.ticket-line", { text: line })));
+    ...(tk.summary || []).map((line) => el("div.ticket-line", { text: line })),
+    fields.length ? el("dl.ticket-fields", { title: t("ticket_fields_title") }, ...fields.flatMap(([name, value]) => [
+      el("dt", { dataset: { field: name }, title: name, text: fieldLabel(tk.labels, name) }),
+      el("dd", { dataset: { field: name }, text: String(value) }),
+    ])) : null);
 }
 
 function sortedUtterances(data) {
