@@ -368,6 +368,15 @@ def test_ingest_role_in_api_tokens():
         Config(api_tokens=("qa:a:0123456789abcdef", "agent:b:0123456789abcdef"))
 
 
+def test_integration_role_in_api_tokens():
+    """A ticketing system's static token (it reports ticket status back: gateway/assist/status.py)."""
+    from callscribe.gateway.web.auth import TokenAuthority
+
+    cfg = Config(api_tokens=("integration:crm:0123456789abcdef",))
+    who = TokenAuthority(b"s" * 32, cfg.api_tokens).verify("0123456789abcdef")
+    assert (who.role, who.sub) == ("integration", "crm")
+
+
 def test_every_field_has_a_docstring():
     for name, info in Config.model_fields.items():
         assert info.description and info.description.strip(), name
