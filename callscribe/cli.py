@@ -490,18 +490,18 @@ async def _token(args: argparse.Namespace) -> int:
 # --- recordings ------------------------------------------------------------------------------------------
 async def _recordings(args: argparse.Namespace) -> int:
     """``callscribe recordings prune``: the retention sweep `serve` runs every hour, once, now."""
-    from .recording import LocalStore, prune
+    from .recording import open_store, prune
 
     cfg = _config(args)
     days = cfg.recording_retention_days if args.days is None else args.days
     if days <= 0:
         print("callscribe recordings: retention is off (recording_retention_days = 0); nothing deleted", file=sys.stderr)
         return 0
-    store = LocalStore(cfg.recording_dir or cfg.data_path / "recordings")
+    store = await asyncio.to_thread(open_store, cfg)
     deleted = await asyncio.to_thread(prune, store, days, time.time())
     for prefix in deleted:
         print(prefix)
-    print(f"callscribe recordings: deleted {len(deleted)} recording(s) older than {days} days from {store.root}", file=sys.stderr)
+    print(f"callscribe recordings: deleted {len(deleted)} recording(s) older than {days} days", file=sys.stderr)
     return 0
 
 

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "CALLSCRIBE_"
 # CALLSCRIBE_ variables that are not settings: the config file, the token `callscribe stream` sends, and
 # switches the test suite and tools read
-_NOT_SETTINGS = frozenset({"CONFIG", "TOKEN", "ARTIFACTS", "CHROMIUM", "REQUIRE_BROWSER", "REQUIRE_POSTGRES"})
+_NOT_SETTINGS = frozenset({"CONFIG", "TOKEN", "ARTIFACTS", "CHROMIUM", "REQUIRE_BROWSER", "REQUIRE_POSTGRES", "REQUIRE_S3"})
 _CHANNELS = ("customer", "agent", "mixed")
 _ROLES = ("agent", "supervisor", "qa", "admin", "ingest", "integration")
 # Whisper's languages (faster_whisper.tokenizer._LANGUAGE_CODES; yue came with large-v3)
@@ -231,6 +231,21 @@ def _webhook(v: str) -> str:
     return v
 
 
+def _recording_store(v: str) -> str:
+    """Empty (files under recording_dir) or an S3-compatible store URL; never echoes it (it holds a secret)."""
+    if not v:
+        return v
+    scheme = _scheme(v)
+    if scheme not in ("s3+http", "s3+https"):
+        raise _invalid("must be empty (local files) or s3+http(s)://ACCESS_KEY:SECRET_KEY@host[:port]/bucket[/prefix]"
+                       f"; got {f'scheme {scheme!r}' if scheme else 'no scheme'}")
+    _check_url(v)
+    u = urlsplit(v)
+    if not u.hostname or not (u.username and u.password) or not u.path.strip("/"):
+        raise _invalid("an S3 store URL needs ACCESS_KEY:SECRET_KEY@, a host and a bucket: s3+http://KEY:SECRET@host:8333/bucket")
+    return v
+
+
 def _distinct_webhooks(v: tuple[str, ...]) -> tuple[str, ...]:
     """Like ``_distinct``, without echoing the URL (it may carry a token)."""
     for i, x in enumerate(v):
@@ -249,6 +264,7 @@ Dir = NonEmpty
 Port = Annotated[Int, Field(ge=0, le=65535)]
 RedisUrl = Annotated[Address, AfterValidator(_redis_url)]
 StoreUrl = Annotated[Text, AfterValidator(_store_url)]
+RecordingStoreUrl = Annotated[Address, AfterValidator(_recording_store)]
 Secret = Annotated[Text, AfterValidator(_secret)]
 ComputeType = Literal["auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
                       "float16", "bfloat16", "float32"]
@@ -562,6 +578,10 @@ class Config(BaseSettings):
     """`opus` (Ogg Opus, about 150 KB per stereo minute, plays in browsers) or `flac` (lossless, about 10x larger)."""
     recording_dir: Text = ""
     """Where recordings are kept (files 0600, folders 0700); empty = `{data_dir}/recordings`."""
+    recording_store: RecordingStoreUrl = Field("", repr=False)
+    """An S3-compatible object store for recordings instead of recording_dir:
+    `s3+https://ACCESS_KEY:SECRET_KEY@host[:port]/bucket[/prefix][?region=...]` (AWS S3, SeaweedFS, MinIO, Ceph RGW).
+    Live calls are spooled to `{data_dir}/recordings-spool` and uploaded when they end."""
     recording_retention_days: Annotated[Int, Field(ge=0, le=36_500)] = 90
     """Recordings older than this many days are deleted by a sweep every hour; 0 = keep for ever."""
     recording_optout_queues: Patterns = ()

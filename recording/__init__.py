@@ -12,12 +12,12 @@ from .recorder import CallRecording, Recorder, channel_layout, should_record
 from .redaction import pii_spans, redaction_spans, render_redacted
 from .renditions import ensure_redacted, find_recording, read_manifest, rendition_for
 from .retention import prune, recover_interrupted
-from .store import LocalStore, RecordingStore, StoredObject
+from .store import LocalStore, RecordingStore, StoredObject, open_store
 from .timeline import LegTimeline, TimeMap
 
 __all__ = [
     "Recorder", "CallRecording", "should_record", "channel_layout",
-    "RecordingStore", "LocalStore", "StoredObject",
+    "RecordingStore", "LocalStore", "StoredObject", "open_store",
     "Manifest", "RedactedSpan", "MANIFEST_VERSION",
     "LegTimeline", "TimeMap",
     "pii_spans", "redaction_spans", "render_redacted",

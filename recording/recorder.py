@@ -34,7 +34,7 @@ from .keys import ORIGINAL, call_prefix, object_key
 from .manifest import Manifest
 from .renditions import render_redacted_rendition
 from .retention import prune, recover_interrupted
-from .store import LocalStore, RecordingStore
+from .store import RecordingStore, open_store
 from .writer import CallWriter, Op, WriteBudget, WriterThread
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,26 @@ class Recorder:
 
     @property
     def root(self) -> str:
+        """Where recordings go, for messages (an S3 store's URL without its keys)."""
+        if self.cfg.recording_store:
+            from .s3 import S3Location
+
+            loc = S3Location.parse(self.cfg.recording_store)
+            return f"{loc.endpoint}/{loc.bucket}/{loc.prefix}"
         return self.cfg.recording_dir or str(self.cfg.data_path / "recordings")
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.store is None:
-            self.store = await asyncio.to_thread(LocalStore, self.root)
+            self.store = await asyncio.to_thread(open_store, self.cfg)
         for t in self._threads:
             t.start()
+        try:
+            uploaded = await asyncio.to_thread(self.store.resume_uploads)
+            if uploaded:
+                log.warning("recordings: stored %d recording(s) an earlier run left spooled", len(uploaded))
+        except Exception as exc:
+            log.warning("recordings: spooled recordings not stored yet (%s); retried at the next start", exc)
         try:
             closed = await asyncio.to_thread(recover_interrupted, self.store, RECOVER_DAYS)
             if closed:

@@ -8,9 +8,9 @@ the call runs (``create``), so a crash leaves the audio written so far exactly w
 Every file is 0600 and every folder 0700: recordings are the most sensitive data callscribe keeps. Errors are
 :class:`~callscribe.errors.RecordingStoreError` (I/O) and :class:`~callscribe.errors.RecordingNotFound`.
 
-An object store (S3-compatible) would implement the same interface: ``create`` spooling to a local file that
-is uploaded when the call ends (S3 objects cannot be appended to), ``read_range`` as a ranged GET; see
-docs/recording.md for why none is bundled.
+:class:`~callscribe.recording.s3.S3Store` implements the same interface on an S3-compatible server
+(``recording_store``): ``create`` spools to a local file uploaded when the call ends (S3 objects cannot be
+appended to), ``read_range`` is a ranged GET. :func:`open_store` picks one from the config.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ class RecordingStore(Protocol):
 
     def recent_prefixes(self, days: int) -> Iterator[str]:
         """Call prefixes of calls started in the last ``days`` UTC days (crash recovery at start-up)."""
+        ...
+
+    def resume_uploads(self) -> list[str]:
+        """Finish what a crash left half-stored (an object store's spooled live recordings); returns keys."""
         ...
 
 
@@ -170,10 +174,12 @@ class LocalStore:
             return False
 
     def delete_object(self, key: str) -> None:
+        path = self.path(key)
         try:
-            self.path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise RecordingStoreError(f"cannot delete {key}: {exc.strerror or exc}") from exc
+        self._remove_empty_parents(path.parent)
 
     def delete_prefix(self, prefix: str) -> int:
         path = self.path(prefix)
@@ -184,16 +190,19 @@ class LocalStore:
             shutil.rmtree(path)
         except OSError as exc:
             raise RecordingStoreError(f"cannot delete {prefix}: {exc.strerror or exc}") from exc
-        parent = path.parent
-        while parent != self.root:  # empty day / month / year folders go too
+        self._remove_empty_parents(path.parent)
+        return n
+
+    def _remove_empty_parents(self, parent: Path) -> None:
+        """Empty call / day / month / year folders go too."""
+        while parent != self.root and self.root in parent.parents:
             try:
                 parent.rmdir()
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                    break
+                    return
                 raise RecordingStoreError(f"cannot delete {parent}: {exc.strerror or exc}") from exc
             parent = parent.parent
-        return n
 
     # --- listing -------------------------------------------------------------------------------------
     def _call_dirs(self, newest_day: _dt.date | None = None, oldest_day: _dt.date | None = None) -> Iterator[str]:
@@ -226,9 +235,22 @@ class LocalStore:
             if max(mtimes, default=0.0) < cutoff_s:
                 yield prefix
 
+    def resume_uploads(self) -> list[str]:
+        return []  # the live recording is written in place: nothing is ever left half-stored
+
     def recent_prefixes(self, days: int) -> Iterator[str]:
         oldest = _dt.datetime.now(_dt.timezone.utc).date() - _dt.timedelta(days=days)
         return self._call_dirs(oldest_day=oldest)
 
 
-__all__ = ["RecordingStore", "LocalStore", "StoredObject"]
+def open_store(cfg) -> RecordingStore:
+    """The store ``cfg`` names: ``recording_store`` (S3-compatible), else files under ``recording_dir`` or
+    ``{data_dir}/recordings``. Creates the local folders (blocking: call it off the event loop)."""
+    if cfg.recording_store:
+        from .s3 import S3Location, S3Store
+
+        return S3Store(S3Location.parse(cfg.recording_store), cfg.data_path / "recordings-spool")
+    return LocalStore(cfg.recording_dir or cfg.data_path / "recordings")
+
+
+__all__ = ["RecordingStore", "LocalStore", "StoredObject", "open_store"]

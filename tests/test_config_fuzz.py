@@ -197,6 +197,7 @@ TEXT = {
     "webhook_secret": st.one_of(st.just(""), st.text(string.ascii_letters + string.digits, min_size=32, max_size=64)),
     "language": st.sampled_from(["auto", *CODES]),
     "key_prefix": _words(max_size=30),
+    "recording_store": st.sampled_from(["", "s3+http://k:s@127.0.0.1:8333/rec", "s3+https://AK:SK@s3.example.com/b/p?region=eu-west-1"]),
     "host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::", "localhost"]),
     "web_host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::", "localhost"]),
 }
