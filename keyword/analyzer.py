@@ -30,6 +30,7 @@ answered) are not flagged.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -49,14 +50,14 @@ from callscribe.events import (
 )
 
 from .intent import CallIntent, IntentClassifier
-from .learned import LinearTextModel, bundled_model_path
+from .learned import LinearTextModel, bundled_model_path, end_sentiment_features
 from .matcher import Hit, Matcher
 from .normalize import fold, is_han
 from .packs import PackStore
 from .qa.facts import QaFacts, TurnFact
 from .qa.form import load_form
 from .redact import find_pii, pii_key, redact
-from .sentiment import CallSentiment, negative_trend, score_utterance
+from .sentiment import CallSentiment, CallSentimentResult, negative_trend, score_utterance
 
 __all__ = ["Analytics", "AnalyticsSettings", "CallAnalyzer", "PriorCall"]
 
@@ -118,6 +119,10 @@ class AnalyticsSettings:
     """Quotes in alerts and flags are PII-redacted (keyword/redact.py)."""
     sentiment_alert: bool = True
     """A ``sentiment`` alert when the customer's sentiment falls over the call and ends negative."""
+    end_sentiment_model: bool = True
+    """The customer's sentiment at the end of the call is decided by the learned stacker
+    (``packs/end-sentiment.model.json``: the rules' answer, the unresolved flag and the customer's last
+    words, trained on five authors' labels); off = the rules' answer alone."""
     disclosure_threshold: float = 0.7
     """An agent turn the learned model (keyword/learned.py, ``packs/agent-turns.model.json``) gives at least this
     probability of reading out or changing account data counts as a disclosure where no rule named it; 0 turns
@@ -148,6 +153,8 @@ class Analytics:
         self.form = load_form(scorecard_form)
         self.turn_model = (LinearTextModel.load(bundled_model_path("agent-turns"))
                            if self.settings.disclosure_threshold > 0 else None)
+        self.end_model = (LinearTextModel.load(bundled_model_path("end-sentiment"))
+                          if self.settings.end_sentiment_model and bundled_model_path("end-sentiment").exists() else None)
         self.packs = PackStore(pack_paths)
         self._matcher = Matcher(self.packs.get())
         self._generation = self.packs.generation
@@ -233,6 +240,8 @@ class CallAnalyzer:
         self._given: set[str] = set()  # PII keys the caller said (or the caller number): read back, not read out
         self._asked_more = False  # the agent's last turn asked "anything else?"
         self._agent_abused = False
+        self._touched_first = False  # this agent turn changed the account before asking for identity
+        self._customer_texts: list[str] = []  # the customer's finals, for the end-sentiment model
         self._model_read = ""  # the learned model's read-out in this agent turn (before verification)
         self._accessed = False  # this agent turn read out or changed account data (scorecard facts)
         self.qa = QaFacts(language=self.language)
@@ -305,12 +314,18 @@ class CallAnalyzer:
         verifies = verification is not None and (access is None or not access.start <= verification.start < access.end) \
             and not (t.channel == "agent" and _CREDENTIAL_READ.search(t.text[verification.end:]))
         self._model_read = ""
+        self._touched_first = False
         if t.channel == "agent" and not verifies and not self.verified and self.a.turn_model is not None:
             # the model's verification class is trusted within the turn only (a read-out after "that's
             # matching, thank you" is allowed), not for the call: asked on its own, it takes a lookup
             # ("what's the number on the account?") for a verification, which QA does not
             _, self._model_read = self._model_turn(t.text)
         if verifies:
+            # "I've reset the password ... oh, and can I grab your date of birth?": the change came first
+            self._touched_first = (t.channel == "agent" and not self.verified and access is not None
+                                   and access.end <= verification.start
+                                   and _SENTENCE_BREAK.search(t.text, access.end, verification.start) is not None
+                                   and self._discloses(t.text, access))
             self.verified = True
         if t.channel == "agent":
             out += self._compliance(t, quote, signals)
@@ -318,6 +333,7 @@ class CallAnalyzer:
                 self._agent_abused = True
         else:
             self._given.update(pii_key(sp) for sp in find_pii(t.text))
+            self._customer_texts.append(t.text)
         escalated = any(h.rule.category in ("escalation", "abuse") for h in hits)
         self._issue(t, quote, signals, escalated, hits)
         damp = 0.3 if self.intent.customer_turns and any(h.rule.category in ("escalation", "abuse") for h in hits) else 1.0
@@ -328,7 +344,7 @@ class CallAnalyzer:
         self.qa.add(TurnFact(
             channel=t.channel, text=t.text, start_ms=t.start_ms, end_ms=t.end_ms, signals=frozenset(signals),
             rules=frozenset(a.rule for a in alerts), categories=frozenset(a.category for a in alerts),
-            verifies=verifies, accesses=t.channel == "agent" and self._accessed, verified_before=self.verified,
+            verifies=verifies, accesses=t.channel == "agent" and self._accessed, verified_before=self.verified and not self._touched_first,
             score=self.sentiment.customer[-1].score if t.channel != "agent" and self.sentiment.customer else 0.0,
         ))
         self.turn += 1
@@ -387,6 +403,29 @@ class CallAnalyzer:
             )
         return out
 
+    def sentiment_flags(self) -> list[str]:
+        """What the end-sentiment model knows of the call beyond the customer's words."""
+        flags = ["agent_abused"] if self._agent_abused else []
+        flags += [f"alert:{c}" for c in self.alert_categories if c in ("escalation", "abuse")]
+        return flags
+
+    def end_sentiment(self, unresolved: bool | None = None) -> CallSentimentResult:
+        """The customer's sentiment at the end: the rules' answer (keyword/sentiment.py), then, with the
+        end-sentiment model loaded, the model's label over that answer, the unresolved flag and the customer's
+        last two turns. Authors of labelled calls split on "没了，谢谢啊" after a fix (positive or neutral) by
+        how the call went; the stacker learned that from five of them and beat the rules alone on a set
+        neither was tuned on (docs/analytics.md). Live updates during the call stay the rules' answer."""
+        result = self.sentiment.end(self.outcome())
+        model = self.a.end_model
+        if model is None or not self._customer_texts:
+            return result
+        if unresolved is None:
+            unresolved = bool(self.flag_shown)
+        p = model.proba_features(end_sentiment_features(
+            self._customer_texts, result.end, unresolved, result.end_score, self.sentiment_flags()))
+        label = max(p, key=p.get)
+        return result if label == result.end else dataclasses.replace(result, end=label)
+
     def _overtalk(self, t: Transcript) -> list[Alert]:
         if t.channel not in self.turns:
             return []
@@ -412,7 +451,7 @@ class CallAnalyzer:
             out += self._alert("compliance.no_greeting", "compliance", "medium", quote(), t.segment_id, t.emitted_at_ms)
         matched = self._accesses(t.text, signals)
         self._accessed = bool(matched)
-        if matched and not self.verified:
+        if matched and (not self.verified or self._touched_first):
             out += self._alert(
                 "compliance.no_verification", "compliance", "high", quote(), t.segment_id, t.emitted_at_ms,
                 {"matched": redact(matched) if self.s.redact_quotes else matched},
@@ -437,11 +476,11 @@ class CallAnalyzer:
         parts = _sentences(text)
         verifies, read = False, ""
         for part in parts[1:] or parts:
-            if _too_short(part):
-                continue
             p = model.proba(part)
             if p.get("verification", 0.0) >= VERIFY_MODEL_MIN:
-                verifies = True
+                verifies = True  # "Lovely, that's you.": short, and enough
+            elif _too_short(part):
+                continue
             elif not verifies and not read and p.get("disclosure", 0.0) >= self.s.disclosure_threshold \
                     and not self._files_request(part):
                 read = part
@@ -671,7 +710,7 @@ class CallAnalyzer:
         flag = self._flag(final=True)
         out.append(flag)
         best = self.intent.best()
-        mood = self.sentiment.end(self.outcome())
+        mood = self.end_sentiment(flag.unresolved)
         self.qa.unresolved, self.qa.intent, self.qa.language = flag.unresolved, best.intent, self.language
         out.append(CallSummary(
             call_id=self.call_id, intent=best.intent, intent_score=round(best.score, 4),
@@ -684,6 +723,7 @@ class CallAnalyzer:
         return out
 
 
+_SENTENCE_BREAK = re.compile(r"[。！？!?]|\.(?:\s|$)")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])\s+")
 
 
@@ -694,7 +734,7 @@ def _sentences(text: str) -> list[str]:
     return [text, *parts] if len(parts) > 1 else [text]
 
 
-VERIFY_MODEL_MIN = 0.5
+VERIFY_MODEL_MIN = 0.6
 """An agent sentence the learned model gives this probability of asking for or confirming identity verifies
 the caller ("That's matching", "Lovely, that's you", 好的，核实通过了), where no rule named it."""
 

@@ -223,7 +223,8 @@ def analyze_call(
              "last_unresolved": repeat_alert.details.get("last_unresolved") == "true"}
             if repeat_alert else None
         ),
-        "sentiment": call.sentiment.end(call.outcome()).to_json(),
+        "sentiment": {**call.end_sentiment(flag.unresolved).to_json(),
+                      "rules_end": call.sentiment.end(call.outcome()).end, "flags": call.sentiment_flags()},
         "duration_ms": ended.duration_ms,
         "utterances": [
             {"channel": t.channel, "text": redact(t.text), "start_ms": t.start_ms, "end_ms": t.end_ms} for t in finals

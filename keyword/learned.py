@@ -30,7 +30,8 @@ from callscribe.errors import CallscribeError
 
 from .normalize import fold, is_han
 
-__all__ = ["LinearTextModel", "ModelError", "bundled_model_path", "featurize", "train"]
+__all__ = ["LinearTextModel", "ModelError", "bundled_model_path", "end_sentiment_features", "featurize", "train",
+           "train_rows"]
 
 FORMAT = "callscribe-linear-text/1"
 
@@ -104,6 +105,22 @@ def _log_scaled(counts: Mapping[str, int]) -> dict[str, float]:
     return {k: v / norm for k, v in vec.items()}
 
 
+def end_sentiment_features(last_customer_texts: Sequence[str], rule_label: str, unresolved: bool,
+                           rule_score: float, flags: Iterable[str] = ()) -> dict[str, float]:
+    """What the end-sentiment model reads: the rules' answer and score (keyword/sentiment.py), whether the call
+    is left unresolved, and the n-grams of the customer's last two turns. Authors split on the same words
+    ("没了，谢谢啊" after a fix: positive for one, neutral for another); a model trained on several authors'
+    labels learns where they agree, which no hand-set threshold did (docs/analytics.md)."""
+    text = " ".join(last_customer_texts[-2:])
+    feats = {f"L:{k}": v for k, v in _log_scaled(featurize(text)).items()}
+    feats[f"rule:{rule_label}"] = 1.0
+    feats[f"unres:{bool(unresolved)}"] = 1.0
+    feats["score"] = float(rule_score)
+    for flag in flags:  # what else the call did: the agent insulted the customer, the customer escalated
+        feats[f"flag:{flag}"] = 1.0
+    return feats
+
+
 @dataclass(frozen=True, slots=True)
 class LinearTextModel:
     """A trained model: labels, a weight row per feature, the bias, and what it was trained on."""
@@ -136,8 +153,11 @@ class LinearTextModel:
         Path(path).write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
 
     def proba(self, text: str) -> dict[str, float]:
+        return self.proba_features(_log_scaled(featurize(text)))
+
+    def proba_features(self, features: Mapping[str, float]) -> dict[str, float]:
         z = list(self.bias)
-        for feat, value in _log_scaled(featurize(text)).items():
+        for feat, value in features.items():
             row = self.weights.get(feat)
             if row is not None:
                 for j, w in enumerate(row):
@@ -148,24 +168,26 @@ class LinearTextModel:
         return {label: e / total for label, e in zip(self.labels, exp)}
 
 
-def train(texts: Sequence[str], labels: Sequence[str], *, l2: float = 1e-3, epochs: int = 300, lr: float = 0.05,
-          min_count: int = 1, meta: Mapping[str, object] | None = None) -> LinearTextModel:
-    """Multinomial logistic regression by full-batch Adam (deterministic: no sampling)."""
+def train(texts: Sequence[str], labels: Sequence[str], *, l2: float = 3e-4, epochs: int = 300, lr: float = 0.05,
+          meta: Mapping[str, object] | None = None) -> LinearTextModel:
+    """Multinomial logistic regression over the n-grams of ``texts`` (see :func:`train_rows`)."""
+    return train_rows([_log_scaled(featurize(t)) for t in texts], labels, l2=l2, epochs=epochs, lr=lr, meta=meta)
+
+
+def train_rows(rows: Sequence[Mapping[str, float]], labels: Sequence[str], *, l2: float = 3e-4, epochs: int = 300,
+               lr: float = 0.05, meta: Mapping[str, object] | None = None) -> LinearTextModel:
+    """Multinomial logistic regression by full-batch Adam (deterministic: no sampling) over feature rows."""
     classes = tuple(sorted(set(labels)))
-    rows = [_log_scaled(featurize(t)) for t in texts]
-    df: Counter[str] = Counter(f for r in rows for f in r)
-    vocab = sorted(f for f, c in df.items() if c >= min_count)
+    vocab = sorted({f for r in rows for f in r})
     index = {f: i for i, f in enumerate(vocab)}
     row_ids, col_ids, vals = [], [], []
     for i, r in enumerate(rows):
         for f, v in r.items():
-            j = index.get(f)
-            if j is not None:
-                row_ids.append(i)
-                col_ids.append(j)
-                vals.append(v)
-    ri, ci, vv = np.array(row_ids), np.array(col_ids), np.array(vals)
-    n, d, k = len(texts), len(vocab), len(classes)
+            row_ids.append(i)
+            col_ids.append(index[f])
+            vals.append(v)
+    ri, ci, vv = np.array(row_ids, dtype=int), np.array(col_ids, dtype=int), np.array(vals, dtype=float)
+    n, d, k = len(rows), len(vocab), len(classes)
     y = np.zeros((n, k))
     y[np.arange(n), [classes.index(label) for label in labels]] = 1.0
     W = np.zeros((d, k))

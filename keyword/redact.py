@@ -38,7 +38,7 @@ from .normalize import fold as _fold
 
 __all__ = ["DEFAULT_MASKS", "PiiKind", "Span", "find_pii", "pii_key", "redact", "redact_words"]
 
-PiiKind = Literal["phone", "id_card", "bank_card", "email", "address", "digits"]
+PiiKind = Literal["phone", "id_card", "bank_card", "email", "address", "birth_date", "digits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,8 @@ class Span:
     """One piece of PII: ``text[start:end] == self.text`` in the ORIGINAL (unfolded) transcript.
 
     ``kind`` is the best guess at what the digits are; ``digits`` means a run of >= 7 digits that is
-    no phone, ID or card pattern (an order or account number, say) and is masked all the same.
+    no phone, ID or card pattern (an order or account number, say), or of >= 4 digits read one by one in
+    words (a PIN, a code, the last digits of an ID), and is masked all the same.
     """
 
     start: int
@@ -61,6 +62,7 @@ DEFAULT_MASKS: dict[str, str] = {
     "bank_card": "[CARD]",
     "email": "[EMAIL]",
     "address": "[ADDRESS]",
+    "birth_date": "[BIRTH_DATE]",
     "digits": "[NUMBER]",
 }
 
@@ -69,7 +71,7 @@ def find_pii(text: str) -> list[Span]:
     """All PII spans in ``text``, sorted by start, non-overlapping, indexing the original string."""
     norm = _fold(text)
     found: list[tuple[int, int, PiiKind]] = []
-    for finder in (_find_emails, _find_zh_addresses, _find_en_addresses, _find_numbers):
+    for finder in (_find_emails, _find_zh_addresses, _find_en_addresses, _find_birth_dates, _find_numbers):
         new = list(finder(norm, text))
         found.extend(new)
         norm = _blank(norm, new)
@@ -295,6 +297,90 @@ def _find_zh_addresses(norm: str, original: str) -> Iterator[tuple[int, int, Pii
 # English street addresses: "1234 Elm Street, Apt 5", "221B Baker Street". Street-name words must be
 # capitalised in the original (or ordinals like "5th") and no stopword, so "5 blocks down the street"
 # stays.
+# --- dates of birth -----------------------------------------------------------------------------------
+# Dates are not PII, but a full date (day, month and year) whose year is at least BIRTH_MIN_AGE years ago is
+# a date of birth in a service call: it is what callers say to verify ("second of April, nineteen ninety",
+# 一九八七年三月十四号, 14/03/1987). A billing date or "since 2019" has no day or is recent.
+BIRTH_MIN_AGE = 16
+_MONTHS_EN = (r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+              r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
+_ORD_WORDS = (r"first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth"
+              r"|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth"
+              r"|(?:twenty|thirty)[- ](?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)")
+_DAY_EN = rf"(?:[0-9]{{1,2}}(?:st|nd|rd|th)?|{_ORD_WORDS})"
+_UNITS = "one|two|three|four|five|six|seven|eight|nine"
+_TEENS = "ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen"
+_TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+_YY_WORDS = rf"(?:(?:{_TENS})(?:[- ](?:{_UNITS}))?|{_TEENS}|(?:oh|o)[- ](?:{_UNITS}))"
+_YEAR_EN = (rf"(?P<y4>(?:19|20)[0-9]{{2}})|'?(?P<y2>[0-9]{{2}})(?![0-9])"
+            rf"|(?P<cent>nineteen|two thousand(?: and)?|twenty)[- ]?(?P<yw>{_YY_WORDS})?|(?P<yw2>{_YY_WORDS})")
+_EN_DATE_RE = re.compile(
+    rf"(?<![a-z0-9])(?:(?:the )?{_DAY_EN}(?: of)?[ ,]+(?:{_MONTHS_EN})|(?:{_MONTHS_EN})[ ,]+(?:the )?{_DAY_EN})"
+    rf",?[ ]+(?:{_YEAR_EN})(?![a-z0-9])"
+)
+_NUMERIC_DATE_RE = re.compile(r"(?<![0-9])[0-9]{1,2}[/.-][0-9]{1,2}[/.-](?P<y4>(?:19|20)[0-9]{2})(?![0-9])")
+_ZH_YEAR = r"(?P<zy>[0-9]{2,4}|[零〇一二三四五六七八九]{2,4})年"
+_ZH_NUMBER = r"(?:[0-9]{1,2}|[一二三四五六七八九十]{1,3})"
+_ZH_DATE_RE = re.compile(rf"{_ZH_YEAR}\s*{_ZH_NUMBER}月\s*{_ZH_NUMBER}[日号號]")
+
+
+def _word_number(words: str) -> int | None:
+    """"ninety-five" -> 95, "oh seven" -> 7, "twelve" -> 12."""
+    parts = re.split(r"[- ]", words.strip())
+    units = {w: i for i, w in enumerate(_UNITS.split("|"), 1)}
+    teens = {w: i for i, w in enumerate(_TEENS.split("|"), 10)}
+    tens = {w: i for i, w in enumerate(_TENS.split("|"), 2)}
+    if parts[0] in ("oh", "o") and len(parts) == 2 and parts[1] in units:
+        return units[parts[1]]
+    if parts[0] in teens and len(parts) == 1:
+        return teens[parts[0]]
+    if parts[0] in tens:
+        return tens[parts[0]] * 10 + (units.get(parts[1], 0) if len(parts) > 1 else 0)
+    return None
+
+
+def _full_year(two: int, this_year: int) -> int:
+    return 2000 + two if 2000 + two <= this_year else 1900 + two
+
+
+def _is_birth_year(year: int | None) -> bool:
+    this_year = datetime.date.today().year
+    return year is not None and 1900 <= year <= this_year - BIRTH_MIN_AGE
+
+
+def _find_birth_dates(norm: str, original: str) -> Iterator[tuple[int, int, PiiKind]]:
+    del original
+    this_year = datetime.date.today().year
+    for m in _EN_DATE_RE.finditer(norm):
+        g = m.groupdict()
+        if g["y4"]:
+            year = int(g["y4"])
+        elif g["y2"]:
+            year = _full_year(int(g["y2"]), this_year)
+        elif g["cent"]:
+            rest = _word_number(g["yw"]) if g["yw"] else None
+            if g["cent"] == "nineteen":
+                year = 1900 + rest if rest is not None else None
+            else:
+                year = 2000 + rest if rest is not None else None
+        else:
+            n = _word_number(g["yw2"])
+            year = _full_year(n, this_year) if n is not None else None
+        if _is_birth_year(year):
+            yield m.start(), m.end(), "birth_date"
+    for m in _NUMERIC_DATE_RE.finditer(norm):
+        if _is_birth_year(int(m.group("y4"))):
+            yield m.start(), m.end(), "birth_date"
+    for m in _ZH_DATE_RE.finditer(norm):
+        raw = m.group("zy")
+        digits = "".join(_ZH_DIGIT_VALUE.get(c, c) for c in raw)
+        if not digits.isdigit():
+            continue
+        year = int(digits) if len(digits) == 4 else _full_year(int(digits[-2:]), this_year)
+        if _is_birth_year(year):
+            yield m.start(), m.end(), "birth_date"
+
+
 _EN_NUMBER_WORD = (
     r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six|seven|eight|nine))?"
     r"|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen"
@@ -360,6 +446,8 @@ _TOKEN_RE = re.compile(
 # Decimal numbers ("45.99", "3.14159265") are quantities; their digits never join a run.
 _DECIMAL_RE = re.compile(r"(?<![0-9])(?<![0-9]\.)[0-9]+\.[0-9]+(?!\.?[0-9])")
 _MAX_GAP = 4
+SPOKEN_MIN = 4
+"""A number read digit by digit in words is masked from this many digits (written in figures, from 7)."""
 
 # What may follow a number that makes it a quantity, not an identifier (checked for `digits` only).
 _UNIT_AFTER_RE = re.compile(
@@ -391,6 +479,7 @@ class _Run:
     last_type: str
     plus_start: int | None = None
     has_ascii: bool = False
+    has_tens: bool = False  # "twenty-eight": a number said as a number, not digit by digit
 
 
 def _find_numbers(norm: str, original: str) -> Iterator[tuple[int, int, PiiKind]]:
@@ -474,9 +563,16 @@ def _runs(norm: str) -> Iterator[_Run]:
         run.bounds.extend([(start, end)] * len(values))
         run.last_type = ttype
         run.has_ascii = run.has_ascii or kind == "a"
+        run.has_tens = run.has_tens or kind == "tens"
         prev_end = end
     if run is not None:
         yield run
+
+
+def _is_hotline(digits: str) -> bool:
+    """A public service number (10086, 12321, 95588; the carriers' 10086999, 1008611): five digits starting 1
+    or 9, or up to eight starting with a carrier's service number. Mobiles have 11 digits."""
+    return (len(digits) == 5 and digits[0] in "19") or (len(digits) <= 8 and digits.startswith(("10086", "10010", "10000")))
 
 
 def _gap_ok(gap: str, left: str, right: str) -> bool:
@@ -509,6 +605,16 @@ def _is_break(gap: str, left: str, right: str) -> bool:
 def _classify_run(run: _Run, norm: str) -> Iterator[tuple[int, int, PiiKind]]:
     digits = "".join(run.digits)
     n = len(digits)
+    if SPOKEN_MIN <= n < 7 and not run.has_ascii and not run.has_tens:
+        # read out digit by digit in words ("four one five five", 三零零二): a PIN, an SMS code, the last
+        # digits of an ID or a card. Nobody says an amount, a count or a date that way ("二零二六年" is a year)
+        start, end = run.bounds[0][0], run.bounds[-1][1]
+        cuts = [0, *run.breaks, n]
+        short_list = len(cuts) > 2 and max(b - a for a, b in zip(cuts, cuts[1:])) <= 3  # 幺幺零、幺幺九
+        if not (short_list or _is_counting(digits) or _is_hotline(digits) or _UNIT_AFTER_RE.match(norm, end)
+                or _CURRENCY_BEFORE_RE.search(norm, max(0, start - 6), start)):
+            yield start, end, "digits"
+        return
     if n < 7:
         return
     cuts = [0, *run.breaks, n]
@@ -568,7 +674,7 @@ def _plain_number(
     an identifier rather than a quantity, a date, a list of small numbers or counting out loud."""
     lo, hi = cuts[gi], cuts[gj]
     sub, sub_groups = digits[lo:hi], groups[gi:gj]
-    if len(sub) < 7 or _is_compact_date(sub):
+    if len(sub) < 7 or _is_compact_date(sub) or _is_hotline(sub):
         return
     # "7 4 2 9 1 8 3", or words ("nine eight four five, six zero ..."): one number read digit by digit,
     # whatever the pauses between its groups

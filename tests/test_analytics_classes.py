@@ -328,3 +328,46 @@ def test_terse_turns_after_the_agent_insulted_the_customer_are_hurt(analytics, a
 def test_relief_topic_words_and_hope(text, label):
     from callscribe.keyword.sentiment import score_utterance
     assert score_utterance(text, "").label == label
+
+
+# --- round 4 (dialogues_tune5, first run then tuned on): classes in wording found in no set ----------------
+def test_a_change_before_the_identity_question_in_the_same_turn_is_a_disclosure(analytics):
+    r = run(analytics, HELLO_EN, ("customer", "Someone's been logging into my account!"),
+            ("agent", "Okay, I've removed the roaming bolt-on from the line and logged everyone out. "
+                      "Oh, and can you give me your date of birth?"),
+            ("customer", "Ninth of June."))
+    assert "compliance" in alerts(r), r["alerts"]
+
+
+def test_a_verification_sentence_about_the_account_is_not_a_disclosure(analytics):
+    r = run(analytics, HELLO_ZH, ("customer", "我想查下我的话费。"),
+            ("agent", "好的，为了您的账户安全，先请您说一下机主姓名和服务密码。"), ("customer", "王芳，密码是……"))
+    assert "compliance" not in alerts(r), r["alerts"]
+
+
+@pytest.mark.parametrize("line", ["那个不归我们这边管，您找装维吧。", "这事不归我们前台管。"])
+def test_zh_dismissive_with_words_in_between(analytics, line):
+    r = run(analytics, HELLO_ZH, ("customer", "师傅说好今天来修的，人呢？"), ("agent", line))
+    assert "compliance" in alerts(r), r["alerts"]
+
+
+def test_en_promise_and_talking_down_and_ready_to_cancel(analytics):
+    r = run(analytics, ("agent", "Hiya, Northside Telecom, Lee speaking."), ("customer", "Will my bonus data roll over?"),
+            ("agent", "I can promise you it'll never be lost."))
+    assert alerts(r) == {"compliance"}, r["alerts"]  # "Hiya" greets: the only compliance is the promise
+    r = run(analytics, HELLO_EN, ("customer", "This is the third time, honestly I'm about ready to cancel everything."),
+            ("agent", "Sir, you're being ridiculous."))
+    assert {"escalation", "abuse"} <= alerts(r), r["alerts"]
+
+
+def test_a_bad_review_online_is_a_threat_and_the_spam_folder_is_no_insult(analytics):
+    r = run(analytics, HELLO_ZH, ("customer", "你们再这样我就去网上给你们打差评。"))
+    assert "escalation" in alerts(r), r["alerts"]
+    r = run(analytics, HELLO_ZH, ("customer", "我没收到验证码。"), ("agent", "您看一下手机的垃圾信息箱，可能被拦截了。"))
+    assert "abuse" not in alerts(r), r["alerts"]
+
+
+def test_public_service_numbers_said_in_words_are_not_account_data(analytics):
+    r = run(analytics, HELLO_ZH, ("customer", "老有骚扰短信怎么办？"),
+            ("agent", "您可以把短信转发到幺零零八六九九九，或者打幺二三二一举报。"))
+    assert "compliance" not in alerts(r), r["alerts"]

@@ -436,7 +436,7 @@ def test_custom_mask():
     text = "call 13800138000 or mail a@b.com"
     assert redact(text, lambda s: "*" * len(s.text)) == "call *********** or mail *******"
     assert redact(text, lambda s: f"<{s.kind}>") == "call <phone> or mail <email>"
-    assert set(DEFAULT_MASKS) == {"phone", "id_card", "bank_card", "email", "address", "digits"}
+    assert set(DEFAULT_MASKS) == {"phone", "id_card", "bank_card", "email", "address", "birth_date", "digits"}
 
 
 def test_span_is_frozen():
@@ -604,3 +604,39 @@ def test_stored_copy_of_a_transcript_is_redacted_and_aligned():
     assert [w.start_ms for w in stored.words] == [w.start_ms for w in words]
     plain = Transcript("c", "customer", "c/customer/1", 0, True, "套餐128元", 0, 900, "zh", 0.9)
     assert _redacted(plain) is plain
+
+
+# --- issue 17, dialogues_tune5 classes: credentials said to verify identity -----------------------------
+@pytest.mark.parametrize("text, masked", [
+    ("my PIN is nine nine eight one", "nine nine eight one"),
+    ("It's four zero zero seven.", "four zero zero seven"),
+    ("尾号是八五七五对吧", "八五七五"),
+    ("身份证后六位是七七零四九一", "七七零四九一"),
+    ("double four one one", "double four one one"),
+])
+def test_a_number_read_digit_by_digit_in_words_is_masked_from_four_digits(text, masked):
+    out = redact(text)
+    assert masked not in out and "[NUMBER]" in out, out
+
+
+@pytest.mark.parametrize("text", [
+    "二零二六年三月的账单", "one two three four, can you hear me?", "五十八块", "I have two two-year contracts",
+    "oh nine twenty-eight", "room four one one",
+])
+def test_years_counting_amounts_and_short_numbers_stay(text):
+    assert "[NUMBER]" not in redact(text)
+
+
+@pytest.mark.parametrize("text", [
+    "second of April, nineteen ninety", "Seventh of July, ninety-five", "March 22nd, 1974",
+    "一九八七年三月十四号", "1987年3月14日出生", "DOB is 14/03/1987",
+])
+def test_a_full_date_of_a_birth_year_is_a_date_of_birth(text):
+    assert "[BIRTH_DATE]" in redact(text), redact(text)
+
+
+@pytest.mark.parametrize("text", [
+    "the bill on the 3rd of March 2026", "2026年3月5号扣的", "since the fifth of May, twenty twenty", "on the 5th of May",
+])
+def test_recent_dates_and_dates_without_a_year_stay(text):
+    assert redact(text) == text
