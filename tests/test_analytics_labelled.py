@@ -63,7 +63,12 @@ def test_labelled_set_meets_the_targets(analytics, name):
 # Sets with floors of their own, 0.05 under what they measured after being tuned on (docs/analytics.md, round 3):
 # dialogues_tune4 (60 calls, first run alerts P 0.96 R 0.84, intent 0.88, unresolved F1 0.875, end sentiment 0.75,
 # PII 1.00) measured 1.00 / 1.00 / 0.93 / 0.98 / 0.87 / 1.00 after its error classes were fixed.
+# dialogues_tune5 (80 calls, round 4; first run, rules only: alerts P 0.95 R 0.84, intent 0.85, unresolved F1 0.90,
+# end sentiment 0.64, PII 0.57) measured 1.00 / 0.96 / 0.85 / 0.92 / 0.96 / 0.96 after round 4 (its end sentiment is
+# in the stacker's training data: leave-one-set-out it scores 0.75), scorecard answers 1.00 / 1.00 / 0.86.
 SET_FLOORS = {
+    "dialogues_tune5": {"alert_precision": 0.95, "alert_recall": 0.91, "unresolved_f1": 0.87, "sentiment_accuracy": 0.70,
+                        "pii_masked": 0.91},
     "dialogues_tune4": {"alert_precision": 0.95, "alert_recall": 0.95, "intent_accuracy": 0.88, "unresolved_f1": 0.93,
                         "sentiment_accuracy": 0.81, "pii_masked": 0.95},
 }
@@ -112,10 +117,13 @@ def test_cli_analyze_bad_input_is_a_clear_error(tmp_path):
 HOLDOUT = DATA / "holdout"
 # Measured 2026-12-07 on the hold-out set as text, after tuning on dialogues_tune and dialogues_tune2: alerts P 0.94
 # R 0.85, intent 0.90, unresolved F1 0.78, end sentiment 0.76, PII 0.98 masked; after the error-class fixes (one
-# aggregate run): unresolved F1 0.84, end sentiment 0.78, the rest unchanged (docs/analytics.md). Floors 0.05
-# under, so a change that loses ground on calls nobody tuned for fails.
-HOLDOUT_FLOORS = {"alert_precision": 0.89, "alert_recall": 0.80, "intent_accuracy": 0.85, "unresolved_f1": 0.79,
-                  "sentiment_accuracy": 0.73, "pii_masked": 0.95}
+# aggregate run): unresolved F1 0.84, end sentiment 0.78, the rest unchanged; after round 4 (the learned
+# disclosure and end-sentiment layers, one aggregate run): alerts P 0.95 R 0.91, intent 0.90, unresolved F1 0.86,
+# end sentiment 0.84, PII 0.98, scorecard greeting / verification / closing 1.00 / 0.90 / 1.00
+# (docs/analytics.md). Floors 0.05 under, so a change that loses ground on calls nobody tuned for fails.
+HOLDOUT_FLOORS = {"alert_precision": 0.90, "alert_recall": 0.86, "intent_accuracy": 0.85, "unresolved_f1": 0.81,
+                  "sentiment_accuracy": 0.79, "pii_masked": 0.95}
+HOLDOUT_SCORECARD_FLOOR = 0.85
 
 
 def test_holdout_never_tuned_on_stays_above_its_floors(analytics):
@@ -126,6 +134,21 @@ def test_holdout_never_tuned_on_stays_above_its_floors(analytics):
     print("holdout", json.dumps({k: v for k, v in s.items() if k not in ("errors", "alerts_by_category")}))
     for key, floor in HOLDOUT_FLOORS.items():
         assert s[key] >= floor, (key, s[key])
+
+
+def test_scorecard_answers_on_calls_nobody_tuned_for(analytics):
+    """Issue 20: the bundled form's greeting, verification and closing questions against a QA reviewer's answers
+    (tests/data/*/scorecard_labels.json, written by a reviewer who never saw the rules; holdout never tuned on)."""
+    for folder in (HOLDOUT, DATA / "dialogues_tune4"):
+        labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+        answers = json.loads((folder / "scorecard_labels.json").read_text(encoding="utf-8"))
+        for call_id, a in answers.items():
+            labels[call_id]["scorecard"] = {q: a[q] for q in ("greeting", "verification", "closing")}
+        s = score(analyze_paths(analytics, [folder])["calls"], labels)
+        print(folder.name, s["scorecard_accuracy"])
+        assert s["scorecard_calls"] == len(answers)
+        for q in ("greeting", "verification", "closing"):
+            assert s["scorecard_accuracy"][q] >= HOLDOUT_SCORECARD_FLOOR, (folder.name, q, s["scorecard_accuracy"])
 
 
 @pytest.mark.integration
