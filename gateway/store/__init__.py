@@ -2,7 +2,8 @@
 English. :class:`~.base.TranscriptStore` is the interface; :mod:`.sqlite` the default backend (SQLite FTS5
 over Chinese character bigrams, no setup); :mod:`.postgres` the same over PostgreSQL (``callscribe[postgres]``);
 :func:`open_store` picks one from a URL; :mod:`.ingest` the consumer group that fills it from Redis. Beside the
-calls and their finals it keeps the tickets submitted from the agent desk and the desk's assist-card telemetry."""
+calls and their finals it keeps the tickets submitted from the agent desk, the desk's assist-card telemetry and the
+QA scorecards with their overrides and appeals (:mod:`.scores`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from .base import (AssistEvent, CallRecord, Hit, SearchPage, SearchQuery, StoreError, TicketRecord, TranscriptStore, Utterance,
                    adoption_report, masked)
 from .query import QueryError, parse_query
+from .scores import ScoreQuery, ScoreTables
 from .sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
 
 __all__ = ["AssistEvent", "TicketRecord", "adoption_report", "CallRecord", "Hit", "SearchPage", "SearchQuery", "TranscriptStore", "Utterance", "QueryError",
-           "StoreError", "parse_query", "open_store", "SqliteStore", "PostgresStore"]
+           "StoreError", "ScoreQuery", "ScoreTables", "parse_query", "open_store", "SqliteStore", "PostgresStore"]
 
 
 def open_store(url: str) -> TranscriptStore:

@@ -187,6 +187,10 @@ class SearchQuery:
     unresolved: bool | None = None
     alert: str | None = None  # an alert category the call has
     channel: str | None = None
+    score_min: float | None = None  # QA scorecards (scores.py): the call's score in force, 0-100
+    score_max: float | None = None
+    answer_no: str | None = None  # a question of the call's scorecard answered no
+    failed_critical: bool | None = None  # the call failed a critical question (False: scored, none failed)
     limit: int = 20
     offset: int = 0
 
@@ -248,6 +252,9 @@ def search_page(rows: Sequence[Sequence[Any]], total: int, terms: list[Term], q:
 
 
 class TranscriptStore(Protocol):
+    scores: Any
+    """The QA scorecard tables (:class:`~.scores.ScoreTables`): scorecards, overrides, appeals and their reports."""
+
     def add_utterances(self, rows: Sequence[Utterance]) -> int:
         """Insert finals (a segment already stored is ignored); returns how many were new."""
 

@@ -1,8 +1,9 @@
 """Fills a TranscriptStore from Redis: consumer group ``store`` on the finals stream (calls and their
 finals, already redacted by the pipeline), the insights stream (call summaries: intent, flag, alerts; the
 final unresolved flag's quotes), the tickets stream (submitted tickets and the status the ticketing system
-reports for them) and the assist telemetry stream
-(what the agent desk did with each card). Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
+reports for them), the assist telemetry stream
+(what the agent desk did with each card) and the scores stream (QA scorecards, their overrides and appeals: scores.py).
+Writes are idempotent (a final's segment id is unique; call rows are upserts), and a batch is
 acknowledged only after it is in the store, so a restart redoes at most one batch and loses nothing.
 
 Any failure, Redis's or the store's (a full disk: SQLite's "database or disk is full", PostgreSQL down, a
@@ -24,8 +25,8 @@ from redis.exceptions import RedisError
 
 from callscribe.config import Config
 from callscribe.errors import SchemaError
-from callscribe.events import (AssistTelemetry, CallEnded, CallFlag, CallStarted, CallSummary, Ticket, TicketStatus,
-                               Transcript, from_fields)
+from callscribe.events import (AssistTelemetry, CallEnded, CallFlag, CallStarted, CallSummary, ScoreAppeal, Scorecard,
+                               ScoreOverride, Ticket, TicketStatus, Transcript, from_fields)
 from callscribe.stream import keys
 from callscribe.stream.groups import ensure_group, group_drained, stop_loop
 
@@ -52,7 +53,7 @@ class StoreIngest:
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.streams = [keys.finals_stream(cfg), keys.insights_stream(cfg), keys.tickets_stream(cfg),
-                        keys.assist_telemetry_stream(cfg)]
+                        keys.assist_telemetry_stream(cfg), keys.scores_stream(cfg)]
         self.redis = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
         self._started: dict[str, int] = {}  # call_id -> started_at_ms, for utterance times
         self._task: asyncio.Task | None = None
@@ -159,6 +160,12 @@ class StoreIngest:
                 self.store.set_ticket_status(e.ticket_id, e.status, e.note, e.external_id, e.changed_at_ms)
             elif isinstance(e, AssistTelemetry):
                 telemetry.append(AssistEvent(e.call_id, e.card_kind, e.card_id, e.action, e.agent_id, e.emitted_at_ms))
+            elif isinstance(e, Scorecard):  # QA (scores.py): the scorecard, then reviews, in the scores stream's order
+                self.store.scores.add_scorecard(e)
+            elif isinstance(e, ScoreOverride):
+                self.store.scores.add_override(e)
+            elif isinstance(e, ScoreAppeal):
+                self.store.scores.add_appeal(e)
         self.store.add_utterances(utterances)
         self.store.add_assist_events(telemetry)
 

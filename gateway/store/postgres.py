@@ -10,7 +10,7 @@ its tokens restricted to weight A, a one-character Chinese query that character 
 ``|``, ``-x`` is ``& !``, ``word*`` is ``:*``. Both sides are split where FTS5's ``unicode61`` tokenizer
 splits (``'`` and ``_`` inside words), so ``it's`` finds what it finds in SQLite. A GIN index answers ``@@``.
 Tables: ``calls`` (with ``caller_key`` for caller history), ``utterances`` (with the ``tsv`` column), ``tickets``
-and ``assist_events``, as in SQLite, in one schema (``callscribe`` unless told; tests use one per test).
+and ``assist_events``, as in SQLite (and scores.py's QA scorecard tables), in one schema (``callscribe`` unless told; tests use one per test).
 
 One connection guarded by a lock, like SqliteStore; it is reopened when the server drops it.
 """
@@ -32,6 +32,7 @@ from callscribe.keyword.repeat import caller_key
 from .base import (TICKET_COLS, AssistEvent, CallRecord, SearchPage, SearchQuery, StoreError, TicketRecord, Utterance,
                    fields_set_by, filter_clauses, masked, page_bounds, query_terms, search_page, ticket_from_row, ticket_row)
 from .query import Term, han_tokens, index_tokens, pieces_of
+from .scores import PostgresRunner, ScoreTables, score_filters
 
 __all__ = ["PostgresStore"]
 
@@ -132,6 +133,7 @@ class PostgresStore:
                     with self._db.cursor() as cur:
                         cur.executemany(self._sql("UPDATE {s}.calls SET caller_key = %s WHERE call_id = %s"),
                                         [(caller_key(c), i) for i, c in rows])
+            self.scores = ScoreTables(PostgresRunner(self), schema)  # QA scorecards (scores.py)
         except psycopg.Error as exc:
             self._db.close()
             raise StoreError(f"cannot create the tables in schema {schema!r} at {masked(dsn)}: {str(exc).strip()}") from exc
@@ -269,6 +271,9 @@ class PostgresStore:
         if q.alert:
             where.append("%s = ANY(c.alerts)")
             args.append(q.alert)
+        score_where, score_args = score_filters(q, "{s}.")
+        where += [w.replace("?", "%s") for w in score_where]
+        args += score_args
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         # LEFT JOIN gives the rows of a JOIN (every utterance has its call row: add_utterances writes both
         # in one statement) but lets PostgreSQL skip the calls table when no filter needs it

@@ -6,7 +6,7 @@ interface. Tables: ``calls`` (one row per call, filled in as start, end and anal
 the number's digits for caller history), ``utterances`` (one row per final; ``segment_id`` unique, so a
 redelivered final is a no-op), the contentless FTS5 table ``utterances_fts`` (columns ``bi`` and ``uni``,
 rowid = utterance id), ``tickets`` (submitted tickets, by ``ticket_id``) and ``assist_events`` (the agent
-desk's card telemetry, one row per call, card and action).
+desk's card telemetry, one row per call, card and action); the QA scorecard tables are scores.py's.
 Thread-safe: one connection guarded by a lock (calls are short; the API runs them in a thread).
 """
 
@@ -26,6 +26,7 @@ from callscribe.keyword.repeat import caller_key
 from .base import (TICKET_COLS, AssistEvent, CallRecord, SearchPage, SearchQuery, TicketRecord, Utterance, fields_set_by,
                    filter_clauses, page_bounds, query_terms, search_page, ticket_from_row, ticket_row)
 from .query import index_tokens, to_fts
+from .scores import ScoreTables, SqliteRunner, score_filters
 
 __all__ = ["SqliteStore"]
 
@@ -96,6 +97,7 @@ class SqliteStore:
             self._migrate()
             self._db.executescript(SCHEMA)
             self._db.execute("CREATE INDEX IF NOT EXISTS calls_caller ON calls(caller_key, started_at_ms)")
+        self.scores = ScoreTables(SqliteRunner(self._db, self._lock))  # QA scorecards (scores.py)
         if self.path != ":memory:":
             for suffix in ("", "-wal", "-shm"):
                 _private(Path(self.path + suffix).expanduser())
@@ -251,6 +253,9 @@ class SqliteStore:
         if q.alert:
             where.append("EXISTS (SELECT 1 FROM json_each(c.alerts) WHERE value = ?)")
             args.append(q.alert)
+        score_where, score_args = score_filters(q, "")
+        where += score_where
+        args += score_args
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         base = f"FROM utterances u JOIN calls c ON c.call_id = u.call_id {clause}"
         limit, offset = page_bounds(q)
