@@ -45,7 +45,6 @@ MAX_BUFFER_BYTES = 128 * 1024 * 1024
 """Audio queued to the writers at most (float32: about 17 minutes of one 16 kHz channel, or 5 s of 200
 stereo calls); past it new audio is dropped and written as silence, so a stalled disk costs audio, not memory."""
 SWEEP_INTERVAL_S = 3600.0
-RECOVER_DAYS = 3
 
 
 def should_record(cfg: Config, metadata: Mapping[str, str]) -> bool:
@@ -145,6 +144,8 @@ class Recorder:
         self.budget = WriteBudget(max_buffer_bytes)
         self.sweep_interval_s = sweep_interval_s
         self.node = node_id()
+        self.open_dir = cfg.data_path / "recordings-open"
+        """This node's markers of open recordings (crash recovery reads only these)."""
         self.opened = 0
         self.skipped = 0
         self.dropped_chunks = 0
@@ -178,7 +179,7 @@ class Recorder:
         except Exception as exc:
             log.warning("recordings: spooled recordings not stored yet (%s); retried at the next start", exc)
         try:
-            closed = await asyncio.to_thread(recover_interrupted, self.store, RECOVER_DAYS)
+            closed = await asyncio.to_thread(recover_interrupted, self.store, self.open_dir)
             if closed:
                 log.warning("recordings: closed %d recording(s) cut by an earlier crash: %s", len(closed), ", ".join(closed[:5]))
         except Exception:
@@ -205,7 +206,8 @@ class Recorder:
                                 sample_rate_hz=TARGET_RATE_HZ, channels=channels, original=object_key(prefix, ORIGINAL, fmt),
                                 node=self.node)
             done: asyncio.Future[Manifest] = self._loop.create_future()
-            writer = CallWriter(self.store, manifest, time.monotonic(), lambda m, finals: self._closed(m, finals, done))
+            writer = CallWriter(self.store, manifest, time.monotonic(), lambda m, finals: self._closed(m, finals, done),
+                                self.open_dir)
             thread = self._threads[zlib.crc32(started.call_id.encode()) % len(self._threads)]
             rec = CallRecording(self, writer, thread, index, done)
             self._pending.add(done)

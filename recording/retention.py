@@ -1,23 +1,25 @@
 """Keeping recordings tidy: deleting old ones, and closing the ones a crash left open.
 
 :func:`prune` deletes every call whose newest object is older than the retention period (the recorder runs it
-every hour; ``callscribe recordings prune`` runs it once). :func:`recover_interrupted` runs at start-up: a
-manifest still saying ``recording`` whose process is gone (this host, a pid that no longer runs) belongs to a
-call cut by kill -9, a crash or a power cut; its file plays up to about a second before the cut (Ogg pages),
+every hour; ``callscribe recordings prune`` runs it once). :func:`recover_interrupted` runs at start-up over the
+node's markers of open recordings (:func:`mark_open`, ``{data_dir}/recordings-open``: one small file per live
+call, so recovery never reads the whole store): a manifest still saying ``recording`` whose process is gone
+(this host, a pid that no longer runs) belongs to a call cut by kill -9, a crash or a power cut; its file plays up to about a second before the cut (Ogg pages),
 so it is closed as ``interrupted`` with the duration read from the file. Its redacted rendition needs the
 call's finals, which the recorder no longer has: ``ensure_redacted`` makes it later from Redis or the store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
+from pathlib import Path
 
-from callscribe.errors import CallscribeError, SchemaError
+from callscribe.errors import CallscribeError, RecordingNotFound
 
 from .codec import probe_duration_ms
-from .keys import MANIFEST, object_key
 from .renditions import read_manifest, write_manifest
 from .store import RecordingStore
 
@@ -54,19 +56,36 @@ def _process_gone(node: str) -> bool:
     return False
 
 
-def recover_interrupted(store: RecordingStore, days: int) -> list[str]:
-    """Close the recordings of the last ``days`` days left ``recording`` by a dead process; returns their
-    call ids. A manifest that cannot be read or probed is logged and left alone."""
+def mark_open(open_dir: Path, prefix: str) -> Path:
+    """Note on this node's disk that ``prefix`` is being recorded (removed when the recording closes), so
+    recovery reads only the recordings that were open, never the whole store."""
+    open_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = open_dir / (hashlib.sha256(prefix.encode()).hexdigest()[:32] + ".open")
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(prefix)
+    return marker
+
+
+def recover_interrupted(store: RecordingStore, open_dir: Path) -> list[str]:
+    """Close the recordings this node's markers say were open when its process died; returns their call ids.
+    A marker whose recording is closed (or gone) is just removed; one of a live process is left alone."""
     closed = []
-    for prefix in store.recent_prefixes(days):
+    markers = sorted(open_dir.glob("*.open")) if open_dir.is_dir() else []
+    for marker in markers:
         try:
+            prefix = marker.read_text().strip()
             manifest = read_manifest(store, prefix)
-        except (CallscribeError, SchemaError) as exc:
-            if not isinstance(exc, SchemaError):
-                continue  # no manifest (a half-deleted folder): nothing to close
-            log.warning("recordings: %s: %s", object_key(prefix, MANIFEST), exc)
+        except RecordingNotFound:
+            marker.unlink(missing_ok=True)
             continue
-        if manifest.state != "recording" or not _process_gone(manifest.node):
+        except (CallscribeError, OSError, ValueError) as exc:  # SchemaError is a CallscribeError
+            log.warning("recordings: cannot recover %s: %s", marker.name, exc)
+            continue
+        if manifest.state != "recording":
+            marker.unlink(missing_ok=True)
+            continue
+        if not _process_gone(manifest.node):
             continue
         try:
             stat = store.stat(manifest.original)
@@ -79,10 +98,11 @@ def recover_interrupted(store: RecordingStore, days: int) -> list[str]:
             manifest = manifest.replace(state="interrupted", error=f"the process stopped mid-call; no audio: {exc}")
         try:
             write_manifest(store, manifest)
+            marker.unlink(missing_ok=True)
             closed.append(manifest.call_id)
         except CallscribeError as exc:
             log.warning("recordings: cannot close %s: %s", prefix, exc)
     return closed
 
 
-__all__ = ["prune", "recover_interrupted"]
+__all__ = ["prune", "recover_interrupted", "mark_open"]

@@ -71,7 +71,7 @@ class RecordingStore(Protocol):
         ...
 
     def recent_prefixes(self, days: int) -> Iterator[str]:
-        """Call prefixes of calls started in the last ``days`` UTC days (crash recovery at start-up)."""
+        """Call prefixes of calls started in the last ``days`` UTC days, oldest day first (tools, tests)."""
         ...
 
     def resume_uploads(self) -> list[str]:

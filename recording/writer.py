@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from callscribe.events import Transcript, now_ms
 from .codec import AudioEncoder
 from .manifest import Manifest
 from .renditions import write_manifest
+from .retention import mark_open
 from .store import RecordingStore
 from .timeline import LegTimeline
 
@@ -115,8 +117,10 @@ class CallWriter:
     outcome; the recorder then renders the redacted rendition elsewhere."""
 
     def __init__(self, store: RecordingStore, manifest: Manifest, start_s: float,
-                 on_closed: Callable[[Manifest, list[Transcript]], None]) -> None:
+                 on_closed: Callable[[Manifest, list[Transcript]], None], open_dir: Path | None = None) -> None:
         self.store = store
+        self.open_dir = open_dir
+        self._marker: Path | None = None
         self.manifest = manifest
         self.rate_hz = manifest.sample_rate_hz
         self.n_channels = len(manifest.channels)
@@ -143,6 +147,8 @@ class CallWriter:
 
     def _open(self) -> None:
         try:
+            if self.open_dir is not None:
+                self._marker = mark_open(self.open_dir, self.manifest.prefix)
             write_manifest(self.store, self.manifest)
             self._file = self.store.create(self.manifest.original)
             self._encoder = AudioEncoder(self._file, self.manifest.format, self.rate_hz, self.n_channels)
@@ -196,7 +202,9 @@ class CallWriter:
         self.manifest = manifest
         try:
             write_manifest(self.store, manifest)
-        except Exception as exc:
+            if self._marker is not None:
+                self._marker.unlink(missing_ok=True)
+        except Exception as exc:  # the marker stays: the next start closes the recording as interrupted
             log.warning("recording %s: cannot write its manifest: %s", manifest.call_id, exc)
         self.on_closed(manifest, op.finals)
 

@@ -30,6 +30,7 @@ from callscribe.recording import (LegTimeline, LocalStore, Manifest, Recorder, R
 from callscribe.recording.codec import AudioEncoder, decode, probe_duration_ms
 from callscribe.recording.keys import safe_segment
 from callscribe.recording.redaction import apply_spans, redact_bytes
+from callscribe.recording.retention import mark_open
 
 RATE = 16000
 
@@ -397,6 +398,7 @@ async def test_recorder_writes_stereo_in_customer_agent_order_and_a_redacted_cop
         assert clean.channels == ("mixed",) and clean.redacted == clean.original  # nothing to mask: no copy
         assert await record(recorder, "r3", [tone(1.0)], ("mixed",), metadata={"queue": "vip"}) is None
         assert not any("r3" in str(p) for p in recorder.store.root.rglob("*"))
+        assert not list(recorder.open_dir.glob("*.open"))  # closed recordings leave no open marker
     finally:
         await recorder.stop()
 
@@ -436,19 +438,28 @@ async def test_a_full_disk_fails_that_recording_only_and_nothing_raises(tmp_path
 
 async def test_recordings_cut_by_a_crash_are_closed_as_interrupted_at_start(tmp_path):
     store = LocalStore(tmp_path / "recordings")
-    m = manifest(call_id="dead", prefix="x", node=f"{os.uname().nodename}:999999")
-    m = m.replace(prefix=call_prefix("dead", int(time.time() * 1000)))
-    m = m.replace(original=f"{m.prefix}/original.opus")
-    with store.create(m.original) as f:
-        f.write(encode(speechlike(3.0), "opus")[:-2000])  # cut mid-page, as a kill leaves it
-    store.put(f"{m.prefix}/manifest.json", m.to_json())
-    alive = m.replace(call_id="alive", prefix=m.prefix + "-2", node=f"{os.uname().nodename}:{os.getpid()}")
-    store.put(f"{alive.prefix}/manifest.json", alive.to_json())
-    assert recover_interrupted(store, 3) == ["dead"]
-    got = read_manifest(store, m.prefix)
-    assert got.state == "interrupted" and 1000 < got.duration_ms < 3000 and got.bytes > 0
-    assert read_manifest(store, alive.prefix).state == "recording"
+    open_dir = tmp_path / "recordings-open"
+    now_ms = int(time.time() * 1000)
 
+    def left_open(call_id: str, pid: int, state: str = "recording") -> Manifest:
+        prefix = call_prefix(call_id, now_ms)
+        m = manifest(call_id=call_id, prefix=prefix, original=f"{prefix}/original.opus", node=f"{os.uname().nodename}:{pid}",
+                     state=state)
+        store.put(f"{prefix}/manifest.json", m.to_json())
+        mark_open(open_dir, prefix)
+        return m
+
+    dead = left_open("dead", 999999)
+    with store.create(dead.original) as f:
+        f.write(encode(speechlike(3.0), "opus")[:-2000])  # cut mid-page, as a kill leaves it
+    alive = left_open("alive", os.getpid())  # a live call of this very process: left alone
+    done = left_open("done", 999999, state="complete")  # closed, but its marker outlived it
+    assert recover_interrupted(store, open_dir) == ["dead"]
+    got = read_manifest(store, dead.prefix)
+    assert got.state == "interrupted" and 1000 < got.duration_ms < 3000 and got.bytes > 0
+    assert read_manifest(store, alive.prefix).state == "recording" and read_manifest(store, done.prefix).state == "complete"
+    assert len(list(open_dir.glob("*.open"))) == 1  # only the live call's marker is left
+    assert recover_interrupted(store, tmp_path / "nowhere") == []
 
 def test_cli_recordings_prune(tmp_path, monkeypatch, capsys):
     from callscribe.cli import main

@@ -216,6 +216,6 @@ async def test_kill9_of_serve_mid_call_leaves_a_playable_recording_up_to_the_cut
         else:
             assert abs(dbfs(audio[:, ch]) - dbfs(legs[ch][:n])) < 1.5
     # the next start closes it as interrupted, with the duration read from the file
-    assert recover_interrupted(store, 1) == ["rec-kill"]
+    assert recover_interrupted(store, data / "recordings-open") == ["rec-kill"]
     m = read_manifest(store, prefix)
     assert m.state == "interrupted" and abs(m.duration_ms / 1000 - got_s) < 0.1

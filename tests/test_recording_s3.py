@@ -24,6 +24,7 @@ from callscribe.config import Config
 from callscribe.errors import RecordingNotFound, RecordingStoreError
 from callscribe.recording import Recorder, call_prefix, prune, read_manifest, rendition_for
 from callscribe.recording.codec import decode
+from callscribe.recording.retention import mark_open
 from callscribe.recording.s3 import EMPTY_SHA256, S3Location, S3Store, sigv4_headers
 
 from .test_recording import SPOKEN_PHONE, encode, final, manifest, record, rms, speechlike, tone
@@ -168,6 +169,7 @@ async def test_a_crash_with_s3_leaves_a_spool_that_the_next_start_stores_and_clo
     m = manifest(call_id="s3-crashed", prefix=prefix, original=f"{prefix}/original.opus",
                  node=f"{socket.gethostname()}:999999")  # a process that is gone
     store.put(f"{prefix}/manifest.json", m.to_json())
+    mark_open(tmp_path / "recordings-open", prefix)
     spooled = store.spool.path(m.original)  # what a killed process leaves: the live file, cut mid-page
     spooled.parent.mkdir(parents=True)
     spooled.write_bytes(encode(speechlike(3.0), "opus")[:-1500])
