@@ -13,8 +13,6 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +22,6 @@ import redis.asyncio as aioredis
 import soundfile as sf
 
 from callscribe.audio import resample
-from callscribe.config import Config
 from callscribe.events import CallEnded, Transcript
 from callscribe.gateway.client import IngestClient
 from callscribe.recording import LocalStore, find_recording, pii_spans, read_manifest, recover_interrupted, rendition_for

@@ -14,10 +14,8 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from callscribe.config import Config
