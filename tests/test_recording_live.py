@@ -175,7 +175,7 @@ async def test_siprec_call_from_sipp_is_recorded_with_a_late_leg_in_its_place(re
 
 
 # --- kill -9 of `callscribe serve` mid-call -----------------------------------------------------------------
-async def test_kill9_of_serve_mid_call_leaves_a_playable_recording_up_to_the_cut(tmp_path):
+async def test_kill9_of_serve_mid_call_leaves_a_playable_recording_up_to_the_cut(redis_server, tmp_path):
     from callscribe.gateway.web.auth import TokenAuthority
     from callscribe.stream.server import free_port
 
@@ -183,8 +183,9 @@ async def test_kill9_of_serve_mid_call_leaves_a_playable_recording_up_to_the_cut
 
     port = free_port()
     data = tmp_path / "data"
-    # --remote-asr: no model to load (nothing decodes the call: this test is about its audio)
-    proc = _serve(data, port, {"CALLSCRIBE_REMOTE_ASR": "true"})
+    # --remote-asr: no model to load (nothing decodes the call: this test is about its audio); an external Redis
+    # (the fixture's), so the killed process leaves no embedded Redis running behind it
+    proc = _serve(data, port, {"CALLSCRIBE_REMOTE_ASR": "true", "REDIS_URL": redis_server.url})
     try:
         await _wait_serving(proc, port, timeout_s=60)
         client = IngestClient(f"ws://127.0.0.1:{port}/v1/ingest", token=TokenAuthority(SECRET.encode()).mint("ingest", "rec")[0])
