@@ -24,7 +24,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from callscribe.config import Config
-from callscribe.events import Alert, CallEnded, CallFlag, CallStarted, Quote, Ticket, Transcript, to_fields
+from callscribe.events import (Alert, CallEnded, CallFlag, CallStarted, Quote, ScoreAnswer, ScoreAppeal, Scorecard, Ticket,
+                               Transcript, to_fields)
 from callscribe.gateway.assist import submit_ticket
 from callscribe.gateway.web import WebGateway
 from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
@@ -39,7 +40,14 @@ FIXED_CALL_ID = "c-fuzz"  # a real call, so routes with {call_id} also reach the
 REACH = {"/api/v1/search": {"query": {"q": "投诉"}}, "/api/v1/tokens": {"body": {"role": "qa", "sub": "fuzz-minted"}},
          "/api/v1/assist/events": {"body": {"call_id": FIXED_CALL_ID, "card_kind": "offer", "card_id": "o1", "action": "used"}},
          "/api/v1/tickets/{ticket_id}/status": {"path_parameters": {"ticket_id": f"{FIXED_CALL_ID}:broadband_repair"},
-                                                "body": {"status": "resolved", "note": "fixed"}}}
+                                                "body": {"status": "resolved", "note": "fixed"}},
+         # QA scorecards: the planted scorecard answers greeting yes and closing no; ap-fuzz is an open appeal
+         "/api/v1/calls/{call_id}/scorecard/overrides": {"path_parameters": {"call_id": FIXED_CALL_ID},
+                                                         "body": {"question": "greeting", "answer": False, "reason": "fuzz"}},
+         "/api/v1/calls/{call_id}/scorecard/appeals": {"path_parameters": {"call_id": FIXED_CALL_ID},
+                                                       "body": {"question": "closing", "comment": "fuzz"}},
+         "/api/v1/appeals/{appeal_id}/decision": {"path_parameters": {"appeal_id": "ap-fuzz"},
+                                                  "body": {"decision": "reject", "reason": "fuzz"}}}
 
 
 async def _publish(cfg: Config, events) -> None:
@@ -77,6 +85,12 @@ async def gateway(tmp_path_factory):
     await r.xadd(keys.callbacks_stream(cfg), to_fields(flag))
     # a submitted ticket, so the ticketing system's status route reaches its data too
     await submit_ticket(r, cfg, Ticket(f"{FIXED_CALL_ID}:broadband_repair", FIXED_CALL_ID, "broadband_repair", "high"))
+    # a QA scorecard and an open appeal of it, so the scorecard routes reach their data
+    answers = (ScoreAnswer("greeting", True, 0.9, 10, evidence=Quote("agent", "您好", 3000, 5500)),
+               ScoreAnswer("verification", None, 0.7, 20, True), ScoreAnswer("closing", False, 0.8, 10))
+    await r.xadd(keys.scores_stream(cfg), to_fields(Scorecard(FIXED_CALL_ID, "telecom-standard@1", 50.0, 50.0, (), answers,
+                                                              agent_id="a7", started_at_ms=T0)))
+    await r.xadd(keys.scores_stream(cfg), to_fields(ScoreAppeal("ap-fuzz", FIXED_CALL_ID, "greeting", "open", "a7", "fuzz", False)))
     await r.aclose()
     gw = WebGateway(cfg, server.url)
     await gw.start()

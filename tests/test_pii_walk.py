@@ -35,8 +35,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from callscribe.config import Config
-from callscribe.events import (Alert, CallEnded, CallFlag, CallStarted, CallSummary, IntentUpdate, Quote, Transcript,
-                               to_fields)
+from callscribe.events import (Alert, CallEnded, CallFlag, CallStarted, CallSummary, IntentUpdate, Quote, ScoreAnswer,
+                               ScoreAppeal, Scorecard, Transcript, to_fields)
 from callscribe.gateway.web import WebGateway
 from callscribe.keyword.redact import redact
 from callscribe.stream import EmbeddedRedis, RedisPublisher, keys
@@ -66,7 +66,8 @@ TEXT_PII = {"id card": re.compile(_any_form(ID_CARD).pattern + "|" + re.escape(I
             "phone in text": _any_form(OTHER_PHONE)}
 
 # --- how the walk fills what a route asks for -----------------------------------------------------------------------
-PATH_FILL = {"call_id": CALL, "ticket_id": f"{CALL}:broadband_repair"}  # the ticket the TicketBody walk submits
+PATH_FILL = {"call_id": CALL, "ticket_id": f"{CALL}:broadband_repair",  # the ticket the TicketBody walk submits
+             "appeal_id": "ap-walk"}  # the appeal _plant files
 QUERY_FILL: dict[str, list[str]] = {  # several values: each is walked (search: everything, and words of the PII finals)
     "q": ["", "身份证", "宽带", "call"],
     "agent_id": [AGENT],
@@ -75,7 +76,11 @@ QUERY_FILL: dict[str, list[str]] = {  # several values: each is walked (search: 
 BODY_FILL = {"TokenRequest": {"role": "qa", "sub": "walker"},
              "TicketBody": {"type": "broadband_repair", "priority": "high", "fields": {"caller": CALLER}, "summary": ["宽带又断了"]},
              "TelemetryBody": {"call_id": CALL, "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"},
-             "StatusBody": {"status": "in_progress", "note": f"客户说打{OTHER_PHONE}找他", "external_id": "CRM-1"}}  # text PII
+             "StatusBody": {"status": "in_progress", "note": f"客户说打{OTHER_PHONE}找他", "external_id": "CRM-1"},  # text PII
+             # QA scorecards: typed text with PII (the planted scorecard answers greeting yes and closing no)
+             "OverrideBody": {"question": "greeting", "answer": False, "reason": f"客户说打{OTHER_PHONE}找他"},
+             "AppealBody": {"question": "closing", "comment": f"I asked, he said call {OTHER_PHONE}"},
+             "DecisionBody": {"decision": "reject", "reason": f"no, the number {OTHER_PHONE} is not the point"}}
 # Routes that carry no call data and are not walked: the static files mount (the page assets). Pages, /health,
 # /ready, /openapi.json and /metrics are walked like any other route: cheap, and a leak there would count too.
 SKIP = {"/static"}
@@ -141,6 +146,17 @@ async def _plant(cfg: Config, call_id: str, raw_text: bool, at_ms: int = T0 + 30
     r = aioredis.from_url(cfg.redis_url, decode_responses=True)
     for streams, event in _insights(cfg, call_id, raw_text, at_ms):
         for stream in streams:
+            await r.xadd(stream, to_fields(event))
+    # a QA scorecard whose evidence quotes the PII final, and an open appeal whose comment holds a phone number
+    quote = TEXTS[0][1] if raw_text else redact(TEXTS[0][1])
+    answers = (ScoreAnswer("greeting", True, 0.9, 10, evidence=Quote("agent", "您好", 3000, 5500)),
+               ScoreAnswer("verification", False, 0.8, 20, True, evidence=Quote("customer", quote, 0, 2500)),
+               ScoreAnswer("closing", False, 0.8, 10))
+    card = Scorecard(call_id, "telecom-standard@1", 0.0, 25.0, ("verification",), answers, agent_id=AGENT, started_at_ms=T0)
+    comment = TEXTS[0][1] if raw_text else redact(TEXTS[0][1])
+    appeal = ScoreAppeal("ap-walk", call_id, "verification", "open", AGENT, comment, True, AGENT)
+    for event in (card, appeal):
+        for stream in (keys.scores_stream(cfg), keys.call_stream(cfg, call_id)):
             await r.xadd(stream, to_fields(event))
     await r.aclose()
 

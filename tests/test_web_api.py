@@ -113,6 +113,14 @@ HTTP = [  # (method, path, roles allowed besides admin)
     ("POST", "/api/v1/assist/events", {"agent"}),
     ("GET", "/api/v1/reports/assist_adoption", {"supervisor"}),
     ("POST", "/api/v1/tickets/{ticket_id}/status", {"integration"}),
+    ("GET", "/api/v1/calls/{call_id}/scorecard", {"supervisor", "qa", "agent"}),
+    ("POST", "/api/v1/calls/{call_id}/scorecard/overrides", {"supervisor", "qa"}),
+    ("POST", "/api/v1/calls/{call_id}/scorecard/appeals", {"agent"}),
+    ("GET", "/api/v1/scorecards", {"supervisor", "qa", "agent"}),
+    ("GET", "/api/v1/appeals", {"supervisor", "qa", "agent"}),
+    ("POST", "/api/v1/appeals/{appeal_id}/decision", {"supervisor", "qa"}),
+    ("GET", "/api/v1/reports/agent_scores", {"supervisor", "qa", "agent"}),
+    ("GET", "/api/v1/reports/calibration", {"supervisor", "qa"}),
     ("POST", "/api/v1/tokens", set()),
     ("GET", "/metrics", set()),
 ]
@@ -127,6 +135,9 @@ BODIES = {  # the JSON body each role sends to a route that takes one
     "/api/v1/calls/{call_id}/tickets": {"type": "broadband_repair", "priority": "high", "summary": ["宽带又断了"]},
     "/api/v1/assist/events": {"call_id": "c-own", "card_kind": "scenario", "card_id": "zh.broadband_outage", "action": "shown"},
     "/api/v1/tickets/{ticket_id}/status": {"status": "resolved"},
+    "/api/v1/calls/{call_id}/scorecard/overrides": {"question": "greeting", "answer": False, "reason": "no greeting"},
+    "/api/v1/calls/{call_id}/scorecard/appeals": {"question": "greeting", "comment": "I did greet"},
+    "/api/v1/appeals/{appeal_id}/decision": {"decision": "reject", "reason": "the rule is right"},
 }
 CALL_OF = {"/api/v1/calls/{call_id}/tickets": "c-nope"}  # a ticket on c-own would queue it (the callback test counts the queue)
 
@@ -140,7 +151,7 @@ async def test_the_role_tables_cover_every_route(env):
 @pytest.mark.parametrize("who", [None, *ROLES])
 @pytest.mark.parametrize("method, path, allowed", HTTP, ids=[f"{m} {p}" for m, p, _ in HTTP])
 async def test_http_roles(env, method, path, allowed, who):
-    url = path.format(call_id=CALL_OF.get(path, "c-own"), ticket_id="t-nope") + ("?q=投诉" if path.endswith("search") else "")
+    url = path.format(call_id=CALL_OF.get(path, "c-own"), ticket_id="t-nope", appeal_id="ap-nope") + ("?q=投诉" if path.endswith("search") else "")
     body = BODIES.get(path)
     async with httpx.AsyncClient(base_url=env.gw.url) as client:
         resp = await client.request(method, url, headers=env.headers(who), json=body)

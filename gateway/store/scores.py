@@ -415,7 +415,7 @@ class ScoreTables:
                      agent_id: str | None = None) -> dict[str, Any]:
         """Agent scorecards over calls started in [since, until): per agent the calls scored, the average score
         (and raw score) in force, the calls with a critical failure, and per question yes / no / not applicable
-        counts with the pass rate (yes over yes + no)."""
+        counts with the pass rate (yes over yes + no); ``labels``: each question's text per language."""
         clause, args = self._where(ScoreQuery(agent_id=agent_id, since_ms=since_ms, until_ms=until_ms))
 
         def work(x: Exec) -> tuple[list[Any], list[Any]]:
@@ -425,9 +425,9 @@ class ScoreTables:
             answers = x(f"SELECT c.agent_id, a.question, a.answer, count(*) FROM {self.t}scorecards c"
                         f" JOIN {self.t}score_answers a ON a.call_id = c.call_id {clause}"
                         " GROUP BY c.agent_id, a.question, a.answer", args).fetchall()
-            return cards, answers
+            return cards, answers, self._labels(x, clause, args)
 
-        cards, answers = self.runner.run(work)
+        cards, answers, labels = self.runner.run(work)
         per: dict[str, dict[str, dict[str, int]]] = {}
         for agent, question, code, n in answers:
             per.setdefault(agent, {}).setdefault(question, {"yes": 0, "no": 0, "na": 0})[code] += int(n)
@@ -440,7 +440,7 @@ class ScoreTables:
                 "questions": {q: {**c, "pass_rate": _rate(c["yes"], c["yes"] + c["no"])}
                               for q, c in sorted(per.get(agent, {}).items())},
             })
-        return {"since_ms": since_ms, "until_ms": until_ms, "agents": agents}
+        return {"since_ms": since_ms, "until_ms": until_ms, "agents": agents, "labels": labels}
 
     def calibration(self, since_ms: int | None = None, until_ms: int | None = None) -> dict[str, Any]:
         """Where people disagree with the automatic answers, per question, over calls started in [since, until):
@@ -459,9 +459,9 @@ class ScoreTables:
                          " GROUP BY a.question, a.auto, a.answer", args).fetchall()
             calls = x(f"SELECT count(*) FROM {self.t}scorecards c {clause}", args).fetchone()[0]
             n_reviewed = x(f"SELECT count(*) FROM {self.t}scorecards c {reviewed_where}", args).fetchone()[0]
-            return rows, reviewed, int(calls), int(n_reviewed)
+            return rows, reviewed, int(calls), int(n_reviewed), self._labels(x, clause, args)
 
-        rows, reviewed, calls, n_reviewed = self.runner.run(work)
+        rows, reviewed, calls, n_reviewed, labels = self.runner.run(work)
         questions: dict[str, dict[str, Any]] = {}
 
         def entry(q: str) -> dict[str, Any]:
@@ -488,7 +488,14 @@ class ScoreTables:
                         "override_rate": _rate(q["overridden"], q["calls"]),
                         "reviewed_override_rate": _rate(q["reviewed_overridden"], q["reviewed_calls"])})
         out.sort(key=lambda q: (-q["overridden"], q["question"]))
-        return {"since_ms": since_ms, "until_ms": until_ms, "calls": calls, "reviewed_calls": n_reviewed, "questions": out}
+        return {"since_ms": since_ms, "until_ms": until_ms, "calls": calls, "reviewed_calls": n_reviewed, "questions": out,
+                "labels": labels}
+
+    def _labels(self, x: Exec, clause: str, args: list[object]) -> dict[str, dict[str, str]]:
+        """Question id -> its text per language ({"zh", "en"}), as the scorecards in the window carry it."""
+        rows = x(f"SELECT a.question, max(a.label) FROM {self.t}scorecards c JOIN {self.t}score_answers a"
+                 f" ON a.call_id = c.call_id {clause} GROUP BY a.question", args).fetchall()
+        return {q: dict(json.loads(label or "{}")) for q, label in rows}
 
 
 def _round(v: Any) -> float | None:

@@ -32,7 +32,11 @@ from callscribe.gateway.assist import (StatusBody, TelemetryBody, TicketBody, Ti
                                        build_ticket, caller_history, draft_now, find_ticket, labels_for, record_status,
                                        record_telemetry, send_ticket_webhook, status_event, submit_ticket, ticket_id_for,
                                        ticket_json)
+from callscribe.gateway.qa import (AppealBody, DecisionBody, OverrideBody, ReviewError, appeal_json, decide, override,
+                                   override_json, scorecard_json, scorecard_row)
+from callscribe.gateway.qa import appeal as file_appeal
 from callscribe.gateway.store import CallRecord, QueryError, SearchQuery, Utterance
+from callscribe.gateway.store.scores import APPEAL_STATUSES, ScoreQuery
 from callscribe.gateway.store.query import highlight, parse_query
 from callscribe.gateway.webhooks import load_secret, verify_signature
 from callscribe.pii import for_role, number_for, text_for
@@ -47,9 +51,11 @@ if TYPE_CHECKING:  # server.py imports this module
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html"}
+PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html", "/scores": "scores.html"}
 _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 _CALL_ID = re.compile(r"[\w.:@+-]{1,128}", re.ASCII)
+_APPEAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
+_QUESTION = r"^[A-Za-z0-9_.\-]{1,64}$"
 _TICKET_ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,200}")  # a client's ticket_id, or {call_id}:{type} (at most 200)
 DETAIL_EVENTS = ("alert", "intent", "call_flag", "call_summary", "dtmf")
 WS_PROTOCOL = "callscribe.v1"
@@ -430,13 +436,18 @@ class Api:
             since: str | None = None, until: str | None = None, agent: str | None = None, queue: str | None = None,
             intent: str | None = None, flag: str | None = Query(None, pattern="^(unresolved|resolved)$"),
             alert: str | None = None, channel: str | None = Query(None, pattern="^(customer|agent|mixed)$"),
+            score_min: float | None = Query(None, ge=0, le=100, description="QA scorecard: score at least"),
+            score_max: float | None = Query(None, ge=0, le=100, description="QA scorecard: score at most"),
+            answer_no: str | None = Query(None, pattern=_QUESTION, description="QA scorecard: this question answered no"),
+            failed_critical: bool | None = Query(None, description="QA scorecard: a critical question failed (or not)"),
             limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=100_000),
             who: Principal = Depends(readers),
         ) -> dict[str, Any]:
             query = SearchQuery(
                 text=q, since_ms=_when(since, "since"), until_ms=_when(until, "until"), agent_id=agent or None,
                 queue=queue or None, intent=intent or None, unresolved=None if flag is None else flag == "unresolved",
-                alert=alert or None, channel=channel, limit=limit, offset=offset,
+                alert=alert or None, channel=channel, score_min=score_min, score_max=score_max,
+                answer_no=answer_no or None, failed_critical=failed_critical, limit=limit, offset=offset,
             )
             t0 = time.perf_counter()
             try:
@@ -483,6 +494,8 @@ class Api:
         async def supervisor_feed(ws: WebSocket) -> None:
             await self.guarded(ws, self.supervisor_feed(ws))
 
+        self.mount_scorecards(app)
+
         @app.get("/", include_in_schema=False)
         async def index() -> FileResponse:
             return FileResponse(STATIC / "index.html")
@@ -495,6 +508,114 @@ class Api:
         @app.get("/favicon.ico", include_in_schema=False)
         async def favicon() -> RedirectResponse:
             return RedirectResponse("/static/favicon.svg")
+
+    # --- QA scorecards (gateway/qa; docs/qa.md) -----------------------------------------------------------------
+    async def scorecard_view(self, who: Principal, call_id: str) -> dict[str, Any]:
+        """A call's scorecard with its audit trail and appeals, as ``who`` may see it; 404 when it has none."""
+        scores = self.gw.store.scores
+
+        def read() -> tuple[Any, Any, Any]:
+            return scores.scorecard(call_id), scores.overrides(call_id), scores.appeals(call_id=call_id)
+
+        card, overrides, appeals = await asyncio.to_thread(read)
+        if card is None:
+            raise HTTPException(404, "this call has no scorecard (yet)")
+        return self.view(who, scorecard_json(card, overrides, appeals, who.role, self.cfg.redact_stored_text))
+
+    def mount_scorecards(self, app: FastAPI) -> None:
+        gw = self.gw
+        reviewers = self.allow("qa", "supervisor")
+        readers = self.allow("qa", "supervisor", "agent")
+        redacted = self.cfg.redact_stored_text
+
+        def scoped(who: Principal, agent: str | None) -> str | None:
+            """The agent filter a request may use: an agent's own id whatever it asks (agent tokens always carry one:
+            ``agent_id`` defaults to the subject; one without is refused)."""
+            if who.role == "agent":
+                if not who.agent_id:
+                    raise HTTPException(403, "this agent token names no agent")
+                return who.agent_id
+            return agent or None
+
+        async def reviewed(work: Awaitable[Any]) -> Any:
+            try:
+                return await work
+            except ReviewError as exc:
+                raise HTTPException(exc.status, exc.detail) from exc
+            except RedisError as exc:
+                raise HTTPException(503, f"Redis unavailable, send again: {exc}") from exc
+
+        @app.get("/api/v1/calls/{call_id}/scorecard", tags=["qa"])
+        async def call_scorecard(call_id: str, who: Principal = Depends(readers)) -> dict[str, Any]:
+            """The call's scorecard: each answer in force (and the automatic one) with evidence and confidence, the
+            score, the override audit trail, the appeals. Agents: their own calls only (404 alike otherwise)."""
+            await self.own_call(who, call_id)
+            return await self.scorecard_view(who, call_id)
+
+        @app.post("/api/v1/calls/{call_id}/scorecard/overrides", tags=["qa"])
+        async def score_override(call_id: str, body: OverrideBody, who: Principal = Depends(reviewers)) -> dict[str, Any]:
+            """Override one answer with a reason (audited: who, when, why, old and new answer); the call is rescored.
+            404 no scorecard / question, 409 already answered so."""
+            await self.own_call(who, call_id)
+            event = await reviewed(override(gw.redis, self.cfg, gw.store, call_id, body, who.sub, who.role))
+            return {"override": self.view(who, override_json(event, who.role, redacted)),
+                    "scorecard": await self.scorecard_view(who, call_id)}
+
+        @app.post("/api/v1/calls/{call_id}/scorecard/appeals", tags=["qa"])
+        async def score_appeal(call_id: str, body: AppealBody, who: Principal = Depends(self.allow("agent"))) -> dict[str, Any]:
+            """An agent appeals one answer of their own call with a comment (409: one open appeal per question)."""
+            facts = await self.own_call(who, call_id)
+            event = await reviewed(file_appeal(gw.redis, self.cfg, gw.store, call_id, body, who.sub,
+                                               who.agent_id or facts["agent_id"]))
+            return {"appeal": self.view(who, appeal_json(event, who.role, redacted))}
+
+        @app.get("/api/v1/scorecards", tags=["qa"])
+        async def scorecards(
+            agent: str | None = None, since: str | None = None, until: str | None = None,
+            score_min: float | None = Query(None, ge=0, le=100), score_max: float | None = Query(None, ge=0, le=100),
+            answer_no: str | None = Query(None, pattern=_QUESTION), failed_critical: bool | None = None,
+            limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=100_000),
+            who: Principal = Depends(readers),
+        ) -> dict[str, Any]:
+            """Scorecards of calls started in [since, until), newest first, filtered by agent, score range, a question
+            answered no, a critical failure. Agents get their own calls' only."""
+            q = ScoreQuery(agent_id=scoped(who, agent), since_ms=_when(since, "since"), until_ms=_when(until, "until"),
+                           score_min=score_min, score_max=score_max, answer_no=answer_no or None,
+                           failed_critical=failed_critical, limit=limit, offset=offset)
+            total, rows = await asyncio.to_thread(gw.store.scores.scorecards, q)
+            return {"total": total, "offset": offset, "limit": limit, "scorecards": self.view(who, [scorecard_row(r) for r in rows])}
+
+        @app.get("/api/v1/appeals", tags=["qa"])
+        async def appeals(status: str | None = Query(None, pattern="^(" + "|".join(APPEAL_STATUSES) + ")$"),
+                          agent: str | None = None, who: Principal = Depends(readers)) -> dict[str, Any]:
+            """Appeals, oldest first (``status=open``: the queue QA works through). Agents get their own only."""
+            rows = await asyncio.to_thread(gw.store.scores.appeals, status, scoped(who, agent))
+            return {"appeals": self.view(who, [appeal_json(a, who.role, redacted) for a in rows])}
+
+        @app.post("/api/v1/appeals/{appeal_id}/decision", tags=["qa"])
+        async def appeal_decision(appeal_id: str, body: DecisionBody, who: Principal = Depends(reviewers)) -> dict[str, Any]:
+            """Accept (the answer is overridden, by default to the one asked for) or reject an open appeal, with a
+            reason. 404 unknown, 409 decided already."""
+            if not _APPEAL_ID.fullmatch(appeal_id):
+                raise HTTPException(404, "no such appeal")
+            event, done = await reviewed(decide(gw.redis, self.cfg, gw.store, appeal_id, body, who.sub, who.role))
+            return {"appeal": self.view(who, appeal_json(event, who.role, redacted)),
+                    "override": self.view(who, override_json(done, who.role, redacted)) if done else None,
+                    "scorecard": await self.scorecard_view(who, event.call_id)}
+
+        @app.get("/api/v1/reports/agent_scores", tags=["qa"])
+        async def agent_scores(since: str | None = None, until: str | None = None, agent: str | None = None,
+                               who: Principal = Depends(readers)) -> dict[str, Any]:
+            """Agent scorecards over calls started in [since, until): calls, average score, critical failures, pass
+            rate per question. Agents get their own."""
+            return await asyncio.to_thread(gw.store.scores.agent_report, _when(since, "since"), _when(until, "until"),
+                                           scoped(who, agent))
+
+        @app.get("/api/v1/reports/calibration", tags=["qa"])
+        async def calibration(since: str | None = None, until: str | None = None,
+                              who: Principal = Depends(reviewers)) -> dict[str, Any]:
+            """Per question: how often people overrode the automatic answer, and which way (yes->no, no->yes, ...)."""
+            return await asyncio.to_thread(gw.store.scores.calibration, _when(since, "since"), _when(until, "until"))
 
     # --- call detail -------------------------------------------------------------------------------------------
     async def detail(self, who: Principal, call_id: str, found: StoredCall) -> dict[str, Any]:

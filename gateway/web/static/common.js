@@ -14,6 +14,7 @@ export const I18N = {
     nav_agent: "坐席桌面",
     nav_wallboard: "监控大屏",
     nav_qa: "质检检索",
+    nav_scores: "质检评分",
     // auth
     token_title: "访问令牌",
     token_placeholder: "粘贴访问令牌…",
@@ -263,6 +264,7 @@ export const I18N = {
     nav_agent: "Agent desktop",
     nav_wallboard: "Wallboard",
     nav_qa: "QA search",
+    nav_scores: "Scores",
     token_title: "Access token",
     token_placeholder: "Paste an access token…",
     token_submit: "Sign in",

@@ -5,6 +5,7 @@ import {
   reasonName, fmtDateTime, fmtTime, fmtDuration, fmtOffset, fmtPercent, toLocalInput, fromLocalInput,
   uttNode, reportError, alertText, fillList, fieldLabel, ticketStatusName,
 } from "/static/common.js";
+import { ScorecardView } from "/static/scorecard.js";
 
 const $ = (id) => document.getElementById(id);
 const LIMIT = 20;
@@ -19,10 +20,12 @@ let offset = 0;
 let searchSeq = 0;       // drops answers of searches that were overtaken by a newer one
 let detail = null;       // {data, segmentId} of the open call
 let detailSeq = 0;
+let scorecard = null;    // the open call's QA scorecard (scorecard.js)
 
 boot(start);
 
-function start() {
+function start(me) {
+  scorecard = new ScorecardView($("scorecard"), me, { onSeek: seekToLine });
   fillIntentSelect();
   $("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -54,6 +57,7 @@ function start() {
     if (lastPage) renderResults(lastPage);
     else renderPaging();
     if (detail) renderDetail();
+    scorecard.render();
   });
   restoreFromUrl();
   runSearchIfAny();
@@ -250,6 +254,7 @@ async function openDetail(callId, segmentId) {
     $("detail-facts").replaceChildren();
     $("timeline").replaceChildren();
     $("events").replaceChildren();
+    scorecard.clear();
     detail = null;
     return;
   }
@@ -258,10 +263,20 @@ async function openDetail(callId, segmentId) {
   detail = { data, segmentId };
   renderDetail();
   scrollToTarget();
+  scorecard.load(callId);
+}
+
+/** A scorecard's evidence time: the transcript line said then, clicked (the replay seeks there). */
+function seekToLine(ms) {
+  const node = [...$("timeline").querySelectorAll(".utt")].find((n) => Number(n.dataset.startMs) === ms);
+  if (!node) return;
+  node.click();
+  node.scrollIntoView({ block: "nearest" });
 }
 
 function closeDetail() {
   detailSeq++;
+  scorecard.clear();
   stopPlayer(true);
   detail = null;
   $("call-detail").hidden = true;
