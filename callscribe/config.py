@@ -303,6 +303,18 @@ class _Load:
 _LOADING: contextvars.ContextVar[_Load | None] = contextvars.ContextVar("callscribe_config_load", default=None)
 
 
+def _zone(value: str) -> str:
+    """An IANA time zone name (or empty)."""
+    if value:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise PydanticCustomError("zone", "not a known time zone (IANA name like Asia/Shanghai)") from exc
+    return value
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True,
@@ -517,6 +529,12 @@ class Config(BaseSettings):
     """The customer starting to talk inside an agent's turn this many times raises an `overtalk` alert."""
     repeat_window_h: Annotated[Float, Field(gt=0)] = 72.0
     """A call from the same number within this many hours, about the same intent, marks a repeat caller."""
+    fcr_window_days: Annotated[Float, Field(gt=0, le=90)] = 7.0
+    """Reports: a call is resolved first time when it is not flagged unresolved and the same number does not call
+    again about the same intent within this many days (docs/reports.md). A change applies to calls filed after it;
+    `callscribe report rebuild` relinks the stored ones."""
+    report_timezone: Annotated[Text, AfterValidator(_zone)] = ""
+    """IANA time zone in which reports cut days and hours (`Asia/Shanghai`); empty = the machine's local zone."""
     sentiment_alert: bool = True
     """Raise a `sentiment` alert when the customer's mood falls over the call and ends negative (keyword/sentiment.py)."""
     surge_window_s: Annotated[Float, Field(gt=0)] = 600.0

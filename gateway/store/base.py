@@ -290,4 +290,8 @@ class TranscriptStore(Protocol):
     def assist_counts(self, since_ms: int | None = None, until_ms: int | None = None) -> list[tuple[str, str, str, str, int]]:
         """``(card_kind, card_id, agent_id, action, n)`` of the telemetry in the window (:func:`adoption_report`)."""
 
+    reports: Any
+    """The report tables (:class:`callscribe.reports.tables.ReportTables`): per-call facts and hourly aggregates,
+    refreshed by the ingest as calls end (docs/reports.md)."""
+
     def close(self) -> None: ...

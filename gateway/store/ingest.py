@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["StoreIngest"]
 
+REPORTED = frozenset({"call_started", "call_ended", "call_summary", "ticket", "scorecard", "score_override"})
+"""Events after which a call's report row is refreshed (once it has a summary: callscribe/reports/tables.py)."""
+
 
 def _expected_store_error(exc: BaseException) -> bool:
     """A backend's operational failure (disk full, connection lost, lock) rather than a bug: no traceback."""
@@ -119,6 +122,7 @@ class StoreIngest:
     def _apply(self, entries: list[tuple[str, Any]]) -> None:
         utterances: list[Utterance] = []
         telemetry: list[AssistEvent] = []
+        touched: dict[str, Any] = {}  # call id -> its summary (or None): report rows to refresh
         for entry_id, fields in entries:
             self.entries += 1
             if fields is None:
@@ -128,6 +132,8 @@ class StoreIngest:
             except SchemaError as exc:
                 log.warning("store ingest: skipping %s: %s", entry_id, exc)
                 continue
+            if e.TYPE in REPORTED:  # the call's report row (callscribe/reports) is refreshed after the batch
+                touched[e.call_id] = e if isinstance(e, CallSummary) else touched.get(e.call_id)
             if isinstance(e, CallStarted):
                 self._started[e.call_id] = e.started_at_ms
                 md = e.metadata
@@ -168,4 +174,8 @@ class StoreIngest:
                 self.store.scores.add_appeal(e)
         self.store.add_utterances(utterances)
         self.store.add_assist_events(telemetry)
+        reports = getattr(self.store, "reports", None)
+        if reports is not None:  # after the batch: the call row, its finals, tickets and scorecard are all in
+            for call_id, summary in touched.items():
+                reports.refresh(call_id, self.cfg.fcr_window_days, summary)
 

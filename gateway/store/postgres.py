@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from callscribe.keyword.repeat import caller_key
+from callscribe.reports.tables import ReportTables
 
 from .base import (TICKET_COLS, AssistEvent, CallRecord, SearchPage, SearchQuery, StoreError, TicketRecord, Utterance,
                    fields_set_by, filter_clauses, masked, page_bounds, query_terms, search_page, ticket_from_row, ticket_row)
@@ -134,6 +135,7 @@ class PostgresStore:
                         cur.executemany(self._sql("UPDATE {s}.calls SET caller_key = %s WHERE call_id = %s"),
                                         [(caller_key(c), i) for i, c in rows])
             self.scores = ScoreTables(PostgresRunner(self), schema)  # QA scorecards (scores.py)
+            self.reports = ReportTables.postgres(self, schema)  # report aggregates (callscribe/reports)
         except psycopg.Error as exc:
             self._db.close()
             raise StoreError(f"cannot create the tables in schema {schema!r} at {masked(dsn)}: {str(exc).strip()}") from exc

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from callscribe.keyword.repeat import caller_key
+from callscribe.reports.tables import ReportTables
 
 from .base import (TICKET_COLS, AssistEvent, CallRecord, SearchPage, SearchQuery, TicketRecord, Utterance, fields_set_by,
                    filter_clauses, page_bounds, query_terms, search_page, ticket_from_row, ticket_row)
@@ -98,6 +99,7 @@ class SqliteStore:
             self._db.executescript(SCHEMA)
             self._db.execute("CREATE INDEX IF NOT EXISTS calls_caller ON calls(caller_key, started_at_ms)")
         self.scores = ScoreTables(SqliteRunner(self._db, self._lock))  # QA scorecards (scores.py)
+        self.reports = ReportTables.sqlite(self._db, self._lock)  # report aggregates (callscribe/reports)
         if self.path != ":memory:":
             for suffix in ("", "-wal", "-shm"):
                 _private(Path(self.path + suffix).expanduser())

@@ -3,7 +3,9 @@
 // automatic answers against QA's overrides, the open appeals to accept or reject, and every scorecard with the
 // score / answer / critical filters. Data: /api/v1/scorecards, /api/v1/appeals, /api/v1/reports/agent_scores,
 // /api/v1/reports/calibration (docs/qa.md); the numbers are the server's, this page only lays them out.
-import { I18N, boot, t, el, api, ApiError, onLangChange, fmtDateTime, fmtPercent, reportError } from "/static/common.js";
+import {
+  I18N, boot, t, el, api, ApiError, onLangChange, fmtDateTime, fmtPercent, reportError, toLocalInput,
+} from "/static/common.js";
 import { REVIEWERS, ScorecardView, answerName, appealNode, fmtScore, questionName } from "/static/scorecard.js";
 
 Object.assign(I18N.zh, {
@@ -93,10 +95,9 @@ function start(info) {
   for (const id of ["agents-panel", "calibration-panel", "appeals-panel", "p-agent-field"]) $(id).hidden = !reviewer;
   $("my-appeals-panel").hidden = reviewer;
   $("cards-title").textContent = t(reviewer ? "sp_cards" : "sp_my_cards");
-  const until = new Date(Date.now() + DAY_MS);
-  const since = new Date(Date.now() - 30 * DAY_MS);
-  $("p-since").value = since.toISOString().slice(0, 10);
-  $("p-until").value = until.toISOString().slice(0, 10);
+  // the last 30 days up to tomorrow, as local dates (the inputs are local; toISOString would be UTC)
+  $("p-since").value = toLocalInput(Date.now() - 30 * DAY_MS).slice(0, 10);
+  $("p-until").value = toLocalInput(Date.now() + DAY_MS).slice(0, 10);
   $("period").addEventListener("submit", (ev) => {
     ev.preventDefault();
     refresh();
