@@ -200,6 +200,7 @@ TEXT = {
     "recording_store": st.sampled_from(["", "s3+http://k:s@127.0.0.1:8333/rec", "s3+https://AK:SK@s3.example.com/b/p?region=eu-west-1"]),
     "host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::", "localhost"]),
     "web_host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::", "localhost"]),
+    "report_timezone": st.sampled_from(["", "Asia/Shanghai", "UTC", "America/New_York", "Asia/Kolkata"]),
 }
 # free text: printable, surrounding blanks are stripped on load
 free_text = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=20)
