@@ -199,6 +199,9 @@ class _IssueState:
             self.quotes.append(quote)
 
 
+_COMPENSATION = re.compile(r"credit|compensat|goodwill|gesture|补偿|赔偿|减免|赠送|送您|返还")
+
+
 def _plain(hits: Iterable[Hit]) -> bool:
     """Every accept cue among ``hits`` is a plain one (accepting an explanation or a next step, not a fix)."""
     accepts = [h for h in hits if h.rule.signal == "accept"]
@@ -539,8 +542,12 @@ class CallAnalyzer:
             elif "resolved" in signals:
                 # a closing formula ("you're all set") does not settle a visit booked, an order re-submitted or a problem
                 # the customer just said is still there
-                weak = all(h.rule.id.endswith("resolved_weak") for h in hits if h.rule.signal == "resolved")
-                if not (weak and st.state in ("pending", "open")):
+                resolving = [h for h in hits if h.rule.signal == "resolved"]
+                weak = all(h.rule.id.endswith("resolved_weak") for h in resolving)
+                # a goodwill credit for the outage while the visit is still to come compensates, it does not fix
+                compensation = st.state == "pending" and all(_COMPENSATION.search(fold(h.text)) for h in resolving) \
+                    and _COMPENSATION.search(fold(t.text))
+                if not (weak and st.state in ("pending", "open")) and not compensation:
                     st.resolve(self.turn)
             return
         # customer (or mixed) turn; self.intent.customer_turns counts the earlier ones (intent runs after)

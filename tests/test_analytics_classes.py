@@ -371,3 +371,19 @@ def test_public_service_numbers_said_in_words_are_not_account_data(analytics):
     r = run(analytics, HELLO_ZH, ("customer", "老有骚扰短信怎么办？"),
             ("agent", "您可以把短信转发到幺零零八六九九九，或者打幺二三二一举报。"))
     assert "compliance" not in alerts(r), r["alerts"]
+
+
+def test_a_booked_appointment_and_a_conditional_callback_leave_it_open(analytics):
+    r = run(analytics, HELLO_EN, ("customer", "The internet's been down since Monday."), VERIFY_EN,
+            ("agent", "I've set up an appointment for Thursday afternoon and put a goodwill credit on the account."),
+            ("customer", "Fine. If nobody turns up by four I'm calling again."))
+    assert r["unresolved"], r["reasons"]
+
+
+def test_zh_waiting_for_the_text_and_a_parting_threat(analytics):
+    r = run(analytics, HELLO_ZH, ("customer", "我订的流量包怎么还没生效？"), VERIFY_ZH,
+            ("agent", "我帮您催一下，生效了会短信告诉您。"), ("customer", "那行，我等你们短信吧。"))
+    assert r["unresolved"], r["reasons"]
+    r = run(analytics, HELLO_ZH, ("customer", "装机的人放我鸽子两次了！"), ("agent", "这个我也没办法。"),
+            ("customer", "行，你工号多少？"), ("agent", "工号一二三。"), ("customer", "好，你给我等着。"))
+    assert "escalation" in alerts(r) and r["unresolved"], (r["alerts"], r["reasons"])
