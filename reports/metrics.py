@@ -22,7 +22,7 @@ from typing import Any
 from .facts import DAY_MS
 from .tables import ReportFilter, ReportTables
 
-__all__ = ["rates", "build_report", "utc_offset_ms", "zone"]
+__all__ = ["rates", "build_report", "utc_offset_ms", "zone", "topic_finder"]
 
 
 def _ratio(a: float, b: float, digits: int = 4) -> float | None:
@@ -137,6 +137,21 @@ def build_report(tables: ReportTables, since_ms: int, until_ms: int, *, queue: s
         previous = ReportFilter(since_ms - (until_ms - since_ms), since_ms, queue, intent, agent_id)
         report["topics"] = topics(f, previous)
     return report
+
+
+def topic_finder(tables: ReportTables, catalog: Any = None, limit_calls: int = 2000, **options: Any) -> Any:
+    """``topics`` for :func:`build_report`: emerging phrases (:mod:`.topics`) of the period against the previous one,
+    over the customers' words of the newest ``limit_calls`` calls of each."""
+    from .topics import catalog_phrases, emerging
+
+    cat = catalog if catalog is not None else catalog_phrases()
+
+    def find(f: ReportFilter, previous: ReportFilter) -> list[dict[str, Any]]:
+        current, newest = tables.customer_texts(f, limit_calls)
+        before, _ = tables.customer_texts(previous, limit_calls)
+        return emerging(current, before, cat, newest=newest, **options)
+
+    return find
 
 
 def _zero() -> dict[str, float]:

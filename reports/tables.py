@@ -430,6 +430,19 @@ class ReportTables:
                                            f" AND f.kind = ? GROUP BY {key}f.tag", [*args, kind]).fetchall())
         return [((None if group == "total" else r[0]), r[-2], int(r[-1])) for r in rows if int(r[-1])]
 
+    def customer_texts(self, f: ReportFilter, limit_calls: int = 2000) -> tuple[list[tuple[str, str, str]], list[str]]:
+        """What customers said in the newest ``limit_calls`` calls passing ``f`` (for :mod:`.topics`):
+        ``([(call_id, language, text)], call ids newest first)``. The one report input read from the finals: topics
+        are about words; a cap keeps it bounded on a busy month (the newest calls are the ones that show a new topic)."""
+        where, args = self._where(f, facts=True)
+        t = self.t
+        sql = (f"SELECT f.call_id, f.language, f.started_at_ms, u.text FROM (SELECT call_id, language, started_at_ms"
+               f" FROM {t}report_calls f WHERE {where} ORDER BY started_at_ms DESC LIMIT ?) f"
+               f" JOIN {t}utterances u ON u.call_id = f.call_id WHERE u.channel = 'customer'")
+        rows = self.runner.run(lambda x: x(sql, [*args, int(limit_calls)]).fetchall())
+        newest = sorted({(r[2], r[0]) for r in rows}, reverse=True)
+        return [(r[0], r[1], r[3]) for r in rows], [c for _, c in newest]
+
     def dimension_values(self, since_ms: int, until_ms: int) -> dict[str, list[str]]:
         """The queues, intents and agents seen in a period (for the page's filters)."""
         f = ReportFilter(since_ms, until_ms)

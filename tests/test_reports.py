@@ -245,3 +245,30 @@ async def test_ingest_files_report_rows_and_corrects_fcr_when_the_repeat_arrives
     await ingest.stop()
     await r.aclose()
     store.close()
+
+
+# --- emerging topics ---------------------------------------------------------------------------------------------------------
+def test_emerging_topics_find_the_new_phrase_outside_the_catalog_with_its_calls(tmp_path):
+    """In the sample month, broadband callers start saying 光猫红灯一直闪 / "optical modem red light" in the last ten
+    days: the emerging topics of those days name it (Mandarin through jieba, English as n-grams) with calls that said it,
+    and nothing the intent catalog already knows (宽带, 流量, roaming ...)."""
+    from callscribe.reports.metrics import topic_finder
+    from callscribe.reports.sample import EMERGING
+    from callscribe.reports.topics import catalog_phrases
+
+    store = SqliteStore(tmp_path / "t.db")
+    calls = month(START, days=30, calls_per_day=20, callers=200)
+    load(store, calls)
+    catalog = catalog_phrases()
+    report = build_report(store.reports, START + 23 * DAY, START + 30 * DAY, now_ms=START + 40 * DAY, tz=SHANGHAI,
+                          topics=topic_finder(store.reports, catalog))
+    topics = report["topics"]
+    phrases = [t["phrase"] for t in topics]
+    zh = next(t for t in topics if "光猫" in t["phrase"])
+    en = next(t for t in topics if "red light" in t["phrase"] or "modem" in t["phrase"])
+    said = {c.call_id for c in calls for _, _, _, text in c.utterances if EMERGING[0] in text or EMERGING[1] in text}
+    for t in (zh, en):
+        assert t["calls"] >= 3 and t["call_ids"] and set(t["call_ids"]) <= said, t
+    assert not any(catalog.covers(p) for p in phrases)
+    assert "宽带" not in phrases and "roaming" not in phrases
+    store.close()
