@@ -515,6 +515,15 @@ class Config(BaseSettings):
     Edited packs are reloaded by running workers within seconds."""
     intent_catalog: Text = ""
     """YAML intent catalog with example questions per intent; empty = the bundled telecom example."""
+    scorecard_form: Text = ""
+    """YAML evaluation form every call is scored against (keyword/qa/, docs/qa.md); empty = the bundled telecom
+    form (keyword/packs/scorecard.yaml)."""
+    disclosure_threshold: Annotated[Float, Field(ge=0, le=1)] = 0.7
+    """An agent turn the learned model gives at least this probability of reading out or changing account data
+    counts as a disclosure where no rule named it (docs/analytics.md, round 4); 0 = rules only."""
+    end_sentiment_model: bool = True
+    """The customer's sentiment at the end of a call is decided by the learned stacker over the rules' answer;
+    false = the rules' answer alone."""
     assist_packs: Paths = ()
     """YAML scenario packs for agent assist (keyword/assist/: guided steps, knowledge answers, offers, ticket
     templates), files or directories of `assist-*.yaml`; empty = the bundled zh and en telecom packs. Edited

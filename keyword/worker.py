@@ -95,8 +95,10 @@ def analytics_from_config(cfg: Config) -> Analytics:
         overtalk_alert_count=cfg.overtalk_alert_count,
         repeat_window_s=cfg.repeat_window_h * 3600.0,
         sentiment_alert=cfg.sentiment_alert,
+        disclosure_threshold=cfg.disclosure_threshold,
+        end_sentiment_model=cfg.end_sentiment_model,
     )
-    analytics = Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None)
+    analytics = Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None, cfg.scorecard_form or None)
     if cfg.assist_packs:  # agent assist's scenario packs (keyword/assist/); default: the bundled ones
         assist_for(analytics, cfg.assist_packs)
     return analytics

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..normalize import fold
 from ..redact import redact
 from .facts import QaFacts, TurnFact
 from .form import Form, Question
 
-__all__ = ["Answer", "Scorecard", "evaluate"]
+__all__ = ["Answer", "Scorecard", "evaluate", "score_of"]
 
 HOLD_MIN_MS = 10_000
 """A gap this long inside a call, between an agent turn and the next, is a hold (music, dead air)."""
@@ -171,13 +171,22 @@ def _no_abuse(f: QaFacts, q: Question) -> Answer:
     return Answer(True, 0.8, None, "no abuse from the agent")
 
 
+_CHANGE = re.compile(
+    r"\b(?:added|switched|changed|upgraded|downgraded|activated|moved you|put you on|signed you up)\b"
+    r"|开通|办理好|办好了|变更|改成|换成|加上了|订购|升级")
+
+
+def _changes(t: TurnFact) -> bool:
+    return t.channel == "agent" and ("resolved" in t.signals or t.accesses) and bool(_CHANGE.search(fold(t.text)))
+
+
 def _fee_disclosed(f: QaFacts, q: Question) -> Answer:
-    if f.intent not in CHANGE_INTENTS or not any(t.channel == "agent" and "resolved" in t.signals for t in f.turns):
+    change = next((t for t in f.turns if _changes(t)), None)
+    if f.intent not in CHANGE_INTENTS or change is None:
         return Answer(None, 0.6, None, "no plan or service changed")
     for t in f.turns:
         if t.channel == "agent" and _rx(_PRICE, q, _lang(f, t)).search(fold(t.text)):
             return Answer(True, 0.7, t, "the agent stated the price")
-    change = next(t for t in f.turns if t.channel == "agent" and "resolved" in t.signals)
     return Answer(False, 0.6, change, "a plan or service was changed without a price stated")
 
 
@@ -204,13 +213,21 @@ EVALUATORS: dict[str, Callable[[QaFacts, Question], Answer]] = {
 }
 
 
-def evaluate(form: Form, facts: QaFacts) -> Scorecard:
-    """Answer every question of ``form``; the score is the weight answered yes over the weight answered at
-    all (0-100), and 0 when a critical question is answered no (``raw_score`` keeps the weighted score)."""
-    answers = {q.id: EVALUATORS[q.auto](facts, q) for q in form.questions}
-    weights = {q.id: q.weight for q in form.questions}
-    applied = sum(weights[i] for i, a in answers.items() if a.answer is not None)
-    earned = sum(weights[i] for i, a in answers.items() if a.answer)
+def score_of(answers: Iterable[tuple[str, bool | None, float, bool]]) -> tuple[float | None, float | None, tuple[str, ...]]:
+    """``(score, raw_score, failed_critical)`` of ``(question, answer, weight, critical)`` rows in form order: the
+    weight answered yes over the weight answered at all (0-100, one decimal; None when nothing applied), and 0 when a
+    critical question is answered no (``raw_score`` keeps the weighted score). The one score rule: ``evaluate``
+    and the store (rescoring after a reviewer's override, gateway/store/scores.py) both use it."""
+    rows = list(answers)
+    applied = sum(w for _, a, w, _ in rows if a is not None)
+    earned = sum(w for _, a, w, _ in rows if a)
     raw = round(100.0 * earned / applied, 1) if applied else None
-    failed = tuple(q.id for q in form.questions if q.critical and answers[q.id].answer is False)
-    return Scorecard(form.ref, 0.0 if failed and raw is not None else raw, raw, failed, answers)
+    failed = tuple(q for q, a, _, critical in rows if critical and a is False)
+    return (0.0 if failed and raw is not None else raw), raw, failed
+
+
+def evaluate(form: Form, facts: QaFacts) -> Scorecard:
+    """Answer every question of ``form`` and score the answers (:func:`score_of`)."""
+    answers = {q.id: EVALUATORS[q.auto](facts, q) for q in form.questions}
+    score, raw, failed = score_of((q.id, answers[q.id].answer, q.weight, q.critical) for q in form.questions)
+    return Scorecard(form.ref, score, raw, failed, answers)

@@ -1,6 +1,6 @@
 """The score rule on its own, and a scorecard as the event the analytics worker publishes.
 
-:func:`score_of` is what :func:`~keyword.qa.evaluate.evaluate` computes from its answers, taking the weights and
+:func:`score_of` (defined in evaluate.py, re-exported here) is the score rule of :func:`~keyword.qa.evaluate.evaluate`, taking the weights and
 critical flags with the answers, so a store can score a call again after a reviewer overrides an answer without
 the form at hand (the form may have changed since: the event carries what the score was computed with).
 :func:`to_event` turns a :class:`~keyword.qa.evaluate.Scorecard` into the typed, versioned
@@ -15,22 +15,10 @@ from callscribe.events import Quote, ScoreAnswer
 from callscribe.events import Scorecard as ScorecardEvent
 
 from ..redact import redact
-from .evaluate import Scorecard
+from .evaluate import Scorecard, score_of
 from .form import Form
 
 __all__ = ["score_of", "to_event"]
-
-
-def score_of(answers: Iterable[tuple[str, bool | None, float, bool]]) -> tuple[float | None, float | None, tuple[str, ...]]:
-    """``(score, raw_score, failed_critical)`` of ``(question, answer, weight, critical)`` rows in form order: the
-    weight answered yes over the weight answered at all (0-100, one decimal; None when nothing applied), and 0 when a
-    critical question is answered no (``raw_score`` keeps the weighted score). The rule of ``evaluate``."""
-    rows = list(answers)
-    applied = sum(w for _, a, w, _ in rows if a is not None)
-    earned = sum(w for _, a, w, _ in rows if a)
-    raw = round(100.0 * earned / applied, 1) if applied else None
-    failed = tuple(q for q, a, _, critical in rows if critical and a is False)
-    return (0.0 if failed and raw is not None else raw), raw, failed
 
 
 def to_event(card: Scorecard, form: Form, call_id: str, agent_id: str = "", language: str = "",
