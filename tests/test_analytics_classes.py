@@ -387,3 +387,6 @@ def test_zh_waiting_for_the_text_and_a_parting_threat(analytics):
     r = run(analytics, HELLO_ZH, ("customer", "装机的人放我鸽子两次了！"), ("agent", "这个我也没办法。"),
             ("customer", "行，你工号多少？"), ("agent", "工号一二三。"), ("customer", "好，你给我等着。"))
     assert "escalation" in alerts(r) and r["unresolved"], (r["alerts"], r["reasons"])
+    # the customer asking the agent to wait while they fetch something is no threat
+    r = run(analytics, HELLO_ZH, ("customer", "身份证号我看一下啊，你等着，我去拿。"))
+    assert "escalation" not in alerts(r), r["alerts"]
