@@ -15,9 +15,11 @@ from callscribe.events import Transcript
 from callscribe.pii import audio_for
 
 from .keys import MANIFEST, REDACTED, call_prefix, object_key
-from .manifest import Manifest
+from .manifest import Manifest, RedactedSpan
 from .redaction import Mode, redaction_spans, render_redacted
 from .store import RecordingStore
+
+_UNKNOWN_END_MS = 10 ** 9
 
 
 def read_manifest(store: RecordingStore, prefix: str) -> Manifest:
@@ -48,11 +50,12 @@ def rendition_for(manifest: Manifest, role: str, stored_redacted: bool = True) -
 
 
 def render_redacted_rendition(store: RecordingStore, manifest: Manifest, finals: Iterable[Transcript],
-                              mode: Mode = "silence") -> Manifest:
+                              mode: Mode = "silence", extra: Iterable[RedactedSpan] = ()) -> Manifest:
     """Make and store the redacted rendition from the call's finals (their word times), record it in the
     manifest, and return the new manifest. With nothing to mask, the rendition *is* the original (no copy).
+    ``extra``: more spans to replace, in recording time (an interrupted call's untranscribed end).
     Store errors propagate (RecordingStoreError); the manifest is then left without a rendition."""
-    spans = redaction_spans(finals, manifest.channels, manifest.time_map, manifest.duration_ms)
+    spans = _merge((*redaction_spans(finals, manifest.channels, manifest.time_map, manifest.duration_ms), *extra))
     if not spans:
         updated = manifest.replace(redacted=manifest.original, redaction=mode, redacted_spans=())
     else:
@@ -65,16 +68,52 @@ def render_redacted_rendition(store: RecordingStore, manifest: Manifest, finals:
     return updated
 
 
+def untranscribed_tail(manifest: Manifest, finals: Iterable[Transcript]) -> RedactedSpan | None:
+    """The end of an interrupted recording that no final covers: from the earliest point where a leg's
+    transcript stops (its last final's end, in recording time; 0 for a leg with none) to the recording's end.
+    The process died with those legs' last utterances still being transcribed, so whatever they said there
+    (a card number read out just before the crash) was never checked for PII: the redacted rendition silences
+    it. None for other states (their transcript is complete) or when the finals reach the end."""
+    if manifest.state != "interrupted":
+        return None
+    last = [0] * len(manifest.channels)
+    for f in finals:
+        if f.is_final and f.text:
+            ch = manifest.channel_index(f.channel)
+            last[ch] = max(last[ch], manifest.time_map.to_recording_ms(ch, f.end_ms))
+    start = min(last, default=0)
+    end = manifest.duration_ms or _UNKNOWN_END_MS  # a length not read from the file: to its end, whatever it is
+    return RedactedSpan(start, end, "untranscribed") if start < end else None
+
+
 def ensure_redacted(store: RecordingStore, prefix: str, finals: Iterable[Transcript], mode: Mode = "silence") -> Manifest:
     """The manifest with a redacted rendition, rendering it now if the recording has none (a call cut by a
-    crash: give it the finals from Redis or the transcript store)."""
+    crash: give it the finals from Redis or the transcript store, which may lack word times: a final whose
+    text holds PII is then silenced whole). An interrupted recording's :func:`untranscribed_tail` is silenced
+    too. RenditionNotReady while the call is still being recorded."""
     manifest = read_manifest(store, prefix)
     if manifest.redacted:
         return manifest
     if manifest.state == "recording":
         raise RenditionNotReady(f"call {manifest.call_id} is still being recorded")
-    return render_redacted_rendition(store, manifest, finals, mode)
+    finals = list(finals)
+    tail = untranscribed_tail(manifest, finals)
+    return render_redacted_rendition(store, manifest, finals, mode, (tail,) if tail else ())
+
+
+def _merge(spans: Iterable[RedactedSpan]) -> tuple[RedactedSpan, ...]:
+    """Spans sorted, overlapping ones merged (kinds joined), as redaction_spans leaves them."""
+    out: list[RedactedSpan] = []
+    for s in sorted(spans, key=lambda s: (s.start_ms, s.end_ms)):
+        if out and s.start_ms <= out[-1].end_ms:
+            prev = out[-1]
+            kinds = prev.kind.split(",")
+            out[-1] = RedactedSpan(prev.start_ms, max(prev.end_ms, s.end_ms),
+                                   prev.kind if s.kind in kinds else f"{prev.kind},{s.kind}")
+        else:
+            out.append(s)
+    return tuple(out)
 
 
 __all__ = ["read_manifest", "write_manifest", "find_recording", "rendition_for", "render_redacted_rendition",
-           "ensure_redacted"]
+           "ensure_redacted", "untranscribed_tail"]

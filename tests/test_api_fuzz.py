@@ -95,6 +95,10 @@ async def gateway(tmp_path_factory):
                                                               agent_id="a7", started_at_ms=T0)))
     await r.xadd(keys.scores_stream(cfg), to_fields(ScoreAppeal("ap-fuzz", FIXED_CALL_ID, "greeting", "open", "a7", "fuzz", False)))
     await r.aclose()
+    # the call's recording, so the replay routes reach their data
+    from .test_recording_replay import plant_recording
+
+    await plant_recording(cfg, FIXED_CALL_ID, T0, [e for e in _call(FIXED_CALL_ID, "a7") if isinstance(e, Transcript)])
     gw = WebGateway(cfg, server.url)
     await gw.start()
     assert await gw.ingest.drain(10)

@@ -159,6 +159,11 @@ async def _plant(cfg: Config, call_id: str, raw_text: bool, at_ms: int = T0 + 30
         for stream in (keys.scores_stream(cfg), keys.call_stream(cfg, call_id)):
             await r.xadd(stream, to_fields(event))
     await r.aclose()
+    # the call's recording (its redacted rendition from these finals), so the replay routes reach their data too
+    from .test_recording_replay import plant_recording
+
+    finals = [e for e in _events(call_id, raw_text) if isinstance(e, Transcript) and e.is_final]
+    await plant_recording(cfg, call_id, T0, finals)
 
 
 class Poker:

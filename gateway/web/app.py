@@ -44,6 +44,7 @@ from callscribe.stream import keys
 
 from .auth import AuthError, Principal
 from .hardening import SecurityHeaders
+from .recordings import RecordingRoutes
 
 if TYPE_CHECKING:  # server.py imports this module
     from .server import WebGateway
@@ -107,6 +108,7 @@ class Api:
         self._analytics_lock = asyncio.Lock()
         self._labels = TicketLabels(self.cfg.assist_packs)
         self._webhook_secret: bytes | None = None
+        self.recordings = RecordingRoutes(self)  # replay: gateway/web/recordings.py
 
     # --- auth --------------------------------------------------------------------------------------------
     def authorize(self, token: str | None, roles: tuple[str, ...]) -> Principal:
@@ -495,6 +497,7 @@ class Api:
             await self.guarded(ws, self.supervisor_feed(ws))
 
         self.mount_scorecards(app)
+        self.recordings.mount(app)
 
         @app.get("/", include_in_schema=False)
         async def index() -> FileResponse:
@@ -646,7 +649,8 @@ class Api:
         rows.sort(key=lambda u: (u.start_ms, u.segment_id))
         utterances = [{**_utterance(u), "text": self.for_reader(who, u.text)} for u in rows]
         call["tickets"] = await self.tickets_view(who, await asyncio.to_thread(self.gw.store.tickets, [call_id]))
-        return {"call": call, "utterances": utterances, "events": events}
+        recording = await self.recordings.summary(who, call_id, call["started_at_ms"])  # None: none, or not for this role
+        return {"call": call, "utterances": utterances, "events": events, "recording": recording}
 
     # --- WebSockets ------------------------------------------------------------------------------------------
     async def guarded(self, ws: WebSocket, handler: Awaitable[None]) -> None:

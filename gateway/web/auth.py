@@ -67,6 +67,11 @@ class TokenAuthority:
         secret = cfg.auth_secret.encode() if cfg.auth_secret else _secret_file(cfg.data_path / "auth.secret")
         return cls(secret, cfg.api_tokens, cfg.token_ttl_h)
 
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key for another signature of this gateway (HMAC-SHA256 of ``purpose`` under the auth secret), so that
+        no other signed thing (the recordings' audio links) can ever pass for a token or the other way round."""
+        return hmac.new(self._secret, purpose, "sha256").digest()
+
     def mint(self, role: str, sub: str, agent_id: str = "", ttl_h: float | None = None) -> tuple[str, int]:
         """A signed token and its expiry (epoch seconds). Agents need an ``agent_id`` (default: ``sub``)."""
         if role not in ROLES:

@@ -1,11 +1,13 @@
 // QA search: GET /api/v1/search with the form's filters (state in the URL query string, so a search
-// can be shared and survives a reload), and a call detail panel with a transcript replay.
+// can be shared and survives a reload), and a call detail panel with the call's recording played beside its
+// transcript (replay.js; a transcript-only replay when the call has no recording).
 import {
   boot, t, el, api, ApiError, onLangChange, intentList, intentName, categoryName, severityName, channelName,
   reasonName, fmtDateTime, fmtTime, fmtDuration, fmtOffset, fmtPercent, toLocalInput, fromLocalInput,
   uttNode, reportError, alertText, fillList, fieldLabel, ticketStatusName,
 } from "/static/common.js";
 import { ScorecardView } from "/static/scorecard.js";
+import { AudioReplay } from "/static/replay.js";
 
 const $ = (id) => document.getElementById(id);
 const LIMIT = 20;
@@ -21,6 +23,7 @@ let searchSeq = 0;       // drops answers of searches that were overtaken by a n
 let detail = null;       // {data, segmentId} of the open call
 let detailSeq = 0;
 let scorecard = null;    // the open call's QA scorecard (scorecard.js)
+let replay = null;       // the open call's recording (replay.js)
 
 boot(start);
 
@@ -264,6 +267,7 @@ async function openDetail(callId, segmentId) {
   renderDetail();
   scrollToTarget();
   scorecard.load(callId);
+  loadRecording(callId, data.recording);
 }
 
 /** A scorecard's evidence time: the transcript line said then, clicked (the replay seeks there). */
@@ -291,7 +295,7 @@ function renderDetail() {
   renderFacts(c);
   renderTimeline(data);
   renderEvents(data.events || []);
-  player.setUtterances(sortedUtterances(data), c.duration_ms);
+  player.setUtterances(sortedUtterances(data), c.duration_ms, (data.events || []).filter((ev) => ev.type === "alert"));
 }
 
 function fact(label, value, attrs) {
@@ -370,7 +374,7 @@ function uttFor(u) {
   const node = uttNode(u);
   node.classList.add("final");
   if (detail && u.segment_id === detail.segmentId) node.classList.add("target");
-  node.addEventListener("click", () => player.seek(u.start_ms || 0));
+  node.addEventListener("click", () => player.seekLine(u));
   return node;
 }
 
@@ -442,31 +446,67 @@ function eventNode(ev) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Replay: walk the utterances in real time of their start_ms (times the chosen speed).
+// Replay. With a recording (replay.js) the <audio> element is the clock: utterances and alerts sit at their
+// recording times (the recording's time map), speed and leg act on the audio. Without one, the utterances are
+// walked in real time of their start_ms (times the chosen speed).
 const player = {
-  utts: [],        // sorted utterances
+  utts: [],        // sorted utterances, each with recStart / recEnd: its times on the clock in use
+  alerts: [],      // [{ev, at}]: the call's alerts on that clock
+  raw: { utts: [], alerts: [], callMs: 0 },
   durationMs: 0,
-  pos: 0,          // current position in call time, ms
-  playing: false,
+  pos: 0,          // transcript-only replay: position in call time, ms
+  playing: false,  // transcript-only replay running
   lastFrame: 0,
   current: -1,     // index of the utterance marked "playing"
   raf: 0,
 
-  setUtterances(utts, callDurationMs) {
-    this.utts = utts;
-    const lastEnd = utts.reduce((m, u) => Math.max(m, u.end_ms || u.start_ms || 0), 0);
-    this.durationMs = Math.max(lastEnd, Number(callDurationMs) || 0);
-    this.pos = 0;
+  /** The recording in use, or null (transcript-only replay). */
+  get audio() {
+    return replay && replay.ready ? replay : null;
+  },
+
+  setUtterances(utts, callDurationMs, alerts = []) {
+    this.raw = { utts, alerts, callMs: Number(callDurationMs) || 0 };
+    if (!this.audio) this.pos = 0;
+    this.layout();
+  },
+
+  /** Utterances and alert markers at their times on the clock in use. */
+  layout() {
+    const at = (channel, ms) => (this.audio ? this.audio.toRecordingMs(channel, ms || 0) : ms || 0);
+    this.utts = this.raw.utts.map((u) => ({ ...u, recStart: at(u.channel, u.start_ms), recEnd: at(u.channel, u.end_ms || u.start_ms) }))
+      .sort((a, b) => a.recStart - b.recStart);
+    this.alerts = this.raw.alerts.map((ev) => ({ ev, at: at(ev.channel, ev.start_ms) }));
+    const lastEnd = this.utts.reduce((m, u) => Math.max(m, u.recEnd, u.recStart), 0);
+    this.durationMs = this.audio ? this.audio.durationMs || lastEnd : Math.max(lastEnd, this.raw.callMs);
     this.current = -1;
+    this.renderMarks();
     this.render();
   },
 
+  isPlaying() {
+    return this.audio ? !this.audio.audio.paused : this.playing;
+  },
+
+  position() {
+    return this.audio ? this.audio.positionMs : this.pos;
+  },
+
   toggle() {
-    if (this.playing) this.pause();
+    if (this.isPlaying()) this.pause();
     else this.play();
   },
 
-  play() {
+  async play() {
+    if (this.audio) {
+      try {
+        await this.audio.play();
+      } catch (err) {
+        replayNote("error", t("rp_play_failed", { detail: err?.detail || err?.message || String(err) }));
+      }
+      this.tick();
+      return;
+    }
     if (!this.utts.length) return;
     if (this.pos >= this.durationMs) this.pos = 0; // replay from the start after the end
     this.playing = true;
@@ -478,13 +518,32 @@ const player = {
   pause() {
     this.playing = false;
     cancelAnimationFrame(this.raf);
+    if (this.audio) this.audio.pause();
     this.render();
   },
 
+  /** Go to `ms` on the clock in use (recording time with a recording). */
   seek(ms) {
+    if (this.audio) {
+      this.audio.seek(ms);
+      this.render();
+      return;
+    }
     this.pos = Math.min(Math.max(0, ms), this.durationMs);
     this.lastFrame = performance.now();
     this.render();
+  },
+
+  /** A transcript line clicked: go to where it starts. */
+  seekLine(u) {
+    this.seek(this.audio ? this.audio.toRecordingMs(u.channel, u.start_ms || 0) : u.start_ms || 0);
+  },
+
+  /** While the audio plays: follow it every frame (timeupdate alone comes 4 times a second). */
+  tick() {
+    cancelAnimationFrame(this.raf);
+    this.render();
+    if (this.audio && this.isPlaying()) this.raf = requestAnimationFrame(() => this.tick());
   },
 
   frame(ts) {
@@ -500,27 +559,59 @@ const player = {
     if (this.playing) this.raf = requestAnimationFrame((t2) => this.frame(t2));
   },
 
-  /** Index of the last utterance that has started at the current position. */
+  /** Index of the last utterance that has started at the position. */
   indexAt(pos) {
     let i = -1;
-    while (i + 1 < this.utts.length && (this.utts[i + 1].start_ms || 0) <= pos) i++;
+    while (i + 1 < this.utts.length && this.utts[i + 1].recStart <= pos) i++;
     return i;
   },
 
   render() {
+    const playing = this.isPlaying();
+    const pos = this.position();
     const button = $("play");
-    button.textContent = t(this.playing ? "pause" : "play");
-    button.dataset.state = this.playing ? "playing" : "paused";
-    button.setAttribute("aria-pressed", this.playing ? "true" : "false");
-    button.disabled = !this.utts.length;
-    const pct = this.durationMs ? (this.pos / this.durationMs) * 100 : 0;
+    button.textContent = t(playing ? "pause" : "play");
+    button.dataset.state = playing ? "playing" : "paused";
+    button.setAttribute("aria-pressed", playing ? "true" : "false");
+    button.disabled = !this.utts.length && !this.audio;
+    const pct = this.durationMs ? Math.min(100, (pos / this.durationMs) * 100) : 0;
     const bar = $("progress");
     bar.querySelector(".progress-fill").style.width = `${pct.toFixed(2)}%`;
     bar.setAttribute("aria-valuenow", String(Math.round(pct)));
-    $("play-time").textContent = `${fmtOffset(this.pos)} / ${fmtOffset(this.durationMs)}`;
+    $("play-time").textContent = `${fmtOffset(pos)} / ${fmtOffset(this.durationMs)}`;
     // Before the first play nothing is highlighted; afterwards the utterance at the position is.
-    const index = this.pos > 0 || this.playing ? this.indexAt(this.pos) : -1;
+    const index = pos > 0 || playing ? this.indexAt(pos) : -1;
     if (index !== this.current) this.highlight(index);
+  },
+
+  /** The timeline bar's marks: each alert (a click goes there) and, in redacted audio, the silenced spans. */
+  renderMarks() {
+    const box = $("progress-marks");
+    const d = this.durationMs;
+    if (!d) {
+      box.replaceChildren();
+      return;
+    }
+    const pct = (ms) => `${Math.min(100, Math.max(0, (ms / d) * 100)).toFixed(3)}%`;
+    const masked = (this.audio?.info?.redacted_spans || []).map((s) => {
+      const node = el("div.masked", { title: t("rp_masked", { kind: s.kind }) });
+      node.style.left = pct(s.start_ms);
+      node.style.width = `calc(${pct(s.end_ms)} - ${pct(s.start_ms)})`;
+      return node;
+    });
+    const marks = this.alerts.map(({ ev, at }) => {
+      const node = el("button.mark", {
+        type: "button", title: `${fmtOffset(at)} ${categoryName(ev.category)}${alertText(ev) ? " · " + alertText(ev) : ""}`,
+        dataset: { alertId: ev.alert_id || ev.id || "", category: ev.category || "", severity: ev.severity || "", atMs: String(at) },
+        onclick: (e) => {
+          e.stopPropagation(); // not also a click on the bar under it
+          this.seek(at);
+        },
+      });
+      node.style.left = pct(at);
+      return node;
+    });
+    box.replaceChildren(...masked, ...marks);
   },
 
   highlight(index) {
@@ -541,17 +632,69 @@ const player = {
 };
 
 function initPlayer() {
+  const audio = $("audio");
+  replay = new AudioReplay(audio);
   $("play").addEventListener("click", () => player.toggle());
   $("progress").addEventListener("click", (ev) => {
     const box = ev.currentTarget.getBoundingClientRect();
     player.seek(((ev.clientX - box.left) / box.width) * player.durationMs);
   });
+  $("speed").addEventListener("change", () => replay.setRate(Number($("speed").value) || 1));
+  $("leg").addEventListener("change", () => replay.setLeg($("leg").value));
+  for (const type of ["play", "pause", "ended", "seeked", "timeupdate"]) {
+    audio.addEventListener(type, () => (type === "play" ? player.tick() : player.render()));
+  }
+  audio.addEventListener("durationchange", () => {
+    if (player.audio && !player.audio.info.duration_ms) player.layout();
+  });
   player.render();
+}
+
+/** The open call's recording, when the call detail says it has one this role may play (replay.js). */
+async function loadRecording(callId, summary) {
+  const seq = detailSeq;
+  if (!summary) {
+    replayNote("info", t("rp_none"));
+    return;
+  }
+  if (!summary.playable) {
+    replayNote("info", summary.state === "recording" ? t("rp_live") : t("rp_unavailable", { detail: summary.detail || summary.state }));
+    return;
+  }
+  replayNote("info", t("rp_loading"));
+  let info;
+  try {
+    info = await replay.load(callId);
+  } catch (err) {
+    if (seq !== detailSeq) return;
+    replayNote("error", t("rp_unavailable", { detail: err?.detail || err?.message || String(err) }));
+    return;
+  }
+  if (!info || seq !== detailSeq) return;
+  player.playing = false; // a transcript-only replay started meanwhile gives way to the audio
+  cancelAnimationFrame(player.raf);
+  replay.setRate(Number($("speed").value) || 1);
+  $("leg-box").hidden = !replay.stereo;
+  if (replay.stereo && $("leg").value !== "both") replay.setLeg($("leg").value);
+  player.layout();
+  replayNote(info.rendition === "redacted" ? "redacted" : "info", replay.note());
+}
+
+function replayNote(kind, text) {
+  const note = $("replay-note");
+  note.hidden = !text;
+  note.dataset.kind = kind;
+  note.textContent = text || "";
 }
 
 function stopPlayer(reset) {
   player.pause();
-  if (reset) player.setUtterances([], 0);
+  if (reset) {
+    replay.clear();
+    $("leg-box").hidden = true;
+    replayNote("info", "");
+    player.setUtterances([], 0);
+  }
 }
 
 window.addEventListener("unhandledrejection", (ev) => reportError(ev.reason));
