@@ -45,6 +45,7 @@ def rates(m: dict[str, float]) -> dict[str, Any]:
         "customer_share": _ratio(m["talk_customer_ms"], spoken),
         "sentiment_avg": _ratio(m["sentiment_sum"], m["sentiment_n"], 3),
         "negative_rate": _ratio(m["negative"], m["sentiment_n"]),
+        "sentiment": {"negative": int(m["negative"]), "neutral": int(m["neutral"]), "positive": int(m["positive"])},
         "qa_avg": _ratio(m["qa_sum"], m["qa_n"], 1), "qa_scored": int(m["qa_n"]),
         "tickets": int(m["tickets"]), "ticket_rate": _ratio(m["ticket_calls"], calls),
         "alert_rate": _ratio(m["alert_calls"], calls),

@@ -11,7 +11,8 @@ Input is what customers said (one ``(call_id, language, text)`` per final) in th
 
 A phrase counts once per call. A topic is *emerging* when at least ``min_calls`` calls of this period mention it and
 its share of calls grew at least ``min_growth`` times against the previous period (with add-one smoothing, so a phrase
-new this period has a finite growth). Where a longer phrase covers nearly the same calls (80 %) as a shorter one it
+new this period has a finite growth). With no calls at all in the previous period there is no baseline: every frequent
+phrase outside the catalog is listed, ``growth`` None. Where a longer phrase covers nearly the same calls (80 %) as a shorter one it
 contains, only the longer is kept. Each topic lists up to ``examples`` call ids, newest first, for the drill-down.
 """
 
@@ -105,8 +106,9 @@ def _document_frequency(texts: Iterable[tuple[str, str, str]]) -> tuple[dict[str
 def emerging(current: Sequence[tuple[str, str, str]], previous: Sequence[tuple[str, str, str]], catalog: Catalog,
              min_calls: int = 3, min_growth: float = 1.5, top: int = 20, examples: int = 5,
              newest: Sequence[str] = ()) -> list[dict]:
-    """Emerging phrases, most calls first: ``{"phrase", "language", "calls", "share", "previous_calls",
-    "previous_share", "growth", "call_ids"}``. ``newest``: the period's call ids newest first (example order)."""
+    """Emerging phrases, most calls first: ``{"text" (the phrase: ``text`` so the one PII policy, callscribe/pii.py,
+    treats it as transcript text), "language", "calls", "share", "previous_calls", "previous_share", "growth",
+    "call_ids"}``. ``newest``: the period's call ids newest first (example order)."""
     cur, cur_calls = _document_frequency(current)
     prev, prev_calls = _document_frequency(previous)
     n1, n2 = max(1, len(cur_calls)), len(prev_calls)
@@ -116,8 +118,8 @@ def emerging(current: Sequence[tuple[str, str, str]], previous: Sequence[tuple[s
         if len(ids) < min_calls or catalog.covers(p):
             continue
         before = len(prev.get(p, ()))
-        growth = (len(ids) / n1) / ((before + 1) / (n2 + 1))
-        if growth < min_growth:
+        growth = (len(ids) / n1) / ((before + 1) / (n2 + 1)) if n2 else None
+        if growth is not None and growth < min_growth:
             continue
         found.append((p, ids, before, growth))
     found.sort(key=lambda t: (-len(t[1]), -len(t[0]), t[0]))
@@ -127,11 +129,12 @@ def emerging(current: Sequence[tuple[str, str, str]], previous: Sequence[tuple[s
             continue
         kept = [k for k in kept if not (k[0] in p and len(ids) >= 0.8 * len(k[1]))]
         kept.append((p, ids, before, growth))
-    kept.sort(key=lambda t: (-len(t[1]), -t[3], t[0]))
+    kept.sort(key=lambda t: (-len(t[1]), -(t[3] or 0), t[0]))
     out = []
     for p, ids, before, growth in kept[:top]:
-        out.append({"phrase": p, "language": "zh" if re.search(r"[\u4e00-\u9fff]", p) else "en",
+        out.append({"text": p, "language": "zh" if re.search(r"[\u4e00-\u9fff]", p) else "en",
                     "calls": len(ids), "share": round(len(ids) / n1, 4), "previous_calls": before,
-                    "previous_share": round(before / n2, 4) if n2 else None, "growth": round(growth, 2),
+                    "previous_share": round(before / n2, 4) if n2 else None,
+                    "growth": None if growth is None else round(growth, 2),
                     "call_ids": sorted(ids, key=lambda c: (rank.get(c, len(rank)), c))[:examples]})
     return out

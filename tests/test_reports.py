@@ -25,7 +25,7 @@ from callscribe.stream import keys
 
 DAY = 86_400_000
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-START = 1_796_659_200_000  # 2026-12-07 00:00 in Asia/Shanghai; the sample is relative to it
+START = 1_796_659_200_000  # 2026-12-08 00:00 in Asia/Shanghai; the sample is relative to it
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -263,9 +263,9 @@ def test_emerging_topics_find_the_new_phrase_outside_the_catalog_with_its_calls(
     report = build_report(store.reports, START + 23 * DAY, START + 30 * DAY, now_ms=START + 40 * DAY, tz=SHANGHAI,
                           topics=topic_finder(store.reports, catalog))
     topics = report["topics"]
-    phrases = [t["phrase"] for t in topics]
-    zh = next(t for t in topics if "光猫" in t["phrase"])
-    en = next(t for t in topics if "red light" in t["phrase"] or "modem" in t["phrase"])
+    phrases = [t["text"] for t in topics]
+    zh = next(t for t in topics if "光猫" in t["text"])
+    en = next(t for t in topics if "red light" in t["text"] or "modem" in t["text"])
     said = {c.call_id for c in calls for _, _, _, text in c.utterances if EMERGING[0] in text or EMERGING[1] in text}
     for t in (zh, en):
         assert t["calls"] >= 3 and t["call_ids"] and set(t["call_ids"]) <= said, t

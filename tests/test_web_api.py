@@ -121,6 +121,8 @@ HTTP = [  # (method, path, roles allowed besides admin)
     ("POST", "/api/v1/appeals/{appeal_id}/decision", {"supervisor", "qa"}),
     ("GET", "/api/v1/reports/agent_scores", {"supervisor", "qa", "agent"}),
     ("GET", "/api/v1/reports/calibration", {"supervisor", "qa"}),
+    ("GET", "/api/v1/reports/summary", {"supervisor", "qa"}),
+    ("GET", "/api/v1/reports/topics", {"supervisor", "qa"}),
     ("GET", "/api/v1/calls/{call_id}/recording", {"supervisor", "qa"}),
     ("GET", "/api/v1/calls/{call_id}/recording/audio", {"supervisor", "qa"}),
     ("POST", "/api/v1/tokens", set()),

@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # server.py imports this module
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html", "/scores": "scores.html"}
+PAGES = {"/agent": "agent.html", "/wallboard": "wallboard.html", "/qa": "qa.html", "/scores": "scores.html", "/reports": "reports.html"}
 _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 _CALL_ID = re.compile(r"[\w.:@+-]{1,128}", re.ASCII)
 _APPEAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
@@ -497,6 +497,10 @@ class Api:
             await self.guarded(ws, self.supervisor_feed(ws))
 
         self.mount_scorecards(app)
+
+        from .report_routes import mount_reports  # reports (callscribe/reports; docs/reports.md)
+
+        mount_reports(self, app)
         self.recordings.mount(app)
 
         @app.get("/", include_in_schema=False)
