@@ -1,9 +1,10 @@
 """The reading side: find a call's recording, make its redacted rendition, pick the rendition for a role.
 
-What the gateway calls (replay, later): :func:`find_recording` (call id + start time -> manifest), then
+What the gateway's replay calls (gateway/recordings): :func:`find_recording` (call id + start time -> manifest), then
 :func:`rendition_for` (manifest + the caller's role -> the store key to serve, by the one PII policy in
 callscribe/pii.py), then the store's ``read_range`` for HTTP range requests. A role that must hear redacted
-audio never falls back to the original: without a redacted rendition it gets RenditionNotReady.
+audio never falls back to the original: without a redacted rendition it gets RenditionNotReady, and the gateway
+makes the rendition with :func:`ensure_redacted` from the call's finals (a recording cut by a crash).
 """
 
 from __future__ import annotations
