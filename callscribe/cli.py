@@ -655,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, help="delete recordings older than this (default recording_retention_days)")
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
 
+    from .reports.commands import add_commands as add_report_commands  # report, export, webhooks (docs/reports.md)
+
+    add_report_commands(sub)
+
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["synth"]:  # its own parser (callscribe/synth.py), so `callscribe synth --help` is its help
@@ -665,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = {"transcribe": _transcribe, "serve": _serve, "stream": _stream, "demo": _demo, "worker": _worker,
               "sip-pcap": _sip_pcap, "redact": _redact, "analyze": _analyze, "analytics": _analytics,
-              "gateway": _gateway, "token": _token, "recordings": _recordings}[args.cmd]
+              "gateway": _gateway, "token": _token, "recordings": _recordings}.get(args.cmd) or args.run
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:
