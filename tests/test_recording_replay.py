@@ -140,7 +140,6 @@ class Env:
     raw: WebGateway  # a second gateway storing raw text (redact_stored_text = false)
     store: LocalStore
     manifest: object  # rp-1's manifest
-    tokens: dict[str, str]
 
     def headers(self, who: str | None, gw: WebGateway | None = None) -> dict[str, str]:
         if who is None:
@@ -194,7 +193,7 @@ async def env(tmp_path_factory):
     await gw.start()
     await raw.start()
     assert await gw.ingest.drain(10) and await raw.ingest.drain(10)
-    yield Env(gw, raw, store, manifests["rp-1"], {})
+    yield Env(gw, raw, store, manifests["rp-1"])
     await raw.stop()
     await gw.stop()
     server.kill()
@@ -452,25 +451,30 @@ async def test_qa_page_plays_the_call_the_highlight_follows_and_clicks_seek(env,
                             for i, c in enumerate(("customer", "agent", "customer")))
     await page.wait_for_selector(first, timeout=5_000)
     t0 = time.monotonic()
-    await page.wait_for_selector(second, timeout=8_000)  # the agent's line, at 3.4 s + the shift of its leg
+    # the audio's time when the highlight moved to the agent's line (at 3.4 s + the shift of its leg), read in the
+    # frame it happened (polled every animation frame)
+    at = await (await page.wait_for_function(
+        "(sel) => document.querySelector(sel) && document.getElementById('audio').currentTime", arg=second,
+        polling="raf", timeout=8_000)).json_value()
     wall = time.monotonic() - t0
-    at = await _current_time(page)
-    assert 3.4 + shift / 1000 - 0.1 <= at <= 3.4 + shift / 1000 + 0.6, at
-    assert wall < (3.4 + shift / 1000 - 0.5) / 1.5, wall  # 2x: faster than real time
+    assert 3.4 + shift / 1000 - 0.05 <= at <= 3.4 + shift / 1000 + 0.5, at
+    assert wall < 3.0, wall  # 3.5 s of audio from the first line to the second: 1.75 s at 2x
     assert await page.evaluate("document.getElementById('audio').playbackRate") == 2
     assert await page.locator("#timeline .utt.playing").count() == 1
     await _shot(page, "qa-replay")
 
     # a click on a later line seeks there (the audio keeps playing from it)
     await page.click('#timeline .utt[data-segment-id="rp-1/customer/2"]')
+    assert 5.35 <= await _current_time(page) <= 6.5
     await page.wait_for_selector(third, timeout=3_000)
-    assert 5.4 <= await _current_time(page) <= 6.2
     # the alert marker on the timeline bar seeks to the alert (an agent line: its leg's shift applies)
     await page.click("#progress-marks .mark")
+    assert abs(await _current_time(page) - (3400 + shift) / 1000) < 0.5
     await page.wait_for_selector(second, timeout=3_000)
-    assert abs(await _current_time(page) - (3400 + shift) / 1000) < 0.6
-    # one leg: the audio goes on through Web Audio
+    # one leg: the audio plays on through Web Audio
     await page.select_option("#leg", "customer")
+    if await page.evaluate("document.getElementById('audio').paused"):  # a slow machine reached the end meanwhile
+        await page.click("#play")
     before = await _current_time(page)
     await page.wait_for_timeout(400)
     assert await _current_time(page) > before and not await page.evaluate("document.getElementById('audio').paused")

@@ -10,7 +10,6 @@ Agents play no recordings: an agent's token gets 403 from both routes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator
