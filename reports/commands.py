@@ -1,5 +1,6 @@
-"""The ``callscribe report`` command (registered by callscribe/cli.py): the daily or weekly report of a store as JSON,
-CSV, HTML or PDF, optionally also sent as a ``report`` webhook."""
+"""Commands registered by callscribe/cli.py: ``callscribe report`` (the daily or weekly report of a store as JSON, CSV,
+HTML or PDF, optionally also sent as a ``report`` webhook), ``callscribe export`` (incremental CSV / Parquet exports,
+callscribe/exports) and ``callscribe webhooks`` (the dead-letter stream: list, replay)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,18 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--chromium", help="Chromium binary for --format pdf (default: CALLSCRIBE_CHROMIUM, then chromium on PATH)")
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
     p.set_defaults(run=_report)
+
+    p = sub.add_parser("export", help="incremental export (by stored watermark) of calls, utterances, alerts, tickets and "
+                                      "scores as CSV or Parquet files, for a warehouse")
+    p.add_argument("--out", required=True, help="folder: files go to OUT/<dataset>/")
+    p.add_argument("--name", default="warehouse", help="the export whose cursor to use and move (default warehouse)")
+    p.add_argument("--datasets", default="", help="comma-separated subset of calls,utterances,alerts,tickets,scores,score_overrides")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="parquet needs the `parquet` extra (pyarrow)")
+    p.add_argument("--batch", type=int, default=50_000, help="rows per file (default 50,000)")
+    p.add_argument("--lag-s", type=float, default=5.0, help="leave calls filed in the last this many seconds for the next run")
+    p.add_argument("--store", help="transcript store: SQLite path or postgresql://... (default: store_url)")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+    p.set_defaults(run=_export)
 
 
 def _day(value: str | None, name: str) -> date | None:
@@ -88,6 +101,36 @@ async def _report(args: argparse.Namespace) -> int:
     if args.webhook:
         delivery = await asyncio.to_thread(_send, cfg, report, stem)
         print(f"callscribe report: webhook `report` enqueued (delivery {delivery})", file=sys.stderr)
+    return 0
+
+
+async def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from callscribe.config import Config
+    from callscribe.exports.core import ALL, export, redis_alerts
+    from callscribe.gateway.store import open_store
+
+    cfg = Config.load(args.config)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] or list(ALL)
+    store = await asyncio.to_thread(open_store, args.store or cfg.store_url or str(cfg.data_path / "transcripts.sqlite3"))
+    client = None
+    if "alerts" in datasets and cfg.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(cfg.redis_url)
+    try:
+        result = await asyncio.to_thread(export, store, args.out, name=args.name, datasets=datasets, fmt=args.format,
+                                         batch=max(1, args.batch), lag_s=max(0.0, args.lag_s), stored_redacted=cfg.redact_stored_text,
+                                         alerts_reader=redis_alerts(client, cfg) if client is not None else None)
+    finally:
+        store.close()
+        if client is not None:
+            client.close()
+    for name, r in result.items():
+        note = f" ({r['skipped']})" if r.get("skipped") else ""
+        print(f"callscribe export: {name}: {r['rows']} rows in {len(r['files'])} file(s){note}", file=sys.stderr)
+    print(json.dumps(result, ensure_ascii=False))
     return 0
 
 
