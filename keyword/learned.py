@@ -31,7 +31,7 @@ from callscribe.errors import CallscribeError
 from .normalize import fold, is_han
 
 __all__ = ["LinearTextModel", "ModelError", "bundled_model_path", "end_sentiment_features", "featurize", "train",
-           "train_rows"]
+           "train_rows", "unresolved_features"]
 
 FORMAT = "callscribe-linear-text/1"
 
@@ -118,6 +118,17 @@ def end_sentiment_features(last_customer_texts: Sequence[str], rule_label: str, 
     feats["score"] = float(rule_score)
     for flag in flags:  # what else the call did: the agent insulted the customer, the customer escalated
         feats[f"flag:{flag}"] = 1.0
+    return feats
+
+
+def unresolved_features(customer_last: Sequence[str], agent_last: Sequence[str], rule_unresolved: bool) -> dict[str, float]:
+    """What the unresolved-flag model reads: the rules' flag and the n-grams of the last two customer and agent
+    turns (redacted, as stored). Trained on the rules' FIRST-RUN flags of six sets (tests/data/first_run: the
+    flag each set got before anything was tuned on it), so it learns where the rules go wrong on an author they
+    have not seen, not where they were fitted."""
+    feats = {f"C:{k}": v for k, v in _log_scaled(featurize(" ".join(customer_last[-2:]))).items()}
+    feats.update({f"A:{k}": v for k, v in _log_scaled(featurize(" ".join(agent_last[-2:]))).items()})
+    feats[f"rule:{bool(rule_unresolved)}"] = 1.0
     return feats
 
 

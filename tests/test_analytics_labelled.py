@@ -119,9 +119,9 @@ HOLDOUT = DATA / "holdout"
 # R 0.85, intent 0.90, unresolved F1 0.78, end sentiment 0.76, PII 0.98 masked; after the error-class fixes (one
 # aggregate run): unresolved F1 0.84, end sentiment 0.78, the rest unchanged; after round 4 (the learned
 # disclosure and end-sentiment layers, one aggregate run): alerts P 0.95 R 0.91, intent 0.90, unresolved F1 0.86,
-# end sentiment 0.84, PII 0.98, scorecard greeting / verification / closing 1.00 / 0.90 / 1.00
-# (docs/analytics.md). Floors 0.05 under, so a change that loses ground on calls nobody tuned for fails.
-HOLDOUT_FLOORS = {"alert_precision": 0.90, "alert_recall": 0.86, "intent_accuracy": 0.85, "unresolved_f1": 0.81,
+# end sentiment 0.84, PII 0.98, scorecard greeting / verification / closing 1.00 / 0.90 / 1.00; with the
+# unresolved stacker (trained on first-run flags) unresolved F1 0.89 (docs/analytics.md). Floors 0.05 under, so a change that loses ground on calls nobody tuned for fails.
+HOLDOUT_FLOORS = {"alert_precision": 0.90, "alert_recall": 0.86, "intent_accuracy": 0.85, "unresolved_f1": 0.84,
                   "sentiment_accuracy": 0.79, "pii_masked": 0.95}
 HOLDOUT_SCORECARD_FLOOR = 0.85
 

@@ -105,3 +105,24 @@ def test_a_readout_no_rule_names_is_found_by_the_model(analytics, rules_only, tu
 ])
 def test_verified_first_general_prices_and_tickets_stay_quiet(analytics, turns):
     assert not compliance(run(analytics, *turns))
+
+
+def test_the_unresolved_model_is_trained_on_first_run_flags_and_can_be_turned_off():
+    """The final flag's stacker learned where the rules' FIRST-RUN flags were wrong (tests/data/first_run), so it
+    corrects the rules on authors they were not fitted to; leave-one-set-out numbers in docs/analytics.md."""
+    model = LinearTextModel.load(bundled_model_path("unresolved"))
+    assert model.labels == ("False", "True")
+    first_runs = sorted(p.name for p in (DATA.parent / "first_run").glob("*.json"))
+    assert model.meta["trained_on"] == [n[:-5] for n in first_runs] and len(first_runs) >= 6
+    for path in (DATA.parent / "first_run").glob("*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert data["commit"] and data["calls"], path
+    assert Analytics(AnalyticsSettings(unresolved_model=False)).unresolved_model is None
+    assert Analytics().unresolved_model is not None
+
+
+def test_a_flag_the_model_overrules_says_so(analytics):
+    """Whatever the model decides, a flagged call carries a reason and an unflagged one none."""
+    r = run(analytics, ("agent", "您好，很高兴为您服务。"), ("customer", "我家宽带又断了。"),
+            ("agent", "给您报修了，师傅明天上午上门。"), ("customer", "又要等，行吧。"))
+    assert r["unresolved"] and r["reasons"]
