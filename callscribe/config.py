@@ -524,6 +524,9 @@ class Config(BaseSettings):
     end_sentiment_model: bool = True
     """The customer's sentiment at the end of a call is decided by the learned stacker over the rules' answer;
     false = the rules' answer alone."""
+    unresolved_model: bool = True
+    """The final unresolved flag may be overruled by the learned stacker trained on the rules' first-run flags
+    (docs/analytics.md); false = the rules' flag alone."""
     assist_packs: Paths = ()
     """YAML scenario packs for agent assist (keyword/assist/: guided steps, knowledge answers, offers, ticket
     templates), files or directories of `assist-*.yaml`; empty = the bundled zh and en telecom packs. Edited

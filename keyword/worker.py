@@ -97,6 +97,7 @@ def analytics_from_config(cfg: Config) -> Analytics:
         sentiment_alert=cfg.sentiment_alert,
         disclosure_threshold=cfg.disclosure_threshold,
         end_sentiment_model=cfg.end_sentiment_model,
+        unresolved_model=cfg.unresolved_model,
     )
     analytics = Analytics(settings, cfg.rule_packs, cfg.intent_catalog or None, cfg.scorecard_form or None)
     if cfg.assist_packs:  # agent assist's scenario packs (keyword/assist/); default: the bundled ones
