@@ -325,7 +325,9 @@ class CallAnalyzer:
             and not (t.channel == "agent" and _CREDENTIAL_READ.search(t.text[verification.end:]))
         self._model_read = ""
         self._touched_first = False
-        if t.channel == "agent" and not verifies and not self.verified and self.a.turn_model is not None:
+        if t.channel == "agent" and not verifies and self.a.turn_model is not None:
+            # after verification a read-out raises nothing, but the scorecard still needs to know the account was
+            # opened (identity verified *before account access* is null when it never was)
             # the model's verification class is trusted within the turn only (a read-out after "that's
             # matching, thank you" is allowed), not for the call: asked on its own, it takes a lookup
             # ("what's the number on the account?") for a verification, which QA does not
