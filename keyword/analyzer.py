@@ -481,7 +481,7 @@ class CallAnalyzer:
         return self._model_read
 
     def _model_turn(self, text: str) -> tuple[bool, str]:
-        """The learned model over an agent turn not yet verified, sentence by sentence in order: whether it
+        """The learned model over an agent turn, sentence by sentence in order: whether it
         asks for or confirms identity (``verifies``), and the first sentence that reads out or changes account
         data before that ("" if none). "That's matching, thank you. I've put the block on now." verifies first,
         so the change after it is allowed."""
