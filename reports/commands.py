@@ -46,6 +46,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
     p.set_defaults(run=_export)
 
+    p = sub.add_parser("webhooks", help="outbound webhooks' dead-letter stream: `dead` lists it, `replay` sends dead letters "
+                                        "again (same idempotency key) once the receiver is fixed")
+    p.add_argument("action", choices=["dead", "replay"])
+    p.add_argument("--id", action="append", default=[], help="replay only this dead letter (its stream id); repeatable")
+    p.add_argument("--kind", help="replay only dead letters of this kind")
+    p.add_argument("--all", action="store_true", help="also replay dead letters whose endpoint is no longer configured, "
+                                                      "to every receiver of their kind")
+    p.add_argument("--redis-url")
+    p.add_argument("--config", help="TOML config file (else CALLSCRIBE_CONFIG)")
+    p.set_defaults(run=_webhooks)
+
 
 def _day(value: str | None, name: str) -> date | None:
     if not value:
@@ -132,6 +143,31 @@ async def _export(args: argparse.Namespace) -> int:
         print(f"callscribe export: {name}: {r['rows']} rows in {len(r['files'])} file(s){note}", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False))
     return 0
+
+
+async def _webhooks(args: argparse.Namespace) -> int:
+    import json
+
+    import redis
+
+    from callscribe.config import Config
+    from callscribe.gateway.webhooks import dead_letters, replay
+
+    cfg = Config.load(args.config, **({"redis_url": args.redis_url} if args.redis_url else {}))
+    if not cfg.redis_url:
+        raise SystemExit("callscribe webhooks: needs redis_url (--redis-url or REDIS_URL): the Redis the gateway uses")
+    client = redis.Redis.from_url(cfg.redis_url)
+    try:
+        if args.action == "dead":
+            for d in await asyncio.to_thread(dead_letters, client, cfg):
+                print(json.dumps(d.to_dict(), ensure_ascii=False))
+            return 0
+        result = await asyncio.to_thread(replay, client, cfg, args.id or None, args.kind, args.all)
+    finally:
+        client.close()
+    print(json.dumps(result, ensure_ascii=False))
+    print(f"callscribe webhooks: replayed {len(result['replayed'])}, left {len(result['left'])}", file=sys.stderr)
+    return 0 if not result["left"] else 1
 
 
 def _catalog(cfg: Any) -> Any:

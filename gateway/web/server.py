@@ -63,6 +63,11 @@ class WebGateway:
             from callscribe.gateway.webhooks import WebhookSender
 
             self.webhooks = WebhookSender(cfg, redis_url)
+        self.webhook_feed = None  # alerts, surges, call summaries, ticket status -> webhooks (gateway/webhooks/feed.py)
+        if cfg.webhooks:
+            from callscribe.gateway.webhooks import WebhookFeed
+
+            self.webhook_feed = WebhookFeed(cfg, redis_url)
         self.metrics = GatewayMetrics(self, service_metrics)
         self.ws_tasks: set[asyncio.Task] = set()
         self._server: _Server | None = None
@@ -88,6 +93,11 @@ class WebGateway:
                 await self.webhooks.start()
             except (RedisError, OSError) as exc:
                 raise GatewayError(f"web gateway: webhook sender: Redis at {safe_url(self.redis_url)}: {exc}") from exc
+        if self.webhook_feed is not None:
+            try:
+                await self.webhook_feed.start()
+            except (RedisError, OSError) as exc:
+                raise GatewayError(f"web gateway: webhook feed: Redis at {safe_url(self.redis_url)}: {exc}") from exc
         self.board.observers(self.metrics.final_latency.observe, self.metrics.alert_latency.observe)
         await self.board.start()
         await self.metrics.start()
@@ -126,6 +136,8 @@ class WebGateway:
         await self._stop_backends()
 
     async def _stop_backends(self) -> None:
+        if self.webhook_feed is not None:
+            await self.webhook_feed.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.metrics.stop()

@@ -103,6 +103,8 @@ class Delivery:
     kind: str
     key: str
     payload_json: str
+    endpoint: str = ""
+    """A replayed dead letter (replay.py): only the endpoint with this id takes it; '' = every endpoint of the kind."""
 
     @property
     def created_ms(self) -> int:
@@ -123,7 +125,7 @@ class Delivery:
         if v != str(SCHEMA_VERSION):
             raise ValueError(f"webhook entry {entry_id}: version {v!r}, this sender knows {SCHEMA_VERSION}")
         try:
-            return cls(entry_id, check_kind(f["kind"]), check_key(f["key"]), f["payload"])
+            return cls(entry_id, check_kind(f["kind"]), check_key(f["key"]), f["payload"], f.get("endpoint", ""))
         except KeyError as exc:
             raise ValueError(f"webhook entry {entry_id}: no {exc.args[0]!r} field") from None
 

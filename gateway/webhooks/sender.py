@@ -388,7 +388,7 @@ class WebhookSender:
                 log.error("webhooks: %s; dropped", exc)
                 skip.append(entry_id)
                 continue
-            if not route.endpoint.matches(delivery.kind):
+            if not route.endpoint.matches(delivery.kind) or (delivery.endpoint and delivery.endpoint != route.endpoint.id):
                 skip.append(entry_id)
                 continue
             route.held[entry_id] = asyncio.create_task(self._deliver(route, delivery), name=f"webhook-{entry_id}")
