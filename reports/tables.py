@@ -8,6 +8,8 @@ Tables (``{schema}.`` before each name on PostgreSQL):
 * ``report_agg``: per UTC hour, queue and intent, the sums of :data:`~.facts.MEASURES`. Every report that does not
   involve agents reads only this table (about 24 x queues x intents rows a day, whatever the call volume).
 * ``report_tags``: per UTC hour, queue and intent, how many calls had each alert category / unresolved reason.
+* ``report_agg_agent``: per UTC day and agent, the same sums (the by-agent breakdown of a long period without other
+  filters; the period's edge hours come from ``report_calls``).
 
 Every change to a call goes through :meth:`ReportTables.refresh`: the new fact is built from the store (the
 ``calls`` row, the finals' time spans, the tickets, the scorecard), the repeat links of its chain are updated
@@ -64,6 +66,10 @@ CREATE INDEX IF NOT EXISTS report_calls_filed ON {t}report_calls(filed_at_ms);
 CREATE TABLE IF NOT EXISTS {t}report_agg (
     hour_ms {int} NOT NULL, queue TEXT NOT NULL, intent TEXT NOT NULL, {measures},
     PRIMARY KEY (hour_ms, queue, intent)
+);
+CREATE TABLE IF NOT EXISTS {t}report_agg_agent (
+    day_ms {int} NOT NULL, agent_id TEXT NOT NULL, {measures},
+    PRIMARY KEY (day_ms, agent_id)
 );
 CREATE TABLE IF NOT EXISTS {t}report_tags (
     hour_ms {int} NOT NULL, queue TEXT NOT NULL, intent TEXT NOT NULL, kind TEXT NOT NULL, tag TEXT NOT NULL,
@@ -141,6 +147,7 @@ class ReportTables:
         self.dialect = runner.dialect
         self.t = _prefix(schema)
         self._schema = schema
+        self._seen_tables: set[str] = set()
         types = _TYPES[self.dialect]
         measures = ", ".join(f"{m} {types['real'] if m in _REAL_MEASURES else types['int']} NOT NULL DEFAULT 0"
                              for m in MEASURES)
@@ -166,9 +173,16 @@ class ReportTables:
 
     # --- reading the store ------------------------------------------------------------------------------------
     def _has_table(self, x: Exec, name: str) -> bool:
+        """Whether the store has table ``name`` (the QA scorecards come with gateway/store/scores.py); a yes is kept."""
+        if name in self._seen_tables:
+            return True
         if self.dialect == "sqlite":
-            return x("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-        return x("SELECT to_regclass(?) IS NOT NULL", (f"{self.t}{name}",)).fetchone()[0]
+            found = x("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+        else:
+            found = bool(x("SELECT to_regclass(?) IS NOT NULL", (f"{self.t}{name}",)).fetchone()[0])
+        if found:
+            self._seen_tables.add(name)
+        return found
 
     def _fact_row(self, x: Exec, call_id: str) -> CallFact | None:
         row = x(f"SELECT {', '.join(_FACT_COLS)} FROM {self.t}report_calls WHERE call_id = ?", (call_id,)).fetchone()
@@ -288,6 +302,7 @@ class ReportTables:
     def _apply(self, x: Exec, changes: Sequence[tuple[CallFact | None, CallFact]]) -> None:
         """Add ``contribution(new) - contribution(old)`` of each change to the aggregate and tag rows."""
         agg: dict[tuple[int, str, str], dict[str, float]] = {}
+        agents: dict[tuple[int, str], dict[str, float]] = {}
         tags: dict[tuple[int, str, str, str, str], int] = {}
         for old, new in changes:
             for fact, sign in ((old, -1), (new, 1)):
@@ -295,8 +310,10 @@ class ReportTables:
                     continue
                 c = contribution(fact)
                 row = agg.setdefault(c.key, dict.fromkeys(MEASURES, 0))
+                arow = agents.setdefault((fact.hour_ms // DAY_MS * DAY_MS, fact.agent_id), dict.fromkeys(MEASURES, 0))
                 for m, v in c.measures.items():
                     row[m] += sign * v
+                    arow[m] += sign * v
                 for kind, tag in c.tags:
                     k = (*c.key, kind, tag)
                     tags[k] = tags.get(k, 0) + sign
@@ -308,6 +325,11 @@ class ReportTables:
                 continue
             x(f"INSERT INTO {t}report_agg AS a (hour_ms, queue, intent, {cols}) VALUES (?,?,?,{', '.join('?' * len(MEASURES))})"
               f" ON CONFLICT (hour_ms, queue, intent) DO UPDATE SET {sets}", (*key, *(row[m] for m in MEASURES)))
+        for key, row in agents.items():
+            if not any(row.values()):
+                continue
+            x(f"INSERT INTO {t}report_agg_agent AS a (day_ms, agent_id, {cols}) VALUES (?,?,{', '.join('?' * len(MEASURES))})"
+              f" ON CONFLICT (day_ms, agent_id) DO UPDATE SET {sets}", (*key, *(row[m] for m in MEASURES)))
         for key, n in tags.items():
             if n:
                 x(f"INSERT INTO {t}report_tags AS a (hour_ms, queue, intent, kind, tag, n) VALUES (?,?,?,?,?,?)"
@@ -338,9 +360,13 @@ class ReportTables:
             x(f"UPDATE {t}report_calls SET fcr = CASE WHEN unresolved = 0 AND repeated_by = '' THEN 1 ELSE 0 END")
             x(f"DELETE FROM {t}report_agg")
             x(f"DELETE FROM {t}report_tags")
+            x(f"DELETE FROM {t}report_agg_agent")
             sums = ", ".join(_FACT_SUM[m] for m in MEASURES)
             x(f"INSERT INTO {t}report_agg (hour_ms, queue, intent, {', '.join(MEASURES)})"
               f" SELECT hour_ms, queue, intent, {sums} FROM {t}report_calls f GROUP BY hour_ms, queue, intent")
+            x(f"INSERT INTO {t}report_agg_agent (day_ms, agent_id, {', '.join(MEASURES)})"
+              f" SELECT (hour_ms / {DAY_MS}) * {DAY_MS}, agent_id, {sums} FROM {t}report_calls f"
+              f" GROUP BY (hour_ms / {DAY_MS}) * {DAY_MS}, agent_id")
             for kind, column in (("alert", "alerts"), ("reason", "reasons")):
                 if self.dialect == "sqlite":
                     x(f"INSERT INTO report_tags (hour_ms, queue, intent, kind, tag, n)"
@@ -376,8 +402,9 @@ class ReportTables:
         return " AND ".join(where), args
 
     def uses_facts(self, f: ReportFilter, group: str) -> bool:
-        """Agents are not a dimension of the aggregates (hundreds of agents would make them as large as the calls):
-        a query by agent or for one agent reads ``report_calls`` (its index on agent and hour)."""
+        """Agents are not a dimension of the hourly aggregates (hundreds of agents would make them as large as the
+        calls): a query for one agent, or by agent within a queue or intent, reads ``report_calls`` (its index on
+        agent and hour); by agent over everything reads ``report_agg_agent`` (per UTC day) and the edge hours."""
         return f.agent_id is not None or group in ("agent", "language")
 
     def measures(self, f: ReportFilter, group: str = "total", utc_offset_ms: int = 0) -> list[tuple[Any, dict[str, float]]]:
@@ -385,6 +412,8 @@ class ReportTables:
         ``day``: local midnight in epoch ms; ``hour``: 0-23; ``day_intent``: (day, intent))."""
         if group not in GROUPS:
             raise ValueError(f"group must be one of {', '.join(GROUPS)}")
+        if group == "agent" and f.agent_id is None and f.queue is None and f.intent is None:
+            return self._by_agent(f)
         facts = self.uses_facts(f, group)
         where, args = self._where(f, facts)
         table = "report_calls" if facts else "report_agg"
@@ -410,6 +439,37 @@ class ReportTables:
             if n == 0 and not values["calls"]:
                 continue
             out.append((key, values))
+        return out
+
+    def _by_agent(self, f: ReportFilter) -> list[tuple[Any, dict[str, float]]]:
+        """Every agent over a period with no other filter: the whole UTC days inside it from ``report_agg_agent`` (one
+        row per agent and day), the hours at its two edges from ``report_calls``; the same sums as reading the calls."""
+        lo, hi = f.hours()
+        d_lo, d_hi = -(-lo // DAY_MS) * DAY_MS, hi // DAY_MS * DAY_MS
+        t = self.t
+        sums_agg = ", ".join(_AGG_SUM[m] for m in MEASURES)
+        sums_fact = ", ".join(_FACT_SUM[m] for m in MEASURES)
+
+        def work(x: Exec) -> list[Any]:
+            if d_lo >= d_hi:
+                return x(f"SELECT f.agent_id, {sums_fact} FROM {t}report_calls f WHERE f.hour_ms >= ? AND f.hour_ms < ?"
+                         " GROUP BY f.agent_id", (lo, hi)).fetchall()
+            rows = x(f"SELECT f.agent_id, {sums_agg} FROM {t}report_agg_agent f WHERE f.day_ms >= ? AND f.day_ms < ?"
+                     " GROUP BY f.agent_id", (d_lo, d_hi)).fetchall()
+            rows += x(f"SELECT f.agent_id, {sums_fact} FROM {t}report_calls f WHERE (f.hour_ms >= ? AND f.hour_ms < ?)"
+                      " OR (f.hour_ms >= ? AND f.hour_ms < ?) GROUP BY f.agent_id", (lo, d_lo, d_hi, hi)).fetchall()
+            return rows
+
+        totals: dict[str, dict[str, float]] = {}
+        for r in self.runner.run(work):
+            row = totals.setdefault(r[0], dict.fromkeys(MEASURES, 0))
+            for m, v in zip(MEASURES, r[1:]):
+                row[m] += v or 0
+        out = []
+        for agent, m in totals.items():
+            values = {k: (round(float(v), 6) if k in _REAL_MEASURES else int(v)) for k, v in m.items()}
+            if values["calls"]:
+                out.append((agent, values))
         return out
 
     def tags(self, f: ReportFilter, kind: str, group: str = "total") -> list[tuple[Any, str, int]]:

@@ -17,7 +17,7 @@ from callscribe.gateway.store import SqliteStore
 from callscribe.gateway.store.base import CallRecord, ticket_record
 from callscribe.gateway.store.ingest import StoreIngest
 from callscribe.reports.drivers import benjamini_hochberg, movers, two_proportion_z
-from callscribe.reports.facts import CallFact, Span, relink, talk_stats
+from callscribe.reports.facts import MEASURES, CallFact, Span, contribution, relink, talk_stats
 from callscribe.reports.metrics import build_report
 from callscribe.reports.sample import SampleCall, expected, load, month
 from callscribe.reports.tables import ReportFilter
@@ -77,8 +77,20 @@ def test_fcr_and_repeat_rate_on_a_generated_month_with_known_answers(store):
     assert sum(r["calls"] for r in report["by_day"]) == sum(r["calls"] for r in report["by_hour"]) == len(calls)
     assert sum(r["calls"] for r in report["by_agent"]) == len(calls)  # (read from report_calls, not the aggregates)
     assert sum(r["fcr"] for r in report["by_agent"]) == total["fcr"]
+    # by agent (per-day agent rows inside the period, calls at its edges) = the calls' own contributions, also for a
+    # period that does not start or end on a UTC day
+    for lo, hi in ((START, START + 30 * DAY), (START + 5 * H, START + 20 * DAY + 7 * H)):
+        sums: dict[str, dict[str, float]] = {}
+        for fact in store.reports.facts(ReportFilter(lo, hi)):
+            row = sums.setdefault(fact.agent_id, dict.fromkeys(MEASURES, 0))
+            for m, v in contribution(fact).measures.items():
+                row[m] += v
+        got = dict(store.reports.measures(ReportFilter(lo, hi), "agent"))
+        assert set(got) == set(sums)
+        for agent, m in got.items():
+            assert m == pytest.approx(sums[agent]), agent
     # the incremental aggregates are exactly a recount from scratch
-    groups = ("intent", "queue", "day", "hour")
+    groups = ("intent", "queue", "day", "hour", "agent")
     before = {g: sorted(store.reports.measures(f, g), key=str) for g in groups}
     tags = sorted(store.reports.tags(f, "alert", "intent"), key=str), sorted(store.reports.tags(f, "reason"), key=str)
     assert store.reports.rebuild(7) == len(calls)
