@@ -102,16 +102,25 @@ class Stream:
     turns: list[TurnSpan]
 
 
+def leg_order(i: int, n_languages: int) -> tuple[int, int]:
+    """Stream i -> (call index, channel). Streams take channel 0 of one call per language, then those calls'
+    channel 1, then the next calls: with English and Mandarin, 2 streams are an English and a Mandarin leg
+    and 4 streams are both legs of an English and a Mandarin call; with one language, legs pair up into calls."""
+    block, within = divmod(i, 2 * n_languages)
+    return block * n_languages + within % n_languages, within // n_languages
+
+
 def make_streams(n: int, duration_s: float, languages: list[str]) -> list[Stream]:
-    """N legs of the calls benchmarks.load streams: leg i is channel i % 2 of call i // 2."""
+    """N legs of the calls benchmarks.load streams (call c speaks languages[c % len(languages)])."""
     from .load import make_calls
 
-    calls = make_calls((n + 1) // 2, duration_s, languages)
+    order = [leg_order(i, len(languages)) for i in range(n)]
+    calls = make_calls(max(c for c, _ in order) + 1, duration_s, languages)
     out = []
-    for i in range(n):
-        c, ch = calls[i // 2], i % 2
+    for c_idx, ch in order:
+        c = calls[c_idx]
         turns = [TurnSpan(t.speech_start_s, t.speech_end_s, t.clip.reference) for t in c.turns if t.channel == ch]
-        out.append(Stream(f"{c.call_id}-{'ca'[ch]}", i // 2, ch, c.language, c.channels[ch], turns))
+        out.append(Stream(f"{c.call_id}-{'ca'[ch]}", c_idx, ch, c.language, c.channels[ch], turns))
     return out
 
 
@@ -282,6 +291,23 @@ def _r(x: float | None, nd: int = 3):
     return round(x, nd) if math.isfinite(x) else "inf"
 
 
+def pooled_error_rate(levels: list[dict]) -> dict[str, float]:
+    """WER/CER of the committed text of every level together (more turns than any one level)."""
+    from callscribe.scoring import error_rate
+
+    refs: dict[str, list[str]] = {}
+    hyps: dict[str, list[str]] = {}
+    for lv in levels:
+        for t in lv.get("texts", []):
+            refs.setdefault(t["language"], []).append(t["reference"])
+            hyps.setdefault(t["language"], []).append(t["committed"])
+    out = {}
+    for lang in refs:
+        sep = "" if lang == "zh" else " "
+        out[lang] = round(error_rate(sep.join(refs[lang]), sep.join(hyps[lang]), lang), 4)
+    return out
+
+
 def sustained(level: dict) -> bool:
     """The level's rule: p95 latency <= 1.0 s and median caption update interval <= 1.0 s, no stream failed."""
     p95, upd = level.get("latency_p95_s"), level.get("update_interval_median_s")
@@ -308,6 +334,7 @@ def summarize_level(system: str, streams: list[Stream], reduced: list[Reduced | 
     refs: dict[str, list[str]] = {}
     hyps: dict[str, list[str]] = {}
     notes: list[str] = []
+    texts: list[dict] = []
     for s, red in zip(streams, reduced):
         if red is None:
             lat += [math.inf] * len(s.turns)
@@ -320,6 +347,8 @@ def summarize_level(system: str, streams: list[Stream], reduced: list[Reduced | 
         refs.setdefault(s.language, []).append(sep.join(t.reference for t in s.turns))
         hyps.setdefault(s.language, []).append(red.text)
         notes += [f"{s.stream_id}: {n}" for n in red.notes]
+        texts.append({"stream": s.stream_id, "language": s.language, "reference": sep.join(t.reference for t in s.turns),
+                      "committed": red.text})
     err = {}
     for lang in refs:
         sep = "" if lang == "zh" else " "
@@ -344,6 +373,7 @@ def summarize_level(system: str, streams: list[Stream], reduced: list[Reduced | 
         "tail_streamed_s": round(tail_s, 1),
         "failed_streams": failures,
         "notes": notes[:20],
+        "texts": texts,
     }
     level["sustained"] = sustained(level)
     return level
@@ -441,6 +471,41 @@ def ensure_venv(root: Path, peer: str) -> Path:
     subprocess.run([str(venv / "bin" / "python"), "-c", IMPORT_CHECK[peer]], check=True, cwd=root)
     marker.write_text(want)
     return venv
+
+
+REPO = Path(__file__).resolve().parents[1]
+CALLSCRIBE_SOURCES = ("callscribe", "asr", "vad", "stream", "gateway", "models", "keyword", "recording", "pyproject.toml")
+
+
+def callscribe_python(root: Path, rev: str) -> tuple[str, dict]:
+    """The interpreter that runs ``callscribe serve``, and where its code came from. ``rev`` = a commit (default
+    HEAD): that commit's tree is installed once into a venv under ``root`` (with this environment's packages
+    visible), so the result belongs to a commit even while the working tree has edits in progress;
+    ``worktree``: this environment's callscribe as it is (the source record says which files differ)."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+    status = subprocess.run(["git", "status", "--porcelain", "--", *CALLSCRIBE_SOURCES], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout
+    dirty = [line[3:] for line in status.splitlines() if line.strip()]
+    if rev == "worktree":
+        return sys.executable, {"commit": git("rev-parse", "HEAD"), "uncommitted_changes_used": dirty}
+    sha = git("rev-parse", rev)
+    venv = root / f"callscribe-{sha[:12]}"
+    if not (venv / ".callscribe-peers").exists():
+        print(f"installing callscribe at {sha[:12]} into {venv} (once)", flush=True)
+        if venv.exists():
+            shutil.rmtree(venv)
+        src = Path(tempfile.mkdtemp(prefix="callscribe-src-"))
+        try:
+            archive = subprocess.run(["git", "archive", sha], cwd=REPO, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, cwd=root)
+            _pip(venv, "--no-deps", str(src))
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        (venv / ".callscribe-peers").write_text(sha + "\n")
+    return str(venv / "bin" / "python"), {"commit": sha, "working_tree_edits_not_used": dirty}
 
 
 def venv_versions(venv: Path, names: list[str]) -> dict[str, str]:
@@ -549,7 +614,7 @@ def system_specs(args, model_dir: str, venvs: dict[str, Path], warm_wav: Path, w
                "CALLSCRIBE_RECORDING": "false", "CALLSCRIBE_MAX_CALLS": "1000",
                "CALLSCRIBE_DATA_DIR": str(workdir / "callscribe-data"), "CALLSCRIBE_LANGUAGE": args.languages[0]
                if len(args.languages) == 1 else "auto"}
-        argv = [sys.executable, "-m", "callscribe.cli", "serve", "--no-sip", "--model-dir", model_dir,
+        argv = [args.callscribe_python, "-m", "callscribe.cli", "serve", "--no-sip", "--model-dir", model_dir,
                 "--device", "cpu", "--compute-type", "int8"]
         if variant == "default":
             specs.append(SystemSpec("callscribe", "callscribe",
@@ -795,6 +860,7 @@ async def run_level(spec: SystemSpec, server: Server, url: str, streams: list[St
     await asyncio.wait_for(asyncio.gather(*(r.ready.wait() for r in runs)), 180)
     feeder.t0 = time.monotonic() + 0.3
     log0 = server.log_size()
+    load0 = os.getloadavg()[0]
     cpu0, wall0 = server.cpu_s(), time.monotonic()
     start.set()
     reduce = reducer(spec.kind)
@@ -813,6 +879,7 @@ async def run_level(spec: SystemSpec, server: Server, url: str, streams: list[St
     level = summarize_level(spec.name, streams, reduced, feeder.t0, cpu1 - cpu0 if math.isfinite(cpu1 - cpu0) else None,
                             wall1 - wall0, failures, tail_streamed)
     level["feeder_lag_s"] = round(feeder.lag, 3)
+    level["host_load_1min"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # other work on the machine
     if DUMP_DIR is not None:  # the raw message sequences, with arrival times relative to t0 (for tests)
         DUMP_DIR.mkdir(parents=True, exist_ok=True)
         seen_lists: set[int] = set()
@@ -859,7 +926,7 @@ def log_level(lv: dict) -> None:
     print(f"  {lv['system']:>18} N={lv['streams']:3d}: p50 {lv['latency_p50_s']} p95 {lv['latency_p95_s']} "
           f"max {lv['latency_max_s']} s | never committed {lv['turns_never_committed']}/{lv['turns']} | "
           f"updates median {lv['update_interval_median_s']} s | err {lv['error_rate']} | cpu {lv['cpu_cores']} | "
-          f"tail {lv['tail_streamed_s']} s | {'OK' if lv['sustained'] else 'over'}"
+          f"tail {lv['tail_streamed_s']} s | load {lv.get('host_load_1min')} | {'OK' if lv['sustained'] else 'over'}"
           + (f" | FAILED {lv['failed_streams'][:2]}" if lv["failed_streams"] else ""), flush=True)
 
 
@@ -896,25 +963,33 @@ async def ramp(spec: SystemSpec, args, model_dir: str, model_name: str, workdir:
         out["log_tail"] = server.tail(3000)
         server.stop()
     out["max_sustained_streams"] = max_sustained(out["levels"])
+    out["error_rate_all_levels"] = pooled_error_rate(out["levels"])
     return out
 
 
 # --- observations: what each peer cannot do -----------------------------------------------------------
 def capabilities(systems: list[dict], languages: list[str]) -> dict:
-    """What was observed in this run, per system (the rest of the notes are in README)."""
+    """What each system did or could not do in this run, from what was observed (README has the prose)."""
     caps: dict[str, dict] = {}
     for sysres in systems:
         name = sysres["system"]
-        c: dict[str, str] = {}
+        c: dict = {}
         if name.startswith("callscribe"):
-            c["two_channels_per_call"] = "yes: one connection per call, a channel per leg (this run)"
+            c["two_channels_per_call"] = "yes: one connection per call, one channel per leg"
         else:
-            c["two_channels_per_call"] = "no: the protocol takes one mono stream; each leg was its own connection"
-        errs = {lang: [lv["error_rate"].get(lang) for lv in sysres["levels"]] for lang in languages}
-        for lang, vals in errs.items():
-            vals = [v for v in vals if v is not None]
-            if vals:
-                c[f"error_rate_{lang}"] = f"{min(vals):.3f}-{max(vals):.3f} over the levels"
+            c["two_channels_per_call"] = ("no: one mono stream per connection (no channel in the protocol); each leg "
+                                          "was its own connection, the call's two transcripts are not tied together")
+        if name == "whisperlive-batch":
+            sizes: dict[int, int] = {}
+            for lv in sysres["levels"]:
+                for k, v in (lv.get("batch_sizes") or {}).items():
+                    sizes[int(k)] = sizes.get(int(k), 0) + v
+            c["multi_request_batches_logged"] = dict(sorted(sizes.items()))
+        c["error_rate_all_levels"] = sysres.get("error_rate_all_levels", {})
+        never = sum(lv["turns_never_committed"] for lv in sysres["levels"])
+        c["turns_never_committed"] = f"{never}/{sum(lv['turns'] for lv in sysres['levels'])}"
+        if sysres.get("error"):
+            c["error"] = sysres["error"]
         caps[name] = c
     return caps
 
@@ -930,37 +1005,72 @@ def plot(data: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    cap = 0.0
-    for sysres in data["systems"]:
-        pts = [(lv["streams"], lv["latency_p95_s"]) for lv in sysres["levels"]]
-        finite = [p for p in pts if isinstance(p[1], (int, float))]
-        cap = max([cap] + [y for _, y in finite])
-    top = max(2.0, cap * 1.15 + 0.5)
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    finite = [lv["latency_p95_s"] for s in data["systems"] for lv in s["levels"] if isinstance(lv["latency_p95_s"], (int, float))]
+    top = max([2.0] + finite) * 1.8
+    low = min([0.5] + [x for x in finite if x > 0]) / 1.5
+    xs_all = []
     for sysres in data["systems"]:
         xs, ys, inf_x = [], [], []
         for lv in sysres["levels"]:
             y = lv["latency_p95_s"]
+            xs_all.append(lv["streams"])
             if isinstance(y, (int, float)):
                 xs.append(lv["streams"])
-                ys.append(y)
+                ys.append(max(y, low))
             else:
                 inf_x.append(lv["streams"])
         style = "o-" if sysres["system"].startswith("callscribe") else "s--"
         line, = ax.plot(xs, ys, style, label=f"{sysres['system']} (max sustained {sysres['max_sustained_streams']})")
         if inf_x:
-            ax.plot(inf_x, [top * 0.97] * len(inf_x), "x", color=line.get_color(), ms=10)
+            ax.plot(inf_x, [top / 1.15] * len(inf_x), "x", color=line.get_color(), ms=10, mew=2)
     ax.axhline(P95_LIMIT_S, color="red", lw=0.8)
     ax.set_xscale("log", base=2)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("concurrent streams (call legs)")
-    ax.set_ylabel("p95 end of speech -> committed text (s)")
+    ax.set_yscale("log")
+    ax.set_ylim(low, top)
+    if xs_all:
+        ax.set_xticks(sorted(set(xs_all)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("concurrent streams (call legs, fed in real time)")
+    ax.set_ylabel("p95 end of speech -> committed text (s, log)")
     ax.set_title(f"callscribe vs WhisperLive vs WhisperLiveKit, {data['model']}\n{data['hardware']}, {data['date']}"
-                 " (x at top: a turn never committed)", fontsize=9)
+                 " (x at the top: some turn never committed; red: the 1 s limit)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def markdown_tables(data: dict) -> str:
+    """The summary (one row per system) and every level (latency distribution per N), as markdown."""
+    def f(x, nd=2):
+        return "never" if x == "inf" else ("-" if x is None else f"{x:.{nd}f}")
+
+    langs = data["languages"]
+    err_name = "/".join("CER" if lang == "zh" else "WER" for lang in langs)
+    rows = [f"| system | max sustained streams | p95 latency at 1 stream | {err_name} ({'/'.join(langs)}), all levels | "
+            "CPU cores at 1 stream |", "|---|---|---|---|---|"]
+    for s in data["systems"]:
+        one = next((lv for lv in s["levels"] if lv["streams"] == 1), None)
+        if one is None:
+            rows.append(f"| {s['system']} | {s['max_sustained_streams']} | {s.get('error', '-')} | - | - |")
+            continue
+        err = " / ".join(f(s.get("error_rate_all_levels", {}).get(lang), 3) for lang in langs)
+        p95 = f(one["latency_p95_s"]) + ("" if one["latency_p95_s"] == "inf" else " s")
+        rows.append(f"| {s['system']} | **{s['max_sustained_streams']}** | {p95} | {err} | "
+                    f"{f(one['cpu_cores'])} |")
+    rows += ["", "| system | streams | latency p50 / p95 / max (s) | turns never committed | caption update interval "
+             f"median (s) | {err_name} | CPU cores | sustained |", "|---|---|---|---|---|---|---|---|"]
+    for s in data["systems"]:
+        for lv in s["levels"]:
+            err = " / ".join(f(lv["error_rate"].get(lang), 3) for lang in langs)
+            rows.append(f"| {s['system']} | {lv['streams']} | {f(lv['latency_p50_s'])} / {f(lv['latency_p95_s'])} / "
+                        f"{f(lv['latency_max_s'])} | {lv['turns_never_committed']}/{lv['turns']} | "
+                        f"{f(lv['update_interval_median_s'])} | {err} | {f(lv['cpu_cores'])} | "
+                        f"{'yes' if lv['sustained'] else 'no'}{' (failed streams)' if lv['failed_streams'] else ''} |")
+    return "\n".join(rows)
 
 
 def _json_default(o):
@@ -980,6 +1090,7 @@ async def main_async(args) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     venvs: dict[str, Path] = {}
     versions: dict[str, dict] = {}
+    args.callscribe_python, callscribe_source = callscribe_python(root, args.callscribe_commit)
     if args.whisperlive:
         venvs["whisperlive"] = ensure_venv(root, "whisperlive")
         versions["whisperlive"] = venv_versions(venvs["whisperlive"], ["whisper-live", "faster-whisper", "ctranslate2", "torch"])
@@ -1023,6 +1134,7 @@ async def main_async(args) -> dict:
         "tail_max_s": args.tail,
         "frame_s": FRAME_S,
         "versions": versions,
+        "callscribe_source": callscribe_source,
         "python": platform.python_version(),
         "systems": systems,
         "capabilities": capabilities(systems, langs),
@@ -1034,7 +1146,8 @@ async def main_async(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="2-CPU preset: tiny.en, English, 30 s streams, short ramps")
+    p.add_argument("--quick", action="store_true",
+                   help="2-CPU preset: tiny.en, English, 30 s streams, a 25 s tail at most, ramps stop after two levels over")
     p.add_argument("--model", default="base", help="base | tiny.en | a CTranslate2 Whisper directory")
     p.add_argument("--languages", default="en,zh", type=lambda s: s.split(","))
     p.add_argument("--levels", default="1,2,4,8,16,32,64,128", type=lambda s: [int(x) for x in s.split(",")])
@@ -1047,23 +1160,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default="callscribe,whisperlive,whisperlivekit", type=lambda s: s.split(","))
     p.add_argument("--callscribe", default="default,greedy", type=lambda s: [x for x in s.split(",") if x],
                    help="callscribe configurations: default (as shipped), greedy (benchmarks.load's preset)")
+    p.add_argument("--callscribe-commit", default="HEAD",
+                   help="the commit whose callscribe is measured (installed once into a venv), or 'worktree'")
     p.add_argument("--whisperlive", default="single,nsm,batch", type=lambda s: [x for x in s.split(",") if x],
                    help="WhisperLive configurations: single (one shared model), nsm (-nsm), batch (--batch_inference)")
     p.add_argument("--omp", type=int, default=2, help="WhisperLive -omp (OpenMP threads)")
     p.add_argument("--venv-root", default="~/.cache/callscribe-peers")
     p.add_argument("--out", default="")
+    p.add_argument("--table", help="print the markdown tables of a results JSON (and redraw its PNG), run nothing")
     p.add_argument("--dump", default="", help="write each level's raw message sequences (JSON) into this folder")
     args = p.parse_args(argv)
     global DUMP_DIR
     DUMP_DIR = Path(args.dump) if args.dump else None
+    if args.table:
+        data = json.loads(Path(args.table).read_text())
+        print(markdown_tables(data))
+        try:
+            plot(data, Path(args.table).with_suffix(".png"))
+        except ImportError:
+            pass
+        return 0
     if "whisperlive" not in args.systems:
         args.whisperlive = []
     if args.quick:
         args.model = "tiny.en" if args.model == "base" else args.model
         args.languages = ["en"]
         args.duration = min(args.duration, 30.0)
-        args.tail = min(args.tail, 15.0)
+        args.tail = min(args.tail, 25.0)
         args.warmup_duration = 8.0
+        args.stop_after_fail = 2  # a noisy level does not end a ramp (benchmarks.load --quick does the same)
     data = asyncio.run(main_async(args))
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M")
@@ -1073,6 +1198,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(data, out.with_suffix(".png"))
     except ImportError:
         print("matplotlib not installed: no plot (pip install 'callscribe[bench]')", file=sys.stderr)
+    print(markdown_tables(data), flush=True)
     print(f"results: {out}", flush=True)
     return 0
 

@@ -15,6 +15,7 @@ from benchmarks.peers import (
     Stream,
     TurnSpan,
     batch_sizes_from_log,
+    leg_order,
     max_sustained,
     reduce_callscribe,
     reduce_whisperlive,
@@ -213,3 +214,9 @@ def test_batch_sizes_from_whisperlive_log():
            "INFO:root:[BatchInference] Processing batch of 1\nINFO:root:[BatchInference] Processing batch of 2\n")
     assert batch_sizes_from_log(log) == {1: 1, 2: 2}
     assert batch_sizes_from_log("") == {}
+
+
+def test_leg_order_mixes_languages_early_and_pairs_legs_into_calls():
+    assert [leg_order(i, 1) for i in range(4)] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # en, zh: 2 streams = an English and a Mandarin leg; 4 = both legs of calls 0 (en) and 1 (zh)
+    assert [leg_order(i, 2) for i in range(6)] == [(0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (3, 0)]
