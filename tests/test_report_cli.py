@@ -119,3 +119,24 @@ def test_html_report_is_standalone(seeded, monkeypatch):
     page = (tmp / "r.html").read_text(encoding="utf-8")
     assert "echarts" in page and 'data-chart="volume"' in page
     assert "src=\"http" not in page and "href=\"http" not in page  # nothing loaded from a network
+
+
+@pytest.mark.integration
+def test_report_webhook_goes_through_the_one_webhook_queue(seeded, monkeypatch, redis_server):
+    """--webhook enqueues the JSON report as kind `report`, keyed by its period, once (a rerun is the same delivery)."""
+    import redis
+
+    from callscribe.config import Config
+    from callscribe.stream import keys
+
+    tmp, _ = seeded
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("CALLSCRIBE_KEY_PREFIX", "rpw")
+    for _ in range(2):
+        _run(tmp, monkeypatch, "--from", "2026-12-08", "--to", "2026-12-09", "--queue", "billing", "--format", "json",
+             "--out", str(tmp / "w.json"), "--no-topics", "--webhook")
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    entries = client.xrange(keys.webhooks_stream(Config(key_prefix="rpw")))
+    client.close()
+    assert [(f["kind"], f["key"]) for _, f in entries] == [("report", "report-2026-12-08-2026-12-09-billing")]
+    assert json.loads(entries[0][1]["payload"])["filters"]["queue"] == "billing"
