@@ -610,7 +610,7 @@ class Server:
 def system_specs(args, model_dir: str, venvs: dict[str, Path], warm_wav: Path, workdir: Path) -> list[SystemSpec]:
     specs = []
     for variant in args.callscribe if "callscribe" in args.systems else []:
-        env = {"CALLSCRIBE_INGEST_AUTH": "false", "CALLSCRIBE_WEB": "false", "CALLSCRIBE_ANALYTICS": "false",
+        env = {"CALLSCRIBE_HOST": "127.0.0.1", "CALLSCRIBE_INGEST_AUTH": "false", "CALLSCRIBE_WEB": "false", "CALLSCRIBE_ANALYTICS": "false",
                "CALLSCRIBE_RECORDING": "false", "CALLSCRIBE_MAX_CALLS": "1000",
                "CALLSCRIBE_DATA_DIR": str(workdir / "callscribe-data"), "CALLSCRIBE_LANGUAGE": args.languages[0]
                if len(args.languages) == 1 else "auto"}
@@ -1091,12 +1091,18 @@ async def main_async(args) -> dict:
     venvs: dict[str, Path] = {}
     versions: dict[str, dict] = {}
     args.callscribe_python, callscribe_source = callscribe_python(root, args.callscribe_commit)
-    if args.whisperlive:
-        venvs["whisperlive"] = ensure_venv(root, "whisperlive")
-        versions["whisperlive"] = venv_versions(venvs["whisperlive"], ["whisper-live", "faster-whisper", "ctranslate2", "torch"])
-    if "whisperlivekit" in args.systems:
-        venvs["whisperlivekit"] = ensure_venv(root, "whisperlivekit")
-        versions["whisperlivekit"] = venv_versions(venvs["whisperlivekit"], ["whisperlivekit", "faster-whisper", "ctranslate2", "torch"])
+    install_errors: list[dict] = []
+    for peer, wanted, dist in (("whisperlive", bool(args.whisperlive), "whisper-live"),
+                               ("whisperlivekit", "whisperlivekit" in args.systems, "whisperlivekit")):
+        if not wanted:
+            continue
+        try:
+            venvs[peer] = ensure_venv(root, peer)
+            versions[peer] = venv_versions(venvs[peer], [dist, "faster-whisper", "ctranslate2", "torch"])
+        except (subprocess.CalledProcessError, OSError) as exc:  # a peer that does not install is a result too
+            print(f"{peer}: could not be installed: {exc}", flush=True)
+            install_errors.append({"system": peer, "description": "not installed", "levels": [],
+                                   "error": f"install failed: {exc}"[:1500], "max_sustained_streams": 0})
     import ctranslate2
     import faster_whisper
 
@@ -1109,7 +1115,7 @@ async def main_async(args) -> dict:
     specs = system_specs(args, model_dir, venvs, warm_wav, workdir)
     print(f"peers benchmark: {model.name} ({model_dir}), languages {langs}, {args.duration:.0f} s per stream, "
           f"levels {args.levels}, {hardware()}", flush=True)
-    systems = []
+    systems = list(install_errors)
     try:
         for spec in specs:
             systems.append(await ramp(spec, args, model_dir, model.name, workdir))
