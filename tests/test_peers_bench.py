@@ -160,8 +160,15 @@ def test_latency_uses_t0_and_needs_the_end_of_the_turn_covered():
     assert turn_latencies(turn, early, t0=100.0) == [math.inf]
     both = early + [Commit(11.5, 13.9, "second half", 100.0 + 14.6)]
     assert turn_latencies(turn, both, t0=100.0) == [pytest.approx(0.6)]
-    far = [Commit(16.0, 17.0, "next turn's hallucination", 118.0)]  # outside the turn +- 1 s
+    far = [Commit(16.0, 17.0, "next turn's hallucination", 118.0)]  # outside the turn +- 2 s
     assert turn_latencies(turn, both + far, t0=100.0) == [pytest.approx(0.6)]
+
+
+def test_latency_tolerates_timestamps_a_second_early():
+    # WhisperLiveKit (whisper-base): the turn's speech is 33.15-42.14 s, its line says 32.28-40.90 s
+    turn = [TurnSpan(33.15, 42.14, "the aspect ratio of this format ...")]
+    line = [Commit(32.28, 40.90, " the aspect ratio of this format. ... 3 to 2.", 74.5)]
+    assert turn_latencies(turn, line, t0=0.0) == [pytest.approx(74.5 - 42.14)]
 
 
 def test_update_intervals_cut_the_turn_at_each_update():
