@@ -153,20 +153,20 @@ def test_scorecard_answers_on_calls_nobody_tuned_for(analytics):
 
 @pytest.mark.integration
 async def test_holdout_calls_as_audio_through_transcription_and_analysis(analytics):
-    """Four hold-out calls (two zh, two en) as synthesized 8 kHz two-leg audio: whisper-base through the streaming
-    pipeline, then the analyzer. Measured 2026-12-07: intent 4/4, unresolved 4/4, end sentiment 4/4, alerts P/R
-    0.67 (the full 40-call run is benchmarks/analytics_e2e.py)."""
+    """Two hold-out calls (one zh, one en) as synthesized 8 kHz two-leg audio: whisper-base through the streaming
+    pipeline, then the analyzer (four calls took 130 s of the suite's 20-minute budget on 2 cores; the full
+    40-call run is benchmarks/analytics_e2e.py). Measured 2026-12-07 on these two: intent 2/2, unresolved 2/2."""
     from callscribe.batch import analyze_inputs, discover
     from callscribe.config import Config
 
     labels = json.loads((HOLDOUT / "labels.json").read_text(encoding="utf-8"))
-    ids = ["hold_zh_002", "hold_zh_003", "hold_en_002", "hold_en_003"]
+    ids = ["hold_zh_002", "hold_en_002"]
     audio = DATA / "holdout_audio"
-    result = await analyze_inputs(discover([audio / f"{i}.ogg" for i in ids]), analytics, Config(partials=False), jobs=4)
+    result = await analyze_inputs(discover([audio / f"{i}.ogg" for i in ids]), analytics, Config(partials=False), jobs=2)
     assert [c["call_id"] for c in result.calls] == ids and not result.summary["failed"]
     s = score(result.calls, {i: labels[i] for i in ids})
     print("holdout audio", json.dumps({k: v for k, v in s.items() if k not in ("errors", "alerts_by_category")}))
-    assert s["intent_accuracy"] >= 0.75 and s["unresolved_f1"] >= 0.66
-    assert s["alert_precision"] >= 0.5 and s["alert_recall"] >= 0.5
+    assert s["intent_accuracy"] == 1.0, s["errors"]
+    assert [c["unresolved"] for c in result.calls] == [labels[i]["unresolved"] for i in ids], s["errors"]
     assert s["pii_masked"] in (None, 1.0)
     assert {c["language"] for c in result.calls} == {"zh", "en"}
