@@ -245,7 +245,7 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 
 def turn_latencies(turns: list[TurnSpan], commits: list[Commit], t0: float, margin: float = MARGIN_S) -> list[float]:
     """Per turn: arrival of the last commit whose span overlaps the turn's speech (+- margin) minus the
-    moment the turn's speech ended (``t0`` = when audio time 0 was live). A turn whose last second of speech
+    moment the turn's speech ended (``t0`` = when audio time 0 was live). A turn whose last ``margin`` seconds of speech
     no commit covers was never committed: ``inf``."""
     out = []
     for turn in turns:
