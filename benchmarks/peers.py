@@ -1011,7 +1011,7 @@ def plot(data: dict, path: Path) -> None:
     top = max([2.0] + finite) * 1.8
     low = min([0.5] + [x for x in finite if x > 0]) / 1.5
     xs_all = []
-    for sysres in data["systems"]:
+    for k, sysres in enumerate(data["systems"]):
         xs, ys, inf_x = [], [], []
         for lv in sysres["levels"]:
             y = lv["latency_p95_s"]
@@ -1023,8 +1023,9 @@ def plot(data: dict, path: Path) -> None:
                 inf_x.append(lv["streams"])
         style = "o-" if sysres["system"].startswith("callscribe") else "s--"
         line, = ax.plot(xs, ys, style, label=f"{sysres['system']} (max sustained {sysres['max_sustained_streams']})")
-        if inf_x:
-            ax.plot(inf_x, [top / 1.15] * len(inf_x), "x", color=line.get_color(), ms=10, mew=2)
+        if inf_x:  # "never": drawn at the top, side by side so several systems stay visible
+            ax.plot([x * 2 ** (0.04 * (k - 2.5)) for x in inf_x], [top / 1.15] * len(inf_x), "x",
+                    color=line.get_color(), ms=10, mew=2)
     ax.axhline(P95_LIMIT_S, color="red", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
