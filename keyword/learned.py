@@ -12,6 +12,10 @@ nothing is downloaded, inference is a dictionary lookup per n-gram. Training (``
 is a few seconds of full-batch Adam on the labelled JSONL files; it writes the JSON and prints
 cross-validated per-class precision and recall, so the number that decides whether the model is used comes
 from utterances it did not see.
+
+The same linear model stacks the call-level judgements over the rules' answers (``end_sentiment_features``,
+``unresolved_features``; trained by ``python -m callscribe.keyword.train_models``, which also prints the
+leave-one-set-out comparison with the rules alone).
 """
 
 from __future__ import annotations
@@ -149,11 +153,13 @@ class LinearTextModel:
             raise ModelError(f"cannot read model {path}: {exc}") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelError(f"{path} is not a {FORMAT} model")
-        labels = tuple(data["labels"])
-        weights = data["weights"]
-        if any(len(w) != len(labels) for w in weights.values()) or len(data["bias"]) != len(labels):
+        try:
+            labels, weights, bias = tuple(data["labels"]), data["weights"], data["bias"]
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: missing {exc}") from exc
+        if any(len(w) != len(labels) for w in weights.values()) or len(bias) != len(labels):
             raise ModelError(f"{path}: weight rows do not match the {len(labels)} labels")
-        return cls(labels, weights, tuple(data["bias"]), data.get("meta", {}))
+        return cls(labels, weights, tuple(bias), data.get("meta", {}))
 
     def save(self, path: str | Path) -> None:
         data = {
