@@ -13,6 +13,7 @@ the batched encode/generate/align, which faster-whisper's per-file API does not 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -51,6 +52,14 @@ class DecodeRequest:
     fallback: bool = True
     """Allow the temperature-fallback retries; the scheduler turns this off under load (a final that
     waits for retries holds up every final queued behind it)."""
+    context_audio: np.ndarray | None = None
+    """Finals: the channel's previous utterance (float32 16 kHz), put in the window before ``audio`` so the
+    model hears the speaker and the line first. Segment and context together fit one 30 s window."""
+    context_text: str = ""
+    """What ``context_audio`` said: forced as the start of the transcript, then stripped from the result."""
+    pending_context: object | None = None
+    """Set by the pipeline while the previous final is still being decoded (asr.scheduler.PendingContext);
+    schedulers fill ``context_audio``/``context_text`` from it before the request is decoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,9 @@ class _Item:
     text: str = ""
     ratio: float = 0.0
     temperature: float = 0.0
+    prefix: list[int] = field(default_factory=list)  # forced transcript start: <|0.00|> context text <|its end|>
+    covered_ms: int = 0  # with a prefix: where the model's last timestamp put the end of what it transcribed
+    context_ms: int = 0  # audio before the segment in the window
 
 
 def pick_device(cfg: Config) -> tuple[str, str]:
@@ -121,6 +133,7 @@ class WhisperEngine:
         self.fe = self._fw.feature_extractor
         self._suppress = self._suppressed_tokens()
         self._opencc = None
+        self.domain_prompts: dict[str, list[int]] = {}
         log.info("whisper %s on %s/%s", self.resolved.name, self.device, self.compute_type)
 
     # --- public ------------------------------------------------------------------------------------
@@ -137,8 +150,16 @@ class WhisperEngine:
         for it in items:
             groups.setdefault((it.req.is_final, it.features.shape[1]), []).append(it)
         results: list[DecodeResult | None] = [None] * len(items)
+        retry: list[_Item] = []
         for group in groups.values():
             for it, res in zip(group, self._decode_group(group)):
+                results[it.index] = res
+                if self._context_failed(it):
+                    retry.append(it)
+        if retry:  # once, without context (a request without context never comes back here)
+            log.debug("%d finals decoded again without context", len(retry))
+            plain = [dataclasses.replace(it.req, context_audio=None, context_text="", pending_context=None) for it in retry]
+            for it, res in zip(retry, self.decode(plain)):
                 results[it.index] = res
         return [r for r in results if r is not None]
 
@@ -149,6 +170,18 @@ class WhisperEngine:
     # --- stages ------------------------------------------------------------------------------------
     def _prepare(self, req: DecodeRequest, index: int) -> _Item:
         audio = req.audio[:N_SAMPLES].astype(np.float32, copy=False)
+        prefix: list[int] = []
+        context = req.context_audio
+        if req.is_final and context is not None and context.size and req.context_text.strip() and context.size + audio.size <= N_SAMPLES:
+            # as one timestamped piece, <|0.00|> text <|end of context|>: with <|notimestamps|> a forced sentence
+            # often makes the model stop right after it (2 of 4 clip pairs came back empty); in timestamp mode
+            # it goes on with the segment (4 of 4). Where it still stops (the text missed words of the context
+            # audio, say), decode() retries the segment without context.
+            ts = self._tokenizer("en").timestamp_begin
+            prefix = [ts] + self._text_tokens(req.context_text) + [ts + min(1500, round(context.size / SAMPLE_RATE_HZ / 0.02))]
+            audio = np.concatenate([context.astype(np.float32, copy=False), audio])
+        else:
+            context = None
         window = self.cfg.final_window if req.is_final else self.cfg.partial_window
         num_frames = max(1, math.ceil(audio.size / HOP))
         frames = FULL_FRAMES if window == "full" else _bucket(num_frames, int(self.cfg.dynamic_min_window_s * 100))
@@ -159,7 +192,10 @@ class WhisperEngine:
         if feats.shape[1] < frames:
             feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])), constant_values=feats.min())
         language = req.language if (req.language and self.multilingual) else ("" if self.multilingual else "en")
-        return _Item(req, index, np.ascontiguousarray(feats), min(num_frames, frames), language)
+        item = _Item(req, index, np.ascontiguousarray(feats), min(num_frames, frames), language)
+        if context is not None:
+            item.prefix, item.context_ms = prefix, context.size * 1000 // SAMPLE_RATE_HZ
+        return item
 
     def _decode_group(self, group: list[_Item]) -> list[DecodeResult]:
         """Decode items of one kind (all finals or all partials) and one window size: one encode."""
@@ -198,10 +234,21 @@ class WhisperEngine:
             it.language, it.language_probability = ranked[0]
 
     def _generate(self, items: list[_Item], enc, beam_size: int, temperature: float = 0.0) -> None:
-        prompts = [self._prompt(it.language) for it in items]
+        # CTranslate2 batches prompts of different lengths as long as <|startoftranscript|> sits at the same place
+        # and the same number of task tokens follows it: so no previous-text prompts, and all finals of a batch
+        # in one mode. With final_context, finals decode in timestamp mode (what faster-whisper does), with or
+        # without a context; the forced prefix (the context's text) may differ in length per item.
+        timestamps = items[0].req.is_final and self._final_timestamps
+        prompts = [self._prompt(it.language, timestamps) + it.prefix for it in items]
+        if items[0].req.is_final and self.domain_prompts:  # experiment (benchmarks/accuracy.py): a previous-text prompt
+            before = [self.domain_prompts.get(it.language, []) for it in items]
+            if len({len(b) for b in before}) == 1 and before[0]:
+                sot_prev = self._tokenizer("en").sot_prev
+                prompts = [[sot_prev] + b + p for b, p in zip(before, prompts)]
         # No speech yields more than ~20 tokens a second: bounding the length bounds a looping decode's cost.
         longest_s = max(it.req.audio.size for it in items) / SAMPLE_RATE_HZ
-        max_length = min(448, max(len(p) for p in prompts) + MIN_NEW_TOKENS + int(math.ceil(longest_s * TOKENS_PER_S)))
+        extra = int(math.ceil(longest_s / 2)) + 4 if timestamps else 0  # a pair of timestamps every few seconds
+        max_length = min(448, max(len(p) for p in prompts) + MIN_NEW_TOKENS + extra + int(math.ceil(longest_s * TOKENS_PER_S)))
         kwargs: dict = {"beam_size": beam_size}
         if temperature > 0:
             kwargs = {"beam_size": 1, "num_hypotheses": BEST_OF, "sampling_topk": 0, "sampling_temperature": temperature}
@@ -216,13 +263,45 @@ class WhisperEngine:
             **kwargs,
         )
         for it, res in zip(items, results):
-            tokens = [t for t in res.sequences_ids[0] if t < self._eot]
+            seq = res.sequences_ids[0]
+            if it.prefix:
+                seq = self._after_context(it, seq)
+            tokens = [t for t in seq if t < self._eot]  # timestamps (> eot) go too
             seq_len = len(tokens)
             avg_logprob = res.scores[0] * seq_len / (seq_len + 1) if res.scores else -10.0
             text = self._tokenizer(it.language).decode(tokens).strip()
             it.tokens, it.avg_logprob, it.text = tokens, float(avg_logprob), text
             it.no_speech_prob = float(res.no_speech_prob) if temperature == 0 else it.no_speech_prob
             it.ratio, it.temperature = filters.compression_ratio(text), temperature
+
+    def _after_context(self, it: _Item, seq: list[int]) -> list[int]:
+        """The tokens of a context-prefixed result that belong to the segment: the forced prefix stripped, and so
+        is any piece the model starts inside the context's time. Notes how far its timestamps reach."""
+        if seq[: len(it.prefix)] == it.prefix:
+            seq = seq[len(it.prefix) :]
+        ts = self._tokenizer("en").timestamp_begin
+        context_end = it.context_ms // 20
+        out: list[int] = []
+        expect_start, inside = True, False
+        it.covered_ms = it.context_ms
+        for t in seq:
+            if t >= ts:  # pieces come as <|start|> text <|end|>
+                if expect_start:
+                    inside = t - ts < context_end - 10  # starts inside the context (0.2 s of slack)
+                expect_start = not expect_start
+                it.covered_ms = max(it.covered_ms, (t - ts) * 20)
+            elif not inside:
+                out.append(t)
+        return out
+
+    def _context_words(self, it: _Item) -> list[int]:
+        return [t for t in it.prefix if t < self._eot]
+
+    def _context_failed(self, it: _Item) -> bool:
+        """The model stopped after the context instead of transcribing the segment (no text, or its timestamps
+        end before half the segment): that final is decoded again without context."""
+        segment_ms = it.req.audio.size * 1000 // SAMPLE_RATE_HZ
+        return bool(it.prefix) and (not it.tokens or it.covered_ms < it.context_ms + segment_ms // 2)
 
     def _needs_fallback(self, it: _Item) -> bool:
         cfg = self.cfg
@@ -263,7 +342,8 @@ class WhisperEngine:
         languages = [it.language for it in wanted]
         main = max(set(languages), key=languages.count)
         tok_main = self._tokenizer(main)
-        text_tokens = [it.tokens if (it.req.is_final and it.tokens) else [self._eot] for it in group]
+        # the context's words are aligned too (its audio is in the window), then dropped; not its timestamps
+        text_tokens = [self._context_words(it) + it.tokens if (it.req.is_final and it.tokens) else [self._eot] for it in group]
         try:
             aligned = self.model.align(enc, tok_main.sot_sequence, text_tokens, [it.num_frames for it in group], median_filter_width=7)
         except Exception as exc:  # alignment is a nicety: never lose the text over it
@@ -275,7 +355,8 @@ class WhisperEngine:
             if not (it.req.is_final and it.tokens):
                 continue
             tok = self._tokenizer(it.language)
-            words_txt, word_tokens = tok.split_to_word_tokens(it.tokens + [self._eot])
+            context_words = self._context_words(it)
+            words_txt, word_tokens = tok.split_to_word_tokens(context_words + it.tokens + [self._eot])
             if len(word_tokens) <= 1:
                 continue
             text_idx = np.array([p[0] for p in res.alignments])
@@ -289,15 +370,16 @@ class WhisperEngine:
                 continue
             probs = res.text_token_probs
             words = []
+            start_ms = it.req.offset_ms - it.context_ms  # the window starts with the context, before the segment
             for w, i, j in zip(words_txt[:-1], bounds[:-1], bounds[1:]):
-                if not w.strip():
+                if not w.strip() or i < len(context_words):  # the context's own words are not this segment's
                     continue
                 text = self._to_simplified(w) if it.language == "zh" else w
                 words.append(
                     Word(
                         text,
-                        it.req.offset_ms + int(round(jump_times[i] * 1000)),
-                        it.req.offset_ms + int(round(jump_times[j] * 1000)),
+                        max(it.req.offset_ms, start_ms + int(round(jump_times[i] * 1000))),
+                        max(it.req.offset_ms, start_ms + int(round(jump_times[j] * 1000))),
                         round(float(np.mean(probs[i:j])) if j > i else 0.0, 3),
                     )
                 )
@@ -340,12 +422,23 @@ class WhisperEngine:
         return "en" if not self.multilingual else (self.cfg.language if self.cfg.language != "auto" else "en")
 
     @property
+    def _final_timestamps(self) -> bool:
+        return self.cfg.final_context
+
+    @property
     def _eot(self) -> int:
         return self._tokenizer(self._default_language()).eot
 
-    def _prompt(self, language: str) -> list[int]:
+    def _prompt(self, language: str, timestamps: bool = False) -> list[int]:
         tok = self._tokenizer(language)
-        return list(tok.sot_sequence) + [tok.no_timestamps]
+        return list(tok.sot_sequence) + ([] if timestamps else [tok.no_timestamps])
+
+    def _text_tokens(self, text: str) -> list[int]:
+        """Tokens of a transcript as the model writes it (English words start with a space)."""
+        text = text.strip()
+        if text and text[0].isascii():
+            text = " " + text
+        return list(self._tokenizer("en").encode(text))
 
     def _tokenizer(self, language: str):
         return _tokenizer(self._fw.hf_tokenizer, self.multilingual, language or "en")

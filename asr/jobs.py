@@ -43,21 +43,32 @@ class SegmentJob:
     offset_ms: int
     audio_pcm16: bytes
     created_at_ms: int
+    context_pcm16: bytes = b""  # a final's acoustic context (DecodeRequest.context_audio), optional
+    context_text: str = ""
 
     @classmethod
     def from_request(cls, job_id: str, reply_to: str, req: DecodeRequest, created_at_ms: int) -> "SegmentJob":
         pcm = float_to_pcm16(req.audio).astype("<i2", copy=False).tobytes()
-        return cls(job_id, reply_to, req.is_final, req.language or "", req.offset_ms, pcm, created_at_ms)
+        ctx = b""
+        if req.context_audio is not None and req.context_audio.size and req.context_text:
+            ctx = float_to_pcm16(req.context_audio).astype("<i2", copy=False).tobytes()
+        return cls(job_id, reply_to, req.is_final, req.language or "", req.offset_ms, pcm, created_at_ms, ctx,
+                   req.context_text if ctx else "")
 
     def to_request(self) -> DecodeRequest:
         audio = pcm16_to_float(np.frombuffer(self.audio_pcm16, dtype="<i2"))
-        return DecodeRequest(audio, self.is_final, self.language or None, self.offset_ms)
+        req = DecodeRequest(audio, self.is_final, self.language or None, self.offset_ms)
+        if self.context_pcm16 and self.context_text:
+            req.context_audio = pcm16_to_float(np.frombuffer(self.context_pcm16, dtype="<i2"))
+            req.context_text = self.context_text
+        return req
 
     def to_fields(self) -> dict[str, str | bytes]:
         return {
             "v": str(SCHEMA_VERSION), "job_id": self.job_id, "reply_to": self.reply_to, "is_final": "1" if self.is_final else "0",
             "language": self.language, "offset_ms": str(self.offset_ms), "created_at_ms": str(self.created_at_ms),
             "audio": self.audio_pcm16,
+            **({"context_audio": self.context_pcm16, "context_text": self.context_text} if self.context_pcm16 else {}),
         }
 
     @classmethod
@@ -68,8 +79,12 @@ class SegmentJob:
             audio = f["audio"]
             if len(audio) % 2 or len(audio) > 16000 * 2 * 30:
                 raise ValueError(f"audio of {len(audio)} bytes")
+            context = f.get("context_audio", b"")  # optional (added after v1 without a bump: older readers ignore it)
+            if len(context) % 2 or len(context) + len(audio) > 16000 * 2 * 30:
+                raise ValueError(f"context audio of {len(context)} bytes")
             return cls(_s(f["job_id"]), _s(f["reply_to"]), _s(f["is_final"]) == "1", _s(f.get("language", b"")),
-                       int(_s(f["offset_ms"])), bytes(audio), int(_s(f["created_at_ms"])))
+                       int(_s(f["offset_ms"])), bytes(audio), int(_s(f["created_at_ms"])), bytes(context),
+                       _s(f.get("context_text", b"")))
         except (KeyError, ValueError, UnicodeDecodeError, TypeError) as exc:
             raise SchemaError(f"bad segment job: {exc!r}") from exc
 

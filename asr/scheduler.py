@@ -43,6 +43,37 @@ class PartialTicket:
 
 
 @dataclass(slots=True)
+class PendingContext:
+    """A final's acoustic context that needs the channel's previous final decoded first (asr/engine.py,
+    ``DecodeRequest.context_audio``). ``previous`` resolves to that final's result; ``apply(result)`` fills in
+    the request's context (or leaves none). A final never waits for anything but its own channel's last one, so
+    finals of the same channel decode one after another while all channels still batch together."""
+
+    previous: asyncio.Future
+    apply: Callable[[DecodeResult], None]
+
+    def ready(self) -> bool:
+        return self.previous.done()
+
+    def resolve(self) -> None:
+        """Fill the request's context from the previous result (none if that final failed)."""
+        fut = self.previous
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        try:
+            self.apply(fut.result())
+        except Exception:  # context is an aid: never lose the final over it
+            log.exception("final context failed")
+
+
+def resolve_context(req: DecodeRequest) -> None:
+    pending = req.pending_context
+    if pending is not None:
+        req.pending_context = None
+        pending.resolve()  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
 class SchedulerStats:
     batches: int = 0
     finals_decoded: int = 0
@@ -129,10 +160,8 @@ class BatchScheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            finals: list[tuple[DecodeRequest, asyncio.Future[DecodeResult]]] = []
-            while self._finals and len(finals) < self.max_batch_size:
-                finals.append(self._finals.popleft())
-            if self._finals:  # more finals waiting: no slow retries in this batch (overload policy)
+            finals = self._take_finals()
+            if self._ready_finals():  # more finals waiting: no slow retries in this batch (overload policy)
                 for req, _ in finals:
                     if req.fallback:
                         req.fallback = False
@@ -176,6 +205,30 @@ class BatchScheduler:
                     ticket.deliver(res)
                 except Exception:
                     log.exception("partial delivery failed")
+
+    def _take_finals(self) -> list[tuple[DecodeRequest, asyncio.Future[DecodeResult]]]:
+        """Up to max_batch_size waiting finals, oldest first; one whose context waits for its channel's previous
+        final (still queued or decoding) stays in line for a later batch."""
+        taken: list[tuple[DecodeRequest, asyncio.Future[DecodeResult]]] = []
+        waiting: list[tuple[DecodeRequest, asyncio.Future[DecodeResult]]] = []
+        while self._finals and len(taken) < self.max_batch_size:
+            req, fut = self._finals.popleft()
+            pending = req.pending_context
+            if pending is not None and not pending.ready():  # type: ignore[attr-defined]
+                waiting.append((req, fut))
+                continue
+            resolve_context(req)
+            taken.append((req, fut))
+        if not taken and waiting:  # cannot happen (a final's previous one is queued ahead of it or done): never stall
+            req, fut = waiting.pop(0)
+            req.pending_context = None
+            taken.append((req, fut))
+        self._finals.extendleft(reversed(waiting))
+        return taken
+
+    def _ready_finals(self) -> bool:
+        """Does a final wait that could have gone in this batch (not one waiting for its channel's last)?"""
+        return any(req.pending_context is None or req.pending_context.ready() for req, _ in self._finals)  # type: ignore[attr-defined]
 
     def _partial_limit(self) -> int:
         if self._item_s <= 0:

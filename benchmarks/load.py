@@ -74,6 +74,10 @@ class LevelResult:
     cpu_util: float
     lag_s: float
     error_rate: dict[str, float] = field(default_factory=dict)
+    cpu_per_channel_pct: float = float("nan")
+    """CPU of the process(es) that ran the calls per channel-second of call audio, in % of one core: CPU seconds /
+    (2 * calls * duration_s) * 100, so waiting for a backlog of finals after the audio ends does not dilute it.
+    With --workers that is the ingest side alone: VAD, Silero, ordering, partial/final jobs, publishing."""
 
     @property
     def sustained(self) -> bool:
@@ -271,12 +275,27 @@ async def run_level_multi(args: argparse.Namespace, n: int, cfg: Config, languag
 
 
 async def child_main(args: argparse.Namespace) -> int:
+    import signal
+
+    # kill -USR1 <pid> prints where every task of this ingest process waits (a run that does not end)
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR1, lambda: [t.print_stack(file=sys.stderr) for t in asyncio.all_tasks()])
     n, i, k, t0_wall, tag, redis_url = args.child.split(":", 5)
     cfg = build_config(args).replace(key_prefix="benchw")
     languages = [lang for lang in args.languages if lang == "en" or not cfg.model.endswith(".en")]
     calls = make_calls(int(n), args.duration, languages)[int(i) :: int(k)]
+    profile_to = os.environ.get("LOAD_PROFILE_DIR")  # a folder: each ingest process writes its cProfile (CPU time) there
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)  # the event loop thread (VAD rounds off it are not in it)
+        profiler.enable()
     raw = await run_level("ours", None, cfg, calls, redis_url, remote=True, t0_wall=float(t0_wall),
                           summarize_here=False, run_tag=tag)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(profile_to, f"ingest-{n}-{i}.prof"))
     print(json.dumps(raw, default=_json_default), flush=True)
     return 0
 
@@ -330,6 +349,7 @@ def summarize(mode: str, calls: list[Call], raws: list[dict]) -> LevelResult:
         mean_batch=round(total("decoded") / batches, 2) if batches else float("nan"),
         batch_sizes=dict(sorted(batch_sizes.items())),
         cpu_util=round(total("cpu_s") / wall, 2),
+        cpu_per_channel_pct=round(100 * total("cpu_s") / max(1e-9, 2 * total("calls") * max(r["duration_s"] for r in raws)), 4),
         lag_s=round(max(r["lag"] for r in raws), 3),
         error_rate=score(calls, finals),  # type: ignore[arg-type]
     )
@@ -379,7 +399,7 @@ async def ramp(mode: str, engine, cfg: Config, levels: list[int], duration_s: fl
         log(
             f"  {mode:>8} N={n:4d}: final p50 {res.latency_p50_s:.2f} p95 {res.latency_p95_s:.2f} p99 {res.latency_p99_s:.2f} s | "
             f"partial median {res.partial_interval_median_s:.2f} s | {res.windows_per_s:.1f} windows/s, batch {res.mean_batch:.1f} | "
-            f"lost {res.finals_lost} | cpu {res.cpu_util:.2f} | err {res.error_rate} | {'OK' if res.sustained else 'over'}"
+            f"lost {res.finals_lost} | cpu {res.cpu_util:.2f} ({res.cpu_per_channel_pct:.3f}%/channel) | err {res.error_rate} | {'OK' if res.sustained else 'over'}"
         )
         fails = 0 if res.sustained else fails + 1
         if fails >= stop_after_fail:
@@ -394,7 +414,7 @@ async def ramp_multi(args, levels: list[int], cfg: Config, languages: list[str],
         out.append(res)
         print(f"  ours x{args.ingest_procs} ingest N={n:4d}: final p50 {res.latency_p50_s:.2f} p95 {res.latency_p95_s:.2f} s | "
               f"partial median {res.partial_interval_median_s:.2f} s | {res.windows_per_s:.1f} windows/s | lost {res.finals_lost} | "
-              f"ingest cpu {res.cpu_util:.2f} | lag {res.lag_s:.2f} s | err {res.error_rate} | {'OK' if res.sustained else 'over'}", flush=True)
+              f"ingest cpu {res.cpu_util:.2f} ({res.cpu_per_channel_pct:.3f}%/channel) | lag {res.lag_s:.2f} s | err {res.error_rate} | {'OK' if res.sustained else 'over'}", flush=True)
         fails = 0 if res.sustained else fails + 1
         if fails >= args.stop_after_fail:
             break
@@ -489,15 +509,43 @@ async def start_workers(args: argparse.Namespace, redis_url: str, cfg: Config) -
     model_args = ["--model-dir", cfg.model_dir] if cfg.model_dir else ["--model", cfg.model]
     procs = []
     for _ in range(args.workers):
-        procs.append(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "callscribe.cli", "worker", "--redis-url", redis_url, *model_args,
-            "--device", cfg.device, "--compute-type", cfg.compute_type, env=env, stderr=asyncio.subprocess.PIPE))
+        if args.stub_asr:  # answers at once, no model: ingest measured at the partial cadence a fast worker gives
+            argv = [sys.executable, "-m", "benchmarks.load", "--stub-worker", redis_url]
+        else:
+            argv = [sys.executable, "-m", "callscribe.cli", "worker", "--redis-url", redis_url, *model_args,
+                    "--device", cfg.device, "--compute-type", cfg.compute_type]
+        procs.append(await asyncio.create_subprocess_exec(*argv, env=env, stderr=asyncio.subprocess.PIPE))
     for proc in procs:
         line = await asyncio.wait_for(proc.stderr.readline(), 300)
         if not line.startswith(b"callscribe worker "):
             raise RuntimeError(f"worker did not start: {line!r}")
         asyncio.create_task(_drain(proc.stderr))  # keep its log pipe from filling up
     return procs
+
+
+class StubEngine:
+    """Stands in for Whisper in ``--stub-asr`` workers: an instant answer, one English word per 0.4 s of audio
+    with word times, so ingest, ordering and publishing do their full work without a model."""
+
+    def decode(self, requests):
+        from callscribe.asr.engine import DecodeResult
+        from callscribe.events import Word
+
+        out = []
+        for r in requests:
+            n = max(1, int(r.audio.size / 16000 / 0.4))
+            words = tuple(Word(" word", r.offset_ms + 400 * k, r.offset_ms + 400 * k + 300, 0.9) for k in range(n)) if r.is_final else ()
+            out.append(DecodeResult(" ".join(["word"] * n), "en", 1.0, 0.9, -0.1, 0.01, 1.2, 0.0, words))
+        return out
+
+
+async def stub_worker_main(redis_url: str) -> int:
+    from callscribe.asr.worker import AsrWorker
+
+    worker = AsrWorker(Config.load(None), redis_url, StubEngine())
+    print("callscribe worker (stub: no model)", file=sys.stderr, flush=True)
+    await worker.run()
+    return 0
 
 
 async def _drain(stream) -> None:
@@ -517,7 +565,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     print(f"callscribe load benchmark: {engine.description}, languages {languages}, {args.duration:.0f} s calls, {hardware()}", flush=True)
     with EmbeddedRedis(Path(args.data_dir)) as redis:
         levels = [int(x) for x in args.calls.split(",")]
-        base_levels = [int(x) for x in args.baseline_calls.split(",")]
+        base_levels = [int(x) for x in args.baseline_calls.split(",") if x.strip()]  # "" = no baseline ramp
         print("per-call baseline (faster-whisper transcribe per segment, no cross-call batching):", flush=True)
         base_cfg = cfg.replace(max_batch_size=1)
         baseline = await ramp("baseline", PerCallEngine(engine), base_cfg, base_levels, args.duration, languages, redis.url,
@@ -549,7 +597,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     ours_max, base_max = max_sustained(ours), max_sustained(baseline)
     best = next((r for r in ours if r.calls == ours_max), None)
     same_audio = None
-    if best is not None:  # the max-N level's calls again, one at a time: accuracy at load vs no load, same audio
+    if best is not None and not args.skip_same_audio:  # the max-N level's calls again, one at a time: accuracy at load vs no load, same audio
         alone = await one_call_each(engine, cfg, make_calls(ours_max, args.duration, languages))
         same_audio = {"at_load": best.error_rate, "one_call_at_a_time": alone}
         print(f"accuracy on the {ours_max} calls of the max level: at load {best.error_rate}, one at a time {alone}", flush=True)
@@ -574,6 +622,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             "vad_hangover_ms", "word_timestamps", "cpu_threads")},
         "duration_s": args.duration,
         "asr_workers": args.workers,  # 0: in-process model; N: decoded on N worker processes (cpu_util is then the ingest's)
+        "stub_asr": bool(args.stub_asr),  # workers answered without a model: only the ingest figures mean something
+        "ingest_procs": args.ingest_procs,
         "languages": languages,
         "levels": {"ours": [asdict(r) | {"sustained": r.sustained} for r in ours],
                    "baseline": [asdict(r) | {"sustained": r.sustained} for r in baseline]},
@@ -628,8 +678,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accuracy-from", help="a results JSON: score its max-level calls one at a time and add that to it")
     p.add_argument("--ingest-procs", type=int, default=1,
                    help="with --workers: split the calls over this many ingest processes (VAD is CPU work)")
+    p.add_argument("--skip-same-audio", action="store_true",
+                   help="do not re-decode the max level's calls one at a time (the same-audio accuracy check)")
+    p.add_argument("--stub-asr", action="store_true",
+                   help="with --workers: workers answer at once without a model (StubEngine), to measure ingest CPU at "
+                        "scale on a machine whose model could not keep up; latency and accuracy then mean nothing")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--stub-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.stub_worker:
+        return asyncio.run(stub_worker_main(args.stub_worker))
     if args.child:
         return asyncio.run(child_main(args))
     if args.accuracy_from:

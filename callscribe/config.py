@@ -380,6 +380,14 @@ class Config(BaseSettings):
     """Word times for finals (cross-attention alignment, batched)."""
     final_window: Literal["full", "dynamic"] = "full"
     """Encoder input for finals: `full` (30 s, what Whisper was trained on) or `dynamic` (segment length)."""
+    final_context: bool = True
+    """Decode each final with the channel's previous utterance before it in the window, its text forced as the
+    transcript's start and stripped from the result (acoustic context: the speaker and the line; issue 21)."""
+    final_context_max_s: Annotated[Float, Field(ge=0, le=25)] = 10.0
+    """Most seconds of the previous utterance put before a final (cut at a word boundary; 0 = none)."""
+    final_lead_ms: Annotated[Int, Field(ge=0, le=2_000)] = 200
+    """Audio before a segment's pre-roll that its final is decoded with (so Whisper hears 400 ms before the onset,
+    the padding faster-whisper's own VAD gives); segment times and VAD are unchanged. Issue 21."""
     partial_window: Literal["full", "dynamic"] = "dynamic"
     """Encoder input for partials: `dynamic` (segment length, cheaper) or `full`."""
     dynamic_min_window_s: Annotated[Float, Field(ge=1, le=30)] = 10.0
@@ -428,6 +436,9 @@ class Config(BaseSettings):
     """Silero speech probability that counts as speech."""
     silero_min_speech_ms: Annotated[Int, Field(ge=0, le=30_000)] = 150
     """Audio with Silero probability >= threshold needed for a segment to be decoded."""
+    silero_gate_threshold: Annotated[Float, Field(ge=0, le=1)] = 0.5
+    """Silero probability that counts as speech for the gate of a finished segment (partials and the endpoint use
+    silero_threshold)."""
 
     # --- Ingest / gateway --------------------------------------------------------------------------
     host: Word = "127.0.0.1"

@@ -548,6 +548,7 @@ _TYPES: dict[str, type] = {
                         Surge, CallbackDone, ScenarioCard, StepDone, StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket,
                         TicketStatus, AssistTelemetry, Scorecard, ScoreOverride, ScoreAppeal)
 }
+_TRANSCRIPT_FIELDS = tuple(f.name for f in fields(Transcript))
 _GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, CallbackDone, ScenarioCard, StepDone,
             StepPrompt, KnowledgeCard, Offer, TicketDraft, Ticket, TicketStatus, AssistTelemetry, Scorecard, ScoreOverride,
             ScoreAppeal)
@@ -556,6 +557,12 @@ _GENERIC = (Alert, IntentUpdate, CallFlag, CallSummary, SentimentUpdate, Surge, 
 # ---------------------------------------------------------------------------------------------------
 def to_dict(event: Event) -> dict[str, Any]:
     """JSON-ready dict: ``type``, ``v`` and the dataclass fields (words as objects)."""
+    if type(event) is Transcript:  # the hot path (every partial and final): what asdict gives, without its deep copies
+        d = {name: getattr(event, name) for name in _TRANSCRIPT_FIELDS}
+        d["words"] = tuple({"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms, "probability": w.probability}
+                           for w in event.words)
+        d["kind"] = event.kind
+        return {"type": event.TYPE, "v": SCHEMA_VERSION, **d}
     d = asdict(event)
     if isinstance(event, Transcript):
         d["kind"] = event.kind

@@ -5,8 +5,14 @@ publisher). :class:`CallSession` is one live call: it runs VAD per channel, asks
 while speech goes on and submits finals at each endpoint, and emits the call's events strictly in order
 through one emitter task, so a partial never lands after its own final and finals keep their order.
 
-Backpressure: ``push`` awaits when the scheduler holds ``max_pending_finals`` finals; the emitter awaits the
-sink. Partials are best-effort everywhere; finals are never dropped.
+VAD runs batched across calls: ``push`` leaves the audio in the channel's inbox and :class:`VadTicker` takes
+the oldest push of every channel that has one, runs webrtcvad and the endpointer per channel and Silero for all
+of them in one ONNX call (vad/batch.py), and hands each call its events in push order. A channel's events are
+the same as if it ran alone; a push that fails is logged with its call and dropped, the other channels carry on.
+
+Backpressure: ``push`` awaits when its channel's inbox is full, which happens when the ticker waits for the
+scheduler (``max_pending_finals`` finals held); the emitter awaits the sink. Partials are best-effort
+everywhere; finals are never dropped.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 import numpy as np
 
 from callscribe.asr.engine import DecodeRequest, DecodeResult
-from callscribe.asr.scheduler import BatchScheduler, PartialTicket
+from callscribe.asr.scheduler import BatchScheduler, PartialTicket, PendingContext
 from callscribe.vad import ChannelVad, SpeechAborted, SpeechEnded, SpeechStarted
+from callscribe.vad import batch as vad_batch
 
 from .config import Config
 from .errors import CallIdInUse, CapacityError, SourceQuotaError
@@ -38,6 +47,12 @@ MIN_PARTIAL_AUDIO_MS = 500
 LOCK_MIN_AUDIO_MS = 2000
 LOCK_MIN_PROBABILITY = 0.8
 LOCK_AGREEING = 2
+INBOX_MAX = 8
+"""Pushes a channel may have waiting for the VAD ticker before ``push`` waits (backpressure)."""
+INLINE_SILERO_CHUNKS = 256
+"""A round's Silero work up to this many 32 ms chunks (about 5 ms of CPU) runs on the event loop; more runs in the
+ticker's thread (ONNX Runtime releases the GIL), so ingest keeps reading sockets meanwhile. Below that, handing
+the work to a thread and back costs more than it frees."""
 
 
 class EventSink(Protocol):
@@ -55,13 +70,154 @@ class NullSink:
 class _Channel:
     name: str
     vad: ChannelVad
+    inbox: deque = field(default_factory=deque)  # pushes (arrays) and DTMF (callables) the ticker has not run yet
+    pushed_samples: int = 0
     seq: int = 0  # segment counter
     open_seq: int = -1  # segment in progress, -1 when none
+    open_start_ms: int = -1  # where it starts (partials check that the VAD still holds that segment)
     revision: int = 0  # next revision of the open segment
     partials_emitted: int = 0
     last_partial_req_ms: int = -10_000
     speech_end_wall_ms: int = 0
     finals: int = 0
+    last_final: tuple | None = None  # (end of its audio, its call time, all of it?, its result future): next context
+
+
+@dataclass(slots=True)
+class VadStats:
+    rounds: int = 0
+    channel_steps: int = 0
+    silero_calls: int = 0
+    silero_chunks: int = 0
+    failed_pushes: int = 0
+    largest_round: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class VadTicker:
+    """The shell around vad.batch for one pipeline. Each round takes the oldest push of every channel with one
+    waiting, runs them as one batch (Silero in one ONNX call; in the ticker's thread when large) and awaits each
+    call's handling of its events, in order. Rounds follow one another while pushes wait, so under load a round
+    batches everything that arrived during the previous one. DTMF queued behind a channel's audio runs when the
+    audio before it has been handled, keeping the call's order."""
+
+    def __init__(self) -> None:
+        self.stats = VadStats()
+        self._ready: dict[tuple[CallSession, int], None] = {}  # channels with something in their inbox, FIFO
+        self._busy: set[CallSession] = set()  # calls in the round in progress
+        self._wake = asyncio.Event()
+        self._round_end: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    def submit(self, session: CallSession, index: int, item) -> None:
+        session.channels[index].inbox.append(item)
+        self._ready[(session, index)] = None
+        self._wake.set()
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._run(), name="vad-ticker")
+
+    def idle(self, session: CallSession, index: int) -> bool:
+        """Nothing of this channel waits or runs (so a DTMF can be emitted at once)."""
+        return not session.channels[index].inbox and session not in self._busy
+
+    async def wait_room(self, session: CallSession, index: int) -> None:
+        while len(session.channels[index].inbox) >= INBOX_MAX and self._task is not None:
+            await self._next_round()
+
+    async def drain(self, session: CallSession) -> None:
+        """Wait until every push of ``session`` has been run and its events handled."""
+        while (any(ch.inbox for ch in session.channels) or session in self._busy) and self._task is not None:
+            await self._next_round()
+
+    async def stop(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _next_round(self) -> None:
+        if self._round_end is None or self._round_end.done():
+            self._round_end = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._round_end)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._ready:
+                self._end_round()
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._round()
+            except Exception:  # the ticker must survive anything: a stopped ticker would stall every call
+                log.exception("VAD round failed")
+            finally:
+                self._busy.clear()
+                self._end_round()
+
+    def _end_round(self) -> None:
+        if self._round_end is not None and not self._round_end.done():
+            self._round_end.set_result(None)
+
+    def _take(self) -> list[tuple[CallSession, int, np.ndarray]]:
+        """The oldest push of every channel that has one (DTMF queued before it runs now)."""
+        work = []
+        for key in list(self._ready):
+            session, index = key
+            inbox = session.channels[index].inbox
+            while inbox and callable(inbox[0]):
+                try:
+                    inbox.popleft()()
+                except Exception:
+                    log.exception("call %s: queued event failed", session.call_id)
+            if inbox:
+                work.append((session, index, inbox.popleft()))
+            if not inbox:
+                del self._ready[key]
+        return work
+
+    async def _round(self) -> None:
+        work = self._take()
+        if not work:
+            return
+        self._busy.update(s for s, _, _ in work)
+        vads = [s.channels[i].vad for s, i, _ in work]
+        errors, jobs = vad_batch.prepare(vads, [x for _, _, x in work])
+        chunks = sum(j.steps for j in jobs)
+        st = self.stats
+        st.rounds += 1
+        st.channel_steps += len(work)
+        st.silero_chunks += chunks
+        st.largest_round = max(st.largest_round, len(work))
+        if chunks > INLINE_SILERO_CHUNKS:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+            st.silero_calls += await asyncio.get_running_loop().run_in_executor(self._executor, vad_batch.score, jobs)
+        elif jobs:
+            st.silero_calls += vad_batch.score(jobs)
+        results = vad_batch.finish(vads, errors, jobs, scored=True)
+        for (session, index, _), events in zip(work, results):
+            if isinstance(events, Exception):
+                st.failed_pushes += 1
+                log.warning("call %s channel %s: VAD failed on a push, dropped: %r", session.call_id, index, events)
+                continue
+            try:
+                if events:
+                    await session._after_vad(index, events)
+                else:  # most pushes: no event, only the partial cadence to keep
+                    session._partial_due(index)
+            except Exception:  # one call's failure must not hold up the others' events
+                log.exception("call %s: handling VAD events failed", session.call_id)
 
 
 @dataclass(slots=True)
@@ -83,6 +239,7 @@ class Pipeline:
         self.sink: EventSink = sink or NullSink()
         self.recorder = recorder
         self.scheduler = scheduler or BatchScheduler(engine, cfg.max_batch_size, cfg.max_pending_finals, cfg.partial_batch_budget_s)
+        self.vad = VadTicker()
         self.calls: dict[str, CallSession] = {}
         self.sources: dict[str, str] = {}  # call_id -> source (ingest token subject, SIP peer), for quotas
         self._opening: set[str] = set()
@@ -97,6 +254,7 @@ class Pipeline:
     async def stop(self) -> None:
         for call in list(self.calls.values()):
             await call.end("shutdown")
+        await self.vad.stop()
         await self.scheduler.stop()
 
     async def open_call(self, started: CallStarted, listener: Listener | None = None, source: str = "") -> "CallSession":
@@ -130,6 +288,30 @@ class Pipeline:
             self._opening.discard(call_id)
         await session.start()
         return session
+
+
+CONTEXT_LEAD_MS = 100
+"""Audio kept before the first context word (word starts from alignment are a little late)."""
+
+
+def final_context(req: DecodeRequest, audio: np.ndarray, start_ms: int, res: DecodeResult, whole: bool, max_s: float) -> None:
+    """Put the channel's previous utterance before ``req``'s audio: ``audio`` (its end, from call time
+    ``start_ms``; ``whole`` if that is all of it) decoded as ``res``. As much of it as fits ``max_s`` and the 30 s
+    window goes in, cut where a word starts so that the text matches the audio. No context when the previous
+    final has no text, or no word times to cut at."""
+    if not res.text or res.dropped:
+        return
+    room_ms = min(max_s * 1000, 30_000 - req.audio.size * 1000 // 16000 - 500)
+    text = res.text
+    if not whole or audio.size * 1000 // 16000 > room_ms:
+        cut_ms = start_ms + audio.size * 1000 // 16000 - room_ms  # call time the context may start at
+        first = next((k for k, w in enumerate(res.words) if w.start_ms - CONTEXT_LEAD_MS >= max(cut_ms, start_ms)), None)
+        if first is None or room_ms < 1000:
+            return
+        text = "".join(w.text for w in res.words[first:])
+        audio = audio[(res.words[first].start_ms - CONTEXT_LEAD_MS - start_ms) * 16 :]
+    if text.strip() and audio.size:
+        req.context_audio, req.context_text = audio, text.strip()
 
 
 METADATA_ALIASES = {"caller_number": "caller", "caller_id": "caller"}
@@ -181,10 +363,20 @@ class CallSession:
         if self.recording is not None:  # before VAD: the recording has exactly the audio the call received
             self.recording.write(channel, samples)
         ch = self.channels[channel]
-        for ev in ch.vad.push(samples):
-            await self._on_vad(channel, ev)
-        if self.cfg.partials and ch.open_seq >= 0:
-            self._maybe_request_partial(channel)
+        ch.pushed_samples += samples.size
+        self.pipeline.vad.submit(self, channel, samples)
+        if len(ch.inbox) >= INBOX_MAX:
+            await self.pipeline.vad.wait_room(self, channel)
+
+    async def _after_vad(self, index: int, events: list) -> None:
+        """The VAD events of one push of channel ``index`` (from the pipeline's VadTicker), in order."""
+        for ev in events:
+            await self._on_vad(index, ev)
+        self._partial_due(index)
+
+    def _partial_due(self, index: int) -> None:
+        if self.cfg.partials and self.channels[index].open_seq >= 0:
+            self._maybe_request_partial(index)
 
     def dtmf(self, channel: int, digit: str, at_ms: int | None = None) -> None:
         """Record a key press on ``channel`` (RFC 4733 from RTP). It is emitted in order with the call's
@@ -192,9 +384,15 @@ class CallSession:
         if self._closing:
             return
         ch = self.channels[channel]
-        event = Dtmf(self.call_id, ch.name, digit, self._dtmf_seq, ch.vad.now_ms if at_ms is None else at_ms)
+        if at_ms is None:  # the position of the audio pushed so far, whether or not VAD has run on it yet
+            at_ms = ch.pushed_samples // ch.vad.endpointer.frame_len * ch.vad.endpointer.cfg.frame_ms
+        event = Dtmf(self.call_id, ch.name, digit, self._dtmf_seq, at_ms)
         self._dtmf_seq += 1
-        self._out.put_nowait(("event", event))
+        item = ("event", event)
+        if self.pipeline.vad.idle(self, channel):
+            self._out.put_nowait(item)
+        else:  # after the events of the audio pushed before it
+            self.pipeline.vad.submit(self, channel, lambda: self._out.put_nowait(item))
 
     async def end(self, reason: str = "hangup") -> CallEnded:
         """Flush VAD, wait for every final of the call to be emitted, then emit CallEnded. Idempotent."""
@@ -203,6 +401,7 @@ class CallSession:
             assert self._ended is not None
             return self._ended
         self._closing = True
+        await self.pipeline.vad.drain(self)  # every push so far through VAD first
         for i, ch in enumerate(self.channels):
             self.pipeline.scheduler.cancel_partial((self.call_id, i))
             for ev in ch.vad.flush():
@@ -227,6 +426,7 @@ class CallSession:
         ch = self.channels[index]
         if isinstance(ev, SpeechStarted):
             ch.open_seq = ch.seq
+            ch.open_start_ms = ev.start_ms
             ch.seq += 1
             ch.revision = 0
             ch.partials_emitted = 0
@@ -249,8 +449,19 @@ class CallSession:
         await self._submit_final(index, ch, seq, final_audio)
 
     async def _submit_final(self, index: int, ch: _Channel, seq: int, ev: SpeechEnded) -> None:
-        req = DecodeRequest(ev.audio, True, self.language, ev.start_ms)
+        if ev.lead is not None and ev.lead.size:  # final_lead_ms of lead-in before the pre-roll, for Whisper only
+            req = DecodeRequest(np.concatenate([ev.lead, ev.audio]), True, self.language, ev.start_ms - ev.lead.size // 16)
+        else:
+            req = DecodeRequest(ev.audio, True, self.language, ev.start_ms)
+        max_s = self.cfg.final_context_max_s if self.cfg.final_context else 0.0
+        if max_s > 0 and ch.last_final is not None:
+            audio, start_ms, whole, prev = ch.last_final
+            req.pending_context = PendingContext(prev, lambda res: final_context(req, audio, start_ms, res, whole, max_s))
         fut = await self.pipeline.scheduler.submit_final(req)
+        if max_s > 0:  # keep only what a context can use (memory: one utterance's end per channel)
+            keep = int(max_s * 16000)
+            tail = ev.audio[-keep:].copy() if ev.audio.size > keep else ev.audio
+            ch.last_final = (tail, ev.start_ms + (ev.audio.size - tail.size) // 16, tail.size == ev.audio.size, fut)
         self._out.put_nowait(("final", index, seq, ch.revision, ev, fut, ch.speech_end_wall_ms, ch.partials_emitted))
 
     def _maybe_request_partial(self, index: int) -> None:
@@ -263,13 +474,15 @@ class CallSession:
         ch.last_partial_req_ms = now
         seq = ch.open_seq
 
+        start_ms = ch.open_start_ms
+
         def snapshot() -> DecodeRequest | None:
-            if ch.open_seq != seq or self._closing:
+            # the VAD may be a push ahead of the events handled so far: the segment must still be the same one
+            if ch.open_seq != seq or self._closing or not ch.vad.in_speech or ch.vad.endpointer.segment_start_ms != start_ms:
                 return None
-            return DecodeRequest(ch.vad.current_audio(), False, self.language, ch.vad.endpointer.segment_start_ms)
+            return DecodeRequest(ch.vad.current_audio(), False, self.language, start_ms)
 
         def deliver(res: DecodeResult) -> None:
-            start_ms = ch.vad.endpointer.segment_start_ms
             self._out.put_nowait(("partial", index, seq, res, start_ms, ch.vad.now_ms))
 
         self.pipeline.scheduler.request_partial((self.call_id, index), PartialTicket(snapshot, deliver))

@@ -413,17 +413,17 @@ class RedisPublisher:
         # An event that cannot even be encoded (a lone surrogate in its text, a bug) is refused for good on
         # its own: retrying it would stall every call's events behind it.
         results: list[Any] = [None] * len(batch)
-        calls: list[tuple[list[str], list[str]]] = []
+        calls: list[tuple[list[bytes], list[bytes]]] = []
         index: list[int] = []
         for i, event in enumerate(batch):
             try:
                 k, a = self._args(event)
-                for x in (*k, *a):
-                    x.encode("utf-8")
+                # encoded here once: the client passes bytes through (it would encode every argument again)
+                kb, ab = [x.encode("utf-8") for x in k], [x.encode("utf-8") for x in a]
             except Exception as exc:  # noqa: BLE001 - whatever it is, it is this event's alone
                 results[i] = UnencodableEvent(f"{type(exc).__name__}: {exc}"[:200])
                 continue
-            calls.append((k, a))
+            calls.append((kb, ab))
             index.append(i)
         if calls:
             sent = await self._run(calls, by_sha=True)
@@ -437,7 +437,7 @@ class RedisPublisher:
                 results[i] = res
         return results
 
-    async def _run(self, calls: list[tuple[list[str], list[str]]], by_sha: bool) -> list[Any]:
+    async def _run(self, calls: list[tuple[list[bytes], list[bytes]]], by_sha: bool) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for k, a in calls:
             if by_sha:

@@ -27,6 +27,7 @@ class EndpointerConfig:
     tail_ms: int = 200
     min_speech_ms: int = 250
     max_segment_ms: int = 20_000
+    lead_ms: int = 0  # audio before the segment (before its pre-roll) handed over with it, outside its times
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +37,16 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechEnded:
-    """A finished utterance. ``audio`` is float32 16 kHz, owned by the receiver."""
+    """A finished utterance. ``audio`` is float32 16 kHz, owned by the receiver. ``lead``: up to ``lead_ms`` of
+    the audio just before it (not part of the segment: its times are ``start_ms``..``end_ms``), for a decoder
+    that wants more lead-in than the pre-roll."""
 
     audio: np.ndarray
     start_ms: int
     end_ms: int
     voiced_ms: int
     reason: Literal["silence", "max_length", "flush"]
+    lead: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,9 @@ class Endpointer:
         self._start_frames = max(1, self.cfg.start_ms // f)
         self._window = deque(maxlen=max(self._start_frames, self.cfg.start_window_ms // f))
         self._pre_roll_frames = self.cfg.pre_roll_ms // f
-        self._pre_roll: deque[np.ndarray] = deque(maxlen=self._window.maxlen + self._pre_roll_frames)
+        self._lead_frames = self.cfg.lead_ms // f
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=self._window.maxlen + self._pre_roll_frames + self._lead_frames)
+        self._lead: list[np.ndarray] = []
         self._hangover_frames = max(1, self.cfg.hangover_ms // f)
         self._tail_frames = min(self._hangover_frames, self.cfg.tail_ms // f)
         self._max_frames = max(2, self.cfg.max_segment_ms // f)
@@ -95,6 +101,16 @@ class Endpointer:
             return np.zeros(0, np.float32)
         return np.concatenate(self._seg)
 
+    def audio_since(self, sample_offset: int) -> np.ndarray:
+        """Audio of the segment in progress from ``sample_offset`` (samples from its start) on: what Silero has
+        not scored yet, without joining the whole segment on every push."""
+        if not self.in_speech:
+            return np.zeros(0, np.float32)
+        first, skip = divmod(sample_offset, self.frame_len)
+        if first >= len(self._seg):
+            return np.zeros(0, np.float32)
+        return np.concatenate(self._seg[first:])[skip:]
+
     def push(self, frame: np.ndarray, is_speech: bool) -> list[VadEvent]:
         events: list[VadEvent] = []
         self.frames_seen += 1
@@ -107,7 +123,9 @@ class Endpointer:
                 flags = list(self._window)
                 from_first_voiced = len(flags) - flags.index(True)
                 keep = min(len(self._pre_roll), from_first_voiced + self._pre_roll_frames)
-                self._seg = list(self._pre_roll)[-keep:]
+                history = list(self._pre_roll)
+                self._seg = history[-keep:]
+                self._lead = history[max(0, len(history) - keep - self._lead_frames) : len(history) - keep]
                 self._seg_voiced = ([False] * keep + flags)[-keep:]
                 self._seg_start_frame = self.frames_seen - len(self._seg)
                 self._silence_run = 0
@@ -123,6 +141,24 @@ class Endpointer:
             events.append(self._close(keep_frames=len(self._seg) - self._silence_run + self._tail_frames, reason="silence"))
         elif len(self._seg) >= self._max_frames:
             events.extend(self._cut_at_quietest())
+        return events
+
+    def push_many(self, frames, flags: list[bool]) -> list[VadEvent]:
+        """``push`` for consecutive frames, with the same events; in silence, a run of frames that cannot hold an
+        onset is taken in one step (most of a call's frames on a channel are the other side talking)."""
+        events: list[VadEvent] = []
+        i, n = 0, len(flags)
+        while i < n:
+            if not self.in_speech and sum(self._window) + sum(flags[i:]) < self._start_frames:
+                # no window can reach start_frames voiced frames: none of these frames opens a segment
+                self._pre_roll.extend(frames[i:])
+                self._window.extend(flags[i:])
+                self.frames_seen += n - i
+                break
+            out = self.push(frames[i], flags[i])
+            if out:
+                events.extend(out)
+            i += 1
         return events
 
     def end_now(self, trailing_silence_ms: int) -> list[VadEvent]:
@@ -145,11 +181,15 @@ class Endpointer:
         voiced = sum(self._seg_voiced[:keep])
         start_ms = self.segment_start_ms
         audio = np.concatenate(self._seg[:keep])
+        lead = self._lead_audio()
         self._reset()
         if voiced < self._min_voiced_frames:
             return SpeechAborted(start_ms, "too_short")
         end_ms = start_ms + keep * self.cfg.frame_ms
-        return SpeechEnded(audio, start_ms, end_ms, voiced * self.cfg.frame_ms, reason)  # type: ignore[arg-type]
+        return SpeechEnded(audio, start_ms, end_ms, voiced * self.cfg.frame_ms, reason, lead)  # type: ignore[arg-type]
+
+    def _lead_audio(self) -> np.ndarray | None:
+        return np.concatenate(self._lead) if self._lead else None
 
     def _cut_at_quietest(self) -> list[VadEvent]:
         energies = np.array([float(np.dot(f, f)) for f in self._seg])
@@ -163,6 +203,8 @@ class Endpointer:
         start_ms = self.segment_start_ms
         voiced = sum(self._seg_voiced[:cut])
         audio = np.concatenate(self._seg[:cut])
+        lead = self._lead_audio()
+        self._lead = self._seg[max(0, cut - self._lead_frames) : cut] if self._lead_frames else []
         rest, rest_flags = self._seg[cut:], self._seg_voiced[cut:]
         self._seg, self._seg_voiced = rest, rest_flags
         self._seg_start_frame += cut
@@ -173,12 +215,13 @@ class Endpointer:
             self._silence_run += 1
         end_ms = start_ms + cut * self.cfg.frame_ms
         return [
-            SpeechEnded(audio, start_ms, end_ms, voiced * self.cfg.frame_ms, "max_length"),
+            SpeechEnded(audio, start_ms, end_ms, voiced * self.cfg.frame_ms, "max_length", lead),
             SpeechStarted(self.segment_start_ms),
         ]
 
     def _reset(self) -> None:
         self.in_speech = False
+        self._lead = []
         self._seg = []
         self._seg_voiced = []
         self._silence_run = 0
