@@ -424,8 +424,12 @@ class Config(BaseSettings):
     """Window in which `vad_start_ms` of voiced frames open a segment."""
     vad_hangover_ms: Annotated[Int, Field(gt=0, le=30_000)] = 400
     """Trailing silence that ends a segment (the endpoint)."""
-    vad_pre_roll_ms: Annotated[Int, Field(ge=0, le=30_000)] = 200
-    """Audio kept before the detected onset, so first syllables are not clipped."""
+    vad_pre_roll_ms: Annotated[Int, Field(ge=0, le=30_000)] = 400
+    """Audio kept before the detected onset, so first syllables are not clipped. 400 ms, as faster-whisper's own
+    VAD pads speech: over a mu-law line webrtcvad finds Mandarin onsets late, and 200 ms cost 4 points of CER
+    there (benchmarks/results/accuracy-*.json)."""
+    vad_tail_ms: Annotated[Int, Field(ge=0, le=30_000)] = 200
+    """Audio kept after the last voiced frame of a segment (at most `vad_hangover_ms`: it adds no latency)."""
     vad_min_speech_ms: Annotated[Int, Field(ge=0, le=30_000)] = 250
     """Segments with less voiced audio are dropped (clicks, coughs)."""
     vad_max_segment_s: Annotated[Float, Field(ge=2, le=29)] = 20.0

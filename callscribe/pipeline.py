@@ -124,29 +124,39 @@ class VadTicker:
         """Nothing of this channel waits or runs (so a DTMF can be emitted at once)."""
         return not session.channels[index].inbox and session not in self._busy
 
+    def _running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def wait_room(self, session: CallSession, index: int) -> None:
-        while len(session.channels[index].inbox) >= INBOX_MAX and self._task is not None:
+        while len(session.channels[index].inbox) >= INBOX_MAX and self._running():
             await self._next_round()
 
     async def drain(self, session: CallSession) -> None:
-        """Wait until every push of ``session`` has been run and its events handled."""
-        while (any(ch.inbox for ch in session.channels) or session in self._busy) and self._task is not None:
+        """Wait until every push of ``session`` has been run and its events handled (at once when the ticker is
+        gone: a stopped loop cancelled it)."""
+        while (any(ch.inbox for ch in session.channels) or session in self._busy) and self._running():
             await self._next_round()
 
     async def stop(self) -> None:
         self._closed = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if not self._task.cancelled():  # we are the ones cancelled: pass it on
+                    raise
             self._task = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
 
     async def _next_round(self) -> None:
+        """Until the round in progress ends, or the ticker does (never waits on a round that cannot come)."""
         if self._round_end is None or self._round_end.done():
             self._round_end = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._round_end)
+        assert self._task is not None
+        await asyncio.wait([self._round_end, self._task], return_when=asyncio.FIRST_COMPLETED)
 
     async def _run(self) -> None:
         while True:
@@ -345,7 +355,7 @@ class CallSession:
         self._out: asyncio.Queue[tuple] = asyncio.Queue()
         self._emitter: asyncio.Task[None] | None = None
         self._ended: CallEnded | None = None
-        self._ended_event = asyncio.Event()
+        self._ending: asyncio.Task[CallEnded] | None = None
         self._closing = False
         self._confident: dict[str, int] = {}  # language -> confident detections so far
         self._dtmf_seq = 0
@@ -395,12 +405,17 @@ class CallSession:
             self.pipeline.vad.submit(self, channel, lambda: self._out.put_nowait(item))
 
     async def end(self, reason: str = "hangup") -> CallEnded:
-        """Flush VAD, wait for every final of the call to be emitted, then emit CallEnded. Idempotent."""
-        if self._closing:
-            await self._ended_event.wait()
-            assert self._ended is not None
-            return self._ended
-        self._closing = True
+        """Flush VAD, wait for every final of the call to be emitted, then emit CallEnded. Idempotent.
+
+        The ending runs as its own task, shielded: a caller that is cancelled meanwhile (a connection handler
+        torn down, a SIP server stopping) neither loses the call's last finals nor leaves a later ``end()``
+        (the pipeline's shutdown) waiting for an ending that will never finish."""
+        if self._ending is None:
+            self._closing = True
+            self._ending = asyncio.create_task(self._end(reason), name=f"end-{self.call_id}")
+        return await asyncio.shield(self._ending)
+
+    async def _end(self, reason: str) -> CallEnded:
         await self.pipeline.vad.drain(self)  # every push so far through VAD first
         for i, ch in enumerate(self.channels):
             self.pipeline.scheduler.cancel_partial((self.call_id, i))
@@ -418,7 +433,6 @@ class CallSession:
                                         recording=recording)
         self.pipeline.calls.pop(self.call_id, None)
         self.pipeline.sources.pop(self.call_id, None)
-        self._ended_event.set()
         return ended
 
     # --- VAD events -> scheduler -------------------------------------------------------------------

@@ -39,37 +39,44 @@ def final_text(events) -> str:
     return " ".join(e.text for e in events if isinstance(e, Transcript) and e.is_final and e.text)
 
 
+def telephone(audio: np.ndarray) -> np.ndarray:
+    """What a G.711 line does to the audio: 8 kHz, mu-law encoded and decoded, resampled back to 16 kHz."""
+    narrow = resample(audio, 16000, 8000)
+    line = pcm16_to_float(decode_bytes(encode_g711(float_to_pcm16(narrow), "mulaw"), "mulaw"))
+    return resample(line, 8000, 16000)
+
+
+GAP_MAX = {"wideband": 0.01, "telephone": 0.01}  # issue 21: within a point of faster-whisper's own transcribe()
+GAP_MAX_ZH_TELEPHONE = 0.03
+"""Mandarin over a mu-law line is the one cell not yet within a point here: measured +0.8 to +2.0 points over the
+13 clips (255 characters: one character is 0.4 points) in benchmarks/results/accuracy-*.json; was +3.9 before
+issue 21's changes. The bound catches a regression, not the goal."""
+
+
 @pytest.mark.accuracy
+@pytest.mark.parametrize("band", ["wideband", "telephone"])
 @pytest.mark.parametrize("language", ["zh", "en"])
-async def test_accuracy_not_worse_than_plain_faster_whisper(engine, asr_config, language):
-    """The streaming pipeline (VAD segments, batched decode) vs faster-whisper's own transcribe() on the
-    same audio, same model and compute type: at most 2 points worse (the issue's acceptance bar)."""
+async def test_accuracy_within_a_point_of_plain_faster_whisper(engine, asr_config, language, band):
+    """The streaming pipeline (VAD segments, batched decode, finals with acoustic context) vs faster-whisper's
+    own transcribe() on the same audio, same model and compute type: CER (zh) / WER (en) at most one point
+    worse, on the 16 kHz clips and on the same clips through a mu-law telephone line. All clips of the language
+    (the figures of each change over them are in benchmarks/results/accuracy-*.json)."""
     audio, reference = concatenated(language)
+    if band == "telephone":
+        audio = telephone(audio)
     segments, _ = engine._fw.transcribe(audio)  # plain faster-whisper, its defaults (beam 5, language detect)
     plain = " ".join(s.text for s in segments)
     events, ended = await transcribe(engine, asr_config, [audio])
     ours = final_text(events)
     plain_err, our_err = error_rate(reference, plain, language), error_rate(reference, ours, language)
-    print(f"{language}: plain faster-whisper {plain_err:.3f}, callscribe {our_err:.3f}")
-    assert our_err <= plain_err + 0.02
+    print(f"{language}/{band}: plain faster-whisper {plain_err:.3f}, callscribe {our_err:.3f}")
+    assert our_err <= plain_err + (GAP_MAX_ZH_TELEPHONE if (language, band) == ("zh", "telephone") else GAP_MAX[band])
     assert our_err < (0.30 if language == "zh" else 0.20)
     assert ended.finals >= len([r for r in load_manifest() if r["language"] == language]) - 2
     if language == "zh":  # Simplified output, whatever the model emits
         import opencc
 
         assert ours == opencc.OpenCC("t2s").convert(ours)
-
-
-@pytest.mark.accuracy
-async def test_telephone_audio_mulaw_8k(engine, asr_config):
-    """8 kHz G.711 mu-law (what a phone line carries), resampled back up by the audio front."""
-    audio, reference = concatenated("en")
-    narrow = resample(audio, 16000, 8000)
-    line = pcm16_to_float(decode_bytes(encode_g711(float_to_pcm16(narrow), "mulaw"), "mulaw"))
-    events, _ = await transcribe(engine, asr_config, [resample(line, 8000, 16000)])
-    err = error_rate(reference, final_text(events), "en")
-    print("en over mu-law 8 kHz WER", err)
-    assert err < 0.25
 
 
 async def test_stereo_call_tags_channels_and_orders_finals(engine, asr_config):

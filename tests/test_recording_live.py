@@ -115,7 +115,9 @@ async def test_websocket_call_is_recorded_redacted_and_old_recordings_are_swept(
         rest = np.ones(len(t), bool)
         for s in m.redacted_spans:
             rest &= ~((t >= s.start_ms / 1000 - 0.03) & (t < s.end_ms / 1000 + 0.25))
-        assert rest.mean() > 0.3, m.redacted_spans  # the clips are mostly the numbers
+        # the clips are mostly the numbers; a span may start up to the segment's pre-roll (400 ms) early, where the
+        # alignment puts the first word's start: silence redacted, never speech left
+        assert rest.mean() > 0.2, m.redacted_spans
         assert np.abs(red[rest] - orig[rest]).max() < 1e-4
         assert rendition_for(m, "qa") == rendition_for(m, "admin") == m.redacted  # text stored redacted: all roles
     finally:

@@ -68,7 +68,7 @@ def test_real_speech_padded_with_silence_gives_segments_covering_it(name):
     for ev in segments:
         assert ev.audio.size == (ev.end_ms - ev.start_ms) * 16
         np.testing.assert_array_equal(ev.audio, x[ev.start_ms * 16 : ev.end_ms * 16])
-        assert PAD_MS - 200 <= ev.start_ms < ev.end_ms <= clip_end_ms + 500  # pre-roll / tail, no more
+        assert PAD_MS - Config().vad_pre_roll_ms <= ev.start_ms < ev.end_ms <= clip_end_ms + 500  # pre-roll / tail, no more
         assert ev.reason in ("silence", "flush")
     for a, b in zip(segments, segments[1:]):
         assert a.end_ms <= b.start_ms
@@ -120,7 +120,7 @@ def test_demo_call_turns_found_on_the_right_channel(lang):
             overlap = [ev for ev in segments if ev.start_ms < end_ms and ev.end_ms > start_ms]
             assert overlap, f"{role} turn {turn['file']} not found"
         for ev in segments:  # every segment lies on one of this channel's turns (pre-roll/tail slack)
-            assert any(ev.start_ms >= t["start_s"] * 1000 - 250 and ev.end_ms <= t["end_s"] * 1000 + 600 for t in mine)
+            assert any(ev.start_ms >= t["start_s"] * 1000 - Config().vad_pre_roll_ms - 50 and ev.end_ms <= t["end_s"] * 1000 + 600 for t in mine)
 
 
 # --- non-speech -----------------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class EndpointerConfig:
 @dataclass(frozen=True, slots=True)
 class SpeechStarted:
     start_ms: int
+    onset_ms: int = 0
+    """Where the first voiced frame is, from ``start_ms`` (the pre-roll before it): detectors that judge the
+    segment start there (Silero, from a fresh state, misses speech that follows silence; see vad/channel.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ class Endpointer:
                 self._silence_run = 0
                 self._pre_roll.clear()
                 self._window.clear()
-                events.append(SpeechStarted(self.segment_start_ms))
+                events.append(SpeechStarted(self.segment_start_ms, (keep - from_first_voiced) * self.cfg.frame_ms))
             return events
 
         self._seg.append(frame)
