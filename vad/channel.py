@@ -164,7 +164,7 @@ class ChannelVad:
 
     def _gate(self, ev: SpeechEnded) -> VadEvent | _Gate:
         """Verdict on a finished segment: speech if Silero hears >= silero_min_speech_ms in it, scored from its
-        start with a fresh state, its last partial chunk zero-padded. The open segment's probabilities are those
+        onset with a fresh state, its last partial chunk zero-padded. The open segment's probabilities are those
         of the same chunks; only chunks they lack (or a partial last chunk that tips the count) need scoring."""
         audio = ev.audio[self._skip :]
         whole, tail = divmod(audio.size, CHUNK)
