@@ -586,7 +586,8 @@ def _gap_ok(gap: str, left: str, right: str) -> bool:
     if sep == "":
         return True
     if left == right == "a":
-        return sep in ("-", ".", "/", ")", ")-")
+        # "," only tight ("4,410,228793": Whisper's thousands commas inside a read-out identifier); "1, 2, 3" is a list
+        return sep in ("-", ".", "/", ")", ")-") or gap == ","
     if left == right == "w":
         return sep in ("-", ",", "...", "…", ",...")
     if left == right == "z":
@@ -678,14 +679,20 @@ def _plain_number(
         return
     # "7 4 2 9 1 8 3", or words ("nine eight four five, six zero ..."): one number read digit by digit,
     # whatever the pauses between its groups
-    spelled = all(g == 1 for g in sub_groups) or run.last_type == "w" and not run.has_ascii
-    if not spelled and any(g < 3 for g in sub_groups[:-1]):
+    # "9-8-4-5-0-1-2763": read digit by digit, the last digits written as one group by the recogniser
+    spelled = (all(g == 1 for g in sub_groups) or (len(sub_groups) >= 4 and all(g == 1 for g in sub_groups[:-1]))
+               or run.last_type == "w" and not run.has_ascii)
+    start, end = span(lo, hi)
+    text = norm[start:end]
+    # "4,410,228793": commas that are no thousands grouping (a quantity is "1,234,567") inside one identifier
+    # (a long last group: "58,88,128" stays a list of prices)
+    odd_commas = "," in text and sub_groups[-1] >= 4 and not re.fullmatch(r"[0-9]{1,3}(?:,[0-9]{3})+", text)
+    if not (spelled or odd_commas) and any(g < 3 for g in sub_groups[:-1]):
         return  # "58 88 128 198", "2026-11-23 10": a list of small numbers, a date
     if (spelled or not run.has_ascii) and _is_counting(sub):
         return  # "一二三四五六七八九十", "1 2 3 4 5 6 7"
     if sub_groups == (4, 4) and all(1900 <= int(sub[i : i + 4]) <= 2099 for i in (0, 4)):
         return  # "1990-2000": a range of years
-    start, end = span(lo, hi)
     if _UNIT_AFTER_RE.match(norm, end) or _CURRENCY_BEFORE_RE.search(norm, max(0, start - 6), start):
         return
     yield start, end, "digits"

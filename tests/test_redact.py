@@ -640,3 +640,18 @@ def test_a_full_date_of_a_birth_year_is_a_date_of_birth(text):
 ])
 def test_recent_dates_and_dates_without_a_year_stay(text):
     assert redact(text) == text
+
+
+@pytest.mark.parametrize("text, number", [
+    ("the reference is 7,205,391846 I think", "7,205,391846"),  # the recogniser's thousands commas in an identifier
+    ("it's 3-1-7-7-0-4-9921, got that?", "3-1-7-7-0-4-9921"),  # digit by digit, the tail written as one group
+])
+def test_identifiers_in_the_recognisers_number_formats_are_masked(text, number):
+    assert number not in redact(text) and "[NUMBER]" in redact(text), redact(text)
+
+
+@pytest.mark.parametrize("text", [
+    "we have 1,234,567 users", "it costs 1,200 dollars", "套餐58,88,128", "1,2,3,4,5,6,7", "on 2026-11-23 at 10",
+])
+def test_quantities_with_commas_and_dates_stay(text):
+    assert redact(text) == text
