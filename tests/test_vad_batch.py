@@ -228,3 +228,44 @@ def test_lead_is_the_audio_just_before_the_segment():
     (plain,), (led,) = ([ev for ev in events[k] if isinstance(ev, SpeechEnded)] for k in (0, 200))
     assert summary([plain])[0][:-1] == summary([led])[0][:-1] and plain.lead is None
     np.testing.assert_array_equal(led.lead, x[(led.start_ms - 200) * 16 : led.start_ms * 16])
+
+
+async def test_a_cancelled_end_neither_loses_the_final_nor_stalls_shutdown():
+    """The connection handler that ends a call is cancelled mid-ending (a client gone, a server stopping): the
+    ending goes on by itself, its final is emitted, and the pipeline's shutdown does not wait forever (the CI
+    hang of daa8311 had this shape: a later end() waited on an ending that was never finished)."""
+    from callscribe.events import CallEnded, CallStarted
+
+    cfg = Config(partials=False, sip=False, analytics=False, web=False, ingest_auth=False)
+    speech = load_clip(load_manifest()[0]["file"])
+    audio = np.concatenate([np.zeros(SR // 2, np.float32), speech])  # speech to the end: the final comes from end()
+    pipeline = Pipeline(cfg, _Engine())
+    await pipeline.start()
+    events: list = []
+    session = await pipeline.open_call(CallStarted("x1", ("customer",), "en", SR, "pcm16", {}), events.append)
+    for p in range(0, audio.size, 1600):
+        await session.push(0, audio[p : p + 1600])
+    first = asyncio.create_task(session.end("hangup"))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.wait_for(pipeline.stop(), 30)  # ends every call: waits for the same ending
+    ended = await asyncio.wait_for(session.end(), 5)
+    assert ended.reason == "hangup" and ended.finals == 1
+    assert [type(e).__name__ for e in events if isinstance(e, (Transcript, CallEnded))] == ["Transcript", "CallEnded"]
+
+
+async def test_drain_returns_when_the_ticker_is_gone():
+    """A ticker task that died (its loop cancelled it) must not leave drain() waiting for a round."""
+    from callscribe.events import CallStarted
+
+    cfg = Config(partials=False, sip=False, analytics=False, web=False, ingest_auth=False)
+    pipeline = Pipeline(cfg, _Engine())
+    await pipeline.start()
+    session = await pipeline.open_call(CallStarted("x2", ("customer",), "en", SR, "pcm16", {}), lambda e: None)
+    await session.push(0, np.zeros(1600, np.float32))
+    ticker = pipeline.vad._task
+    assert ticker is not None
+    ticker.cancel()
+    session.channels[0].inbox.append(np.zeros(1600, np.float32))  # work the dead ticker will never run
+    await asyncio.wait_for(pipeline.vad.drain(session), 5)
+    await asyncio.wait_for(pipeline.stop(), 30)
